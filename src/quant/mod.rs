@@ -1,0 +1,135 @@
+//! ggml block formats in pure Rust: the type table, bit-exact dequantizers for every type real
+//! GGUF models carry, and ggml's reference Q6_K quantizer.
+//!
+//! Nothing here needs a GPU or a Burn backend.
+
+mod dequant;
+mod ggml_type;
+pub mod q6k;
+
+pub use ggml_type::{DEQUANTIZABLE, GgmlType, dequantizable_list};
+pub use q6k::{BlockQ6K, QK_K};
+
+use thiserror::Error;
+
+/// Why a buffer could not be dequantized.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum QuantError {
+    /// The type has no dequantizer in this crate.
+    #[error(
+        "ggml type {ggml_type} cannot be dequantized (supported: {})",
+        dequantizable_list()
+    )]
+    Unsupported {
+        /// The type asked for.
+        ggml_type: GgmlType,
+    },
+    /// The byte buffer does not hold exactly the blocks the output needs.
+    #[error(
+        "{ggml_type}: {n_elements} elements need {expected} bytes, got {found} \
+         (and a multiple of the block size {block_size})"
+    )]
+    Length {
+        /// The type.
+        ggml_type: GgmlType,
+        /// Elements asked for.
+        n_elements: u64,
+        /// Bytes those elements take (0 if they are not a whole number of blocks).
+        expected: u64,
+        /// Bytes given.
+        found: u64,
+        /// Elements per block.
+        block_size: u64,
+    },
+}
+
+type BlockFn = fn(&[u8], &mut [f32]);
+
+fn block_fn(t: GgmlType) -> Option<BlockFn> {
+    Some(match t {
+        GgmlType::F32 => dequant::f32_block,
+        GgmlType::F16 => dequant::f16_block,
+        GgmlType::BF16 => dequant::bf16_block,
+        GgmlType::Q4_0 => dequant::q4_0_block,
+        GgmlType::Q4_1 => dequant::q4_1_block,
+        GgmlType::Q5_0 => dequant::q5_0_block,
+        GgmlType::Q5_1 => dequant::q5_1_block,
+        GgmlType::Q8_0 => dequant::q8_0_block,
+        GgmlType::Q2_K => dequant::q2_k_block,
+        GgmlType::Q3_K => dequant::q3_k_block,
+        GgmlType::Q4_K => dequant::q4_k_block,
+        GgmlType::Q5_K => dequant::q5_k_block,
+        GgmlType::Q6_K => dequant::q6_k_block,
+        GgmlType::Q8_K => dequant::q8_k_block,
+        _ => return None,
+    })
+}
+
+/// Dequantizes `bytes` of type `ggml_type` into `out`, whose length is the element count.
+///
+/// Bit-exact with gguf-py 0.19's numpy dequantizers and ggml's `dequantize_row_*`.
+pub fn dequantize_into(
+    ggml_type: GgmlType,
+    bytes: &[u8],
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    let f = block_fn(ggml_type).ok_or(QuantError::Unsupported { ggml_type })?;
+    let (block, size) = (
+        ggml_type.block_size().unwrap_or(1),
+        ggml_type.type_size().unwrap_or(1),
+    );
+    let n = out.len() as u64;
+    let expected = ggml_type.bytes_for(n);
+    if expected != Some(bytes.len() as u64) {
+        return Err(QuantError::Length {
+            ggml_type,
+            n_elements: n,
+            expected: expected.unwrap_or(0),
+            found: bytes.len() as u64,
+            block_size: block,
+        });
+    }
+    for (b, y) in bytes
+        .chunks_exact(size as usize)
+        .zip(out.chunks_exact_mut(block as usize))
+    {
+        f(b, y);
+    }
+    Ok(())
+}
+
+/// Dequantizes `n_elements` values of type `ggml_type` from `bytes` into a new vector.
+pub fn dequantize(
+    ggml_type: GgmlType,
+    bytes: &[u8],
+    n_elements: usize,
+) -> Result<Vec<f32>, QuantError> {
+    if block_fn(ggml_type).is_none() {
+        return Err(QuantError::Unsupported { ggml_type });
+    }
+    // The length check runs before the allocation: `n_elements` must match `bytes`.
+    let expected = ggml_type.bytes_for(n_elements as u64);
+    if expected != Some(bytes.len() as u64) {
+        return Err(QuantError::Length {
+            ggml_type,
+            n_elements: n_elements as u64,
+            expected: expected.unwrap_or(0),
+            found: bytes.len() as u64,
+            block_size: ggml_type.block_size().unwrap_or(1),
+        });
+    }
+    let mut out = vec![0f32; n_elements];
+    dequantize_into(ggml_type, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// How many threads to use for `items` independent pieces of work: `requested`, or every
+/// available core if 0, never more than `items`, at least 1.
+pub(crate) fn thread_count(requested: usize, items: usize) -> usize {
+    let n = if requested == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        requested
+    };
+    n.min(items).max(1)
+}

@@ -1,0 +1,204 @@
+//! Shared helpers of the integration tests: seeded randomness, fixture paths, the Python oracles,
+//! and a raw byte builder for malformed files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// SplitMix64: small, fast, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded from `BURN_GGUF_SEED` or the clock; the seed is printed so a failure
+    /// can be replayed.
+    pub fn fresh(test: &str) -> Self {
+        let seed = std::env::var("BURN_GGUF_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    ^ 0x9E37_79B9_7F4A_7C15
+            });
+        eprintln!("{test}: seed {seed} (replay with BURN_GGUF_SEED={seed})");
+        Rng(seed)
+    }
+
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u = self.unit().max(1e-300);
+        let v = self.unit();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A scratch directory unique to this test process and `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burn-gguf-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The digest `oracle.py` prints: Σ bits[i]·(2i+1) mod 2⁶⁴ over the f32 bit patterns.
+pub fn digest(values: &[f32]) -> u64 {
+    values.iter().enumerate().fold(0u64, |acc, (i, v)| {
+        acc.wrapping_add(u64::from(v.to_bits()).wrapping_mul(2 * i as u64 + 1))
+    })
+}
+
+/// Whether missing oracles must fail the test (CI sets `BURN_GGUF_REQUIRE_ORACLES=1`).
+pub fn oracles_required() -> bool {
+    std::env::var("BURN_GGUF_REQUIRE_ORACLES").is_ok_and(|v| v == "1")
+}
+
+fn python() -> String {
+    std::env::var("BURN_GGUF_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Whether the Python oracles (gguf 0.19, libgguf, numpy) can run. When they cannot, prints a
+/// SKIP line, or panics if `BURN_GGUF_REQUIRE_ORACLES=1`.
+pub fn oracles_available(test: &str) -> bool {
+    let ok = Command::new(python())
+        .args(["-c", "import gguf, libgguf, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !oracles_required(),
+            "{test}: the Python oracles are required (BURN_GGUF_REQUIRE_ORACLES=1) but \
+             `{} -c 'import gguf, libgguf, numpy'` failed; pip install gguf==0.19.0 libgguf==0.2.2 numpy",
+            python()
+        );
+        eprintln!("SKIP {test}: Python oracles (gguf, libgguf, numpy) not installed");
+    }
+    ok
+}
+
+/// Runs `oracle.py ARGS`, returning stdout; panics with stderr on failure.
+pub fn oracle(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/oracle.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "oracle.py {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn f32_to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn bytes_to_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Asserts two f32 slices are identical bit for bit, reporting the first difference.
+pub fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!(
+            "{what}: element {i} differs: got {} ({:#010x}), want {} ({:#010x})",
+            got[i],
+            got[i].to_bits(),
+            want[i],
+            want[i].to_bits()
+        );
+    }
+}
+
+/// Builds GGUF bytes field by field, valid or not, for the malformed-file corpus.
+#[derive(Clone, Default)]
+pub struct Raw(pub Vec<u8>);
+
+impl Raw {
+    pub fn header(version: u32, n_tensors: u64, n_kv: u64) -> Self {
+        let mut r = Raw(b"GGUF".to_vec());
+        r.u32(version).u64(n_tensors).u64(n_kv);
+        r
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+    pub fn str(&mut self, s: &[u8]) -> &mut Self {
+        self.u64(s.len() as u64).bytes(s)
+    }
+    /// A key with a u32 value.
+    pub fn kv_u32(&mut self, key: &str, v: u32) -> &mut Self {
+        self.str(key.as_bytes()).u32(4).u32(v)
+    }
+    /// A tensor info.
+    pub fn tensor(&mut self, name: &str, dims: &[u64], ty: u32, offset: u64) -> &mut Self {
+        self.str(name.as_bytes()).u32(dims.len() as u32);
+        for &d in dims {
+            self.u64(d);
+        }
+        self.u32(ty).u64(offset)
+    }
+    /// Zero padding up to a multiple of `align`.
+    pub fn pad(&mut self, align: usize) -> &mut Self {
+        while !self.0.len().is_multiple_of(align) {
+            self.0.push(0);
+        }
+        self
+    }
+    pub fn zeros(&mut self, n: usize) -> &mut Self {
+        self.0.resize(self.0.len() + n, 0);
+        self
+    }
+}
