@@ -35,6 +35,10 @@
 pub mod gguf;
 pub mod quant;
 
+#[cfg(feature = "cube")]
+pub mod kernel;
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]
+pub mod nn;
 #[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]
 pub mod ops;
 

@@ -2,7 +2,7 @@
 //! and a raw byte builder for malformed files.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -61,10 +61,15 @@ impl Rng {
     }
 }
 
+/// The repository root: `BURN_GGUF_ROOT` when set (test binaries copied to another machine),
+/// else where cargo built them.
+pub fn root() -> PathBuf {
+    std::env::var_os("BURN_GGUF_ROOT")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    root().join("tests/fixtures").join(name)
 }
 
 /// A scratch directory unique to this test process and `name`.
@@ -111,7 +116,7 @@ pub fn oracles_available(test: &str) -> bool {
 
 /// Runs `oracle.py ARGS`, returning stdout; panics with stderr on failure.
 pub fn oracle(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/oracle.py");
+    let script = root().join("tests/oracle/oracle.py");
     let out = Command::new(python())
         .arg(script)
         .args(args)

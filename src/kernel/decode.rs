@@ -1,0 +1,62 @@
+//! Q6_K decoding helpers shared by the kernels, over the GGUF bytes viewed as little-endian u32
+//! words (WGSL has no 8- or 16-bit storage, so every byte and the f16 `d` come out of u32 loads
+//! with shifts).
+
+use cubecl::prelude::*;
+
+/// Byte `byte` of the word array.
+#[cube]
+pub fn load_byte(w: &Array<u32>, byte: usize) -> u32 {
+    let word = w[byte / 4];
+    (word >> (((byte % 4) * 8) as u32)) & 0xFFu32
+}
+
+/// An f16 stored at an even byte offset (a 16-bit field never straddles a word), as f32.
+/// Decoded with integer operations, so no device f16 support is needed; exact for every f16.
+#[cube]
+pub fn load_f16(w: &Array<u32>, byte: usize) -> f32 {
+    let h = (w[byte / 4] >> (((byte % 4) * 8) as u32)) & 0xFFFFu32;
+    let sign = (h & 0x8000u32) << 16u32;
+    let exp = (h >> 10u32) & 0x1Fu32;
+    let man = h & 0x3FFu32;
+    let mut bits = sign | ((exp + 112u32) << 23u32) | (man << 13u32);
+    if exp == 31u32 {
+        bits = sign | 0x7F80_0000u32 | (man << 13u32);
+    }
+    let mut v = f32::reinterpret(bits);
+    if exp == 0u32 {
+        // zero or subnormal: man · 2⁻²⁴, exact in f32
+        v = f32::cast_from(man) * 5.960_464_5e-8f32;
+        if sign != 0u32 {
+            v = -v;
+        }
+    }
+    v
+}
+
+/// Sign-extends a byte (an `int8` sub-block scale) to i32.
+#[cube]
+pub fn sign_extend(b: u32) -> i32 {
+    (i32::cast_from(b) ^ 0x80i32) - 0x80i32
+}
+
+/// The four weights of work item (`h`, `l`) of the block whose bytes start at `bb`: elements
+/// `128h + l + {0, 32, 64, 96}`, each `(d · sc) · (q − 32)`, exact in f32.
+#[cube]
+pub fn decode_item(w: &Array<u32>, bb: usize, h: usize, l: usize) -> Vector<f32, Const<4>> {
+    let qa = load_byte(w, bb + 64 * h + l);
+    let qb = load_byte(w, bb + 64 * h + 32 + l);
+    let qh = load_byte(w, bb + 128 + 32 * h + l);
+    let s = bb + 192 + 8 * h + l / 16;
+    let d = load_f16(w, bb + 208);
+    let q1 = i32::cast_from((qa & 15u32) | ((qh & 3u32) << 4u32)) - 32i32;
+    let q2 = i32::cast_from((qb & 15u32) | (((qh >> 2u32) & 3u32) << 4u32)) - 32i32;
+    let q3 = i32::cast_from((qa >> 4u32) | (((qh >> 4u32) & 3u32) << 4u32)) - 32i32;
+    let q4 = i32::cast_from((qb >> 4u32) | (((qh >> 6u32) & 3u32) << 4u32)) - 32i32;
+    let mut out = Vector::<f32, Const<4>>::empty();
+    out[0] = (d * f32::cast_from(sign_extend(load_byte(w, s)))) * f32::cast_from(q1);
+    out[1] = (d * f32::cast_from(sign_extend(load_byte(w, s + 2)))) * f32::cast_from(q2);
+    out[2] = (d * f32::cast_from(sign_extend(load_byte(w, s + 4)))) * f32::cast_from(q3);
+    out[3] = (d * f32::cast_from(sign_extend(load_byte(w, s + 6)))) * f32::cast_from(q4);
+    out
+}

@@ -1,0 +1,208 @@
+//! The CPU path of the Q6_K ops: threaded, reading the Q6_K blocks directly (one 256-weight block
+//! decoded at a time, never a dequantized copy of the whole weight), f32 accumulation.
+//!
+//! The slice functions are also the reference the GPU kernels are tested against; the generic
+//! functions move tensors of any backend to the host and back (the default methods of
+//! [`super::super::Q6kBackend`], and NdArray's implementation).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{Shape, TensorData, TensorMetadata, read_sync};
+
+use crate::ops::{Q6kShape, with_last_dim, words_from_data};
+use crate::quant::{BlockQ6K, QK_K};
+
+fn blocks(words: &[u32], shape: Q6kShape) -> &[BlockQ6K] {
+    let bytes: &[u8] = bytemuck::cast_slice(words);
+    assert!(
+        bytes.len() >= shape.n_bytes(),
+        "packed weight has {} bytes, {shape:?} needs {}",
+        bytes.len(),
+        shape.n_bytes()
+    );
+    BlockQ6K::slice_from_bytes(&bytes[..shape.n_bytes()]).expect("a whole number of blocks")
+}
+
+/// Splits `0..n` into at most one contiguous range per available core.
+fn for_each_range(n: usize, f: impl Fn(usize, usize) + Sync) {
+    let threads = crate::quant::thread_count(0, n.div_ceil(8));
+    let per = n.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for start in (0..n).step_by(per) {
+            let f = &f;
+            s.spawn(move || f(start, (start + per).min(n)));
+        }
+    });
+}
+
+/// `y[m, n] = Σ_k x[m, k] · W[n, k]` on the CPU; `x` is `m × in_features`, row-major.
+pub fn matmul_slices(x: &[f32], words: &[u32], m: usize, shape: Q6kShape) -> Vec<f32> {
+    let (n, k, nb) = (
+        shape.out_features,
+        shape.in_features,
+        shape.blocks_per_row(),
+    );
+    assert_eq!(x.len(), m * k, "x length");
+    let blocks = blocks(words, shape);
+    // Each thread owns a range of output features (rows of W) and writes y[.., row] for them.
+    let mut yt = vec![0f32; n * m]; // transposed: [n, m], so a thread's rows are contiguous
+    {
+        let yt_ptr = SendPtr(yt.as_mut_ptr());
+        for_each_range(n, |r0, r1| {
+            // SAFETY: threads write disjoint rows [r0, r1) of yt, which outlives the scope.
+            let out =
+                unsafe { std::slice::from_raw_parts_mut(yt_ptr.get().add(r0 * m), (r1 - r0) * m) };
+            let mut w = [0f32; QK_K];
+            let mut acc = vec![0f32; m];
+            for row in r0..r1 {
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for (b, block) in blocks[row * nb..(row + 1) * nb].iter().enumerate() {
+                    block.dequantize_into(&mut w);
+                    for (mi, a) in acc.iter_mut().enumerate() {
+                        *a += dot(&w, &x[mi * k + b * QK_K..][..QK_K]);
+                    }
+                }
+                out[(row - r0) * m..][..m].copy_from_slice(&acc);
+            }
+        });
+    }
+    let mut y = vec![0f32; m * n];
+    for row in 0..n {
+        for mi in 0..m {
+            y[mi * n + row] = yt[row * m + mi];
+        }
+    }
+    y
+}
+
+/// `g_x[m, k] = Σ_n g_y[m, n] · W[n, k]` on the CPU; `g_y` is `m × out_features`.
+pub fn matmul_t_slices(grad_y: &[f32], words: &[u32], m: usize, shape: Q6kShape) -> Vec<f32> {
+    let (n, k, nb) = (
+        shape.out_features,
+        shape.in_features,
+        shape.blocks_per_row(),
+    );
+    assert_eq!(grad_y.len(), m * n, "grad_y length");
+    let blocks = blocks(words, shape);
+    // Each thread owns a range of block columns: it reads W[.., b] for all rows and accumulates
+    // into g_x[.., 256b..256b+256], which no other thread touches.
+    let mut gx = vec![0f32; m * k];
+    let gx_ptr = SendPtr(gx.as_mut_ptr());
+    for_each_range(nb, |b0, b1| {
+        let mut w = [0f32; QK_K];
+        let mut acc = vec![0f32; m * (b1 - b0) * QK_K];
+        let width = (b1 - b0) * QK_K;
+        for row in 0..n {
+            for b in b0..b1 {
+                blocks[row * nb + b].dequantize_into(&mut w);
+                for mi in 0..m {
+                    let g = grad_y[mi * n + row];
+                    let dst = &mut acc[mi * width + (b - b0) * QK_K..][..QK_K];
+                    for (d, &wv) in dst.iter_mut().zip(&w) {
+                        *d += g * wv;
+                    }
+                }
+            }
+        }
+        for mi in 0..m {
+            // SAFETY: threads write disjoint column ranges of g_x.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(gx_ptr.get().add(mi * k + b0 * QK_K), width)
+            };
+            dst.copy_from_slice(&acc[mi * width..][..width]);
+        }
+    });
+    gx
+}
+
+/// The whole weight as `[out_features, in_features]` f32 (bit-exact with ggml).
+pub fn dequantize_slices(words: &[u32], shape: Q6kShape) -> Vec<f32> {
+    let mut out = vec![0f32; shape.out_features * shape.in_features];
+    crate::quant::q6k::dequantize_into(blocks(words, shape), &mut out);
+    out
+}
+
+#[inline]
+fn dot(a: &[f32; QK_K], b: &[f32]) -> f32 {
+    // Eight independent partial sums: vectorizes, and keeps the f32 error bound of pairwise-ish
+    // summation within the K·u analysis the tests use.
+    let mut s = [0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            s[i] += ca[i] * cb[i];
+        }
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used to hand disjoint sub-slices of one buffer to scoped threads.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn host_words<B: Backend>(packed: IntTensor<B>) -> Vec<u32> {
+    words_from_data(&read_sync(B::int_into_data(packed)).expect("read the packed Q6_K weight"))
+}
+
+fn host_f32<B: Backend>(x: FloatTensor<B>) -> (Vec<f32>, Shape, burn::tensor::DType) {
+    let (shape, dtype) = (x.shape(), x.dtype());
+    let data = read_sync(B::float_into_data(x))
+        .expect("read activations")
+        .convert::<f32>();
+    (data.into_vec::<f32>().expect("f32 data"), shape, dtype)
+}
+
+/// [`super::super::Q6kBackend::q6k_matmul`] on the host, for any backend.
+pub fn matmul<B: Backend>(
+    x: FloatTensor<B>,
+    packed: IntTensor<B>,
+    shape: Q6kShape,
+) -> FloatTensor<B> {
+    let device = B::float_device(&x);
+    let (xs, xshape, dtype) = host_f32::<B>(x);
+    assert_eq!(
+        xshape.num_dims().checked_sub(1).map(|i| xshape[i]),
+        Some(shape.in_features),
+        "x's last dim must be in_features"
+    );
+    let m = xs.len() / shape.in_features;
+    let y = matmul_slices(&xs, &host_words::<B>(packed), m, shape);
+    let data = TensorData::new(y, with_last_dim(&xshape, shape.out_features)).convert_dtype(dtype);
+    B::float_from_data(data, &device)
+}
+
+/// [`super::super::Q6kBackend::q6k_matmul_t`] on the host, for any backend.
+pub fn matmul_t<B: Backend>(
+    grad_y: FloatTensor<B>,
+    packed: IntTensor<B>,
+    shape: Q6kShape,
+) -> FloatTensor<B> {
+    let device = B::float_device(&grad_y);
+    let (gs, gshape, dtype) = host_f32::<B>(grad_y);
+    assert_eq!(
+        gshape.num_dims().checked_sub(1).map(|i| gshape[i]),
+        Some(shape.out_features),
+        "grad_y's last dim must be out_features"
+    );
+    let m = gs.len() / shape.out_features;
+    let gx = matmul_t_slices(&gs, &host_words::<B>(packed), m, shape);
+    let data = TensorData::new(gx, with_last_dim(&gshape, shape.in_features)).convert_dtype(dtype);
+    B::float_from_data(data, &device)
+}
+
+/// [`super::super::Q6kBackend::q6k_dequantize`] on the host, for any backend.
+pub fn dequantize<B: Backend>(packed: IntTensor<B>, shape: Q6kShape) -> FloatTensor<B> {
+    let device = B::int_device(&packed);
+    let w = dequantize_slices(&host_words::<B>(packed), shape);
+    B::float_from_data(
+        TensorData::new(w, [shape.out_features, shape.in_features]),
+        &device,
+    )
+}
