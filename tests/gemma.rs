@@ -5,37 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use burn_gguf::gguf::{GgufFile, ParseOptions};
 use burn_gguf::quant::GgmlType;
-use common::{digest, oracle, oracles_available};
-
-fn gemma_path(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("BURN_GGUF_GEMMA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("burn-gguf/gemma-3-270m-q4_k_m.gguf")
-        });
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("BURN_GGUF_REQUIRE_GEMMA").as_deref() != Ok("1"),
-        "{test}: BURN_GGUF_REQUIRE_GEMMA=1 but {} is missing (run scripts/fetch-gemma.sh)",
-        path.display()
-    );
-    eprintln!(
-        "SKIP {test}: {} not found (run scripts/fetch-gemma.sh, or set BURN_GGUF_GEMMA)",
-        path.display()
-    );
-    None
-}
+use common::{digest, gemma_path, oracle, oracles_available};
 
 #[test]
 fn gemma_header_and_type_mix() {

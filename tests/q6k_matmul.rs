@@ -62,12 +62,14 @@ fn poison<B: Backend>(len: usize, device: &B::Device) {
 
 /// The f32 error bound of a k-term dot product, in any summation order (with or without FMA):
 /// |fl(Σ x·w) − Σ x·w| ≤ γ_k · Σ|x·w| with γ_k = k·u / (1 − k·u), u = 2⁻²⁴ (Higham, Thm 3.1).
-/// The weights are exact (every Q6_K value is an f32), so this is the whole error; an f16 output
-/// adds its rounding, half an f16 ulp: 2⁻¹¹·|y|.
-fn bound(k: usize, abs_sum: f64, y: f64, f16_out: bool) -> f64 {
+/// The weights are exact (every Q6_K value is an f32), so this is the whole error of the fused
+/// kernel and of an f32 matmul. A matmul that first rounds both inputs to a shorter format with
+/// unit roundoff `u_in` (TF32 on CUDA tensor cores) adds at most 2·u_in (+ its square) per
+/// product. An f16 output adds its rounding, half an f16 ulp: 2⁻¹¹·|y|.
+fn bound(k: usize, abs_sum: f64, y: f64, f16_out: bool, u_in: f64) -> f64 {
     let u = 2f64.powi(-24);
     let gamma = k as f64 * u / (1.0 - k as f64 * u);
-    let b = gamma * abs_sum;
+    let b = (gamma + 2.0 * u_in + u_in * u_in) * abs_sum;
     if f16_out {
         b + 2f64.powi(-11) * (y.abs() + b) + 6e-8
     } else {
@@ -75,8 +77,27 @@ fn bound(k: usize, abs_sum: f64, y: f64, f16_out: bool) -> f64 {
     }
 }
 
+/// The unit roundoff of the inputs of the backend's dense f32 matmul, which the op uses above
+/// `FUSED_MAX_ROWS` rows: exact f32 (0) on NdArray and wgpu; TF32 on CUDA, where Burn's matmul
+/// (cubek) converts f32 operands to TF32 for the tensor cores — 10 mantissa bits, so at most
+/// 2⁻¹⁰ relative whether it rounds or truncates. A dense `Linear` has the same precision there.
+#[derive(Clone, Copy)]
+struct Dense {
+    u_in: f64,
+}
+const EXACT: Dense = Dense { u_in: 0.0 };
+
+/// The input roundoff for `m` activation rows: the fused kernel (m ≤ 8) reads f32 exactly.
+fn u_in(dense: Dense, m: usize) -> f64 {
+    if m <= burn_gguf::ops::FUSED_MAX_ROWS {
+        0.0
+    } else {
+        dense.u_in
+    }
+}
+
 /// Checks `got[m, n]` against f64 math on `x[m, k]` and the dequantized weight.
-fn check(what: &str, got: &[f32], x: &[f32], w: &Weight, m: usize, f16_out: bool) {
+fn check(what: &str, got: &[f32], x: &[f32], w: &Weight, m: usize, f16_out: bool, u_in: f64) {
     let (n, k) = (w.shape.out_features, w.shape.in_features);
     assert_eq!(got.len(), m * n, "{what}: output length");
     for mi in 0..m {
@@ -88,7 +109,7 @@ fn check(what: &str, got: &[f32], x: &[f32], w: &Weight, m: usize, f16_out: bool
                 abs += p.abs();
             }
             let g = got[mi * n + ni] as f64;
-            let tol = bound(k, abs, exact, f16_out);
+            let tol = bound(k, abs, exact, f16_out, u_in);
             assert!(
                 (g - exact).abs() <= tol,
                 "{what}: y[{mi}, {ni}] = {g}, f64 says {exact} (tolerance {tol:e})"
@@ -117,7 +138,7 @@ const CASES: &[(usize, usize, usize)] = &[
     (14336, 640, 2),
 ];
 
-fn check_op<B: Q6kBackend>(name: &str, device: &B::Device, f16: bool) {
+fn check_op<B: Q6kBackend>(name: &str, device: &B::Device, f16: bool, dense: Dense) {
     let mut rng = Rng::fresh(name);
     for &(k, n, m) in CASES {
         let w = random_weight(&mut rng, n, k);
@@ -148,11 +169,12 @@ fn check_op<B: Q6kBackend>(name: &str, device: &B::Device, f16: bool) {
             &w,
             m,
             f16,
+            u_in(dense, m),
         );
     }
 }
 
-fn check_3d<B: Q6kBackend>(name: &str, device: &B::Device) {
+fn check_3d<B: Q6kBackend>(name: &str, device: &B::Device, dense: Dense) {
     let mut rng = Rng::fresh(name);
     for (b, t) in [(2, 3), (3, 3), (2, 17)] {
         let w = random_weight(&mut rng, 37, 512);
@@ -168,6 +190,7 @@ fn check_3d<B: Q6kBackend>(name: &str, device: &B::Device) {
             &w,
             b * t,
             false,
+            u_in(dense, b * t),
         );
     }
 }
@@ -242,7 +265,7 @@ fn bytemuck_words(blocks: &[BlockQ6K]) -> Vec<u32> {
 
 /// Gradients: `dL/dx` through `Q6kLinear` equals the one through a `Linear` holding the
 /// dequantized weight, and f64 math (`g · W`); the packed weight gets no gradient.
-fn check_autodiff<B: Q6kAutodiffBackend>(name: &str, device: &B::Device) {
+fn check_autodiff<B: Q6kAutodiffBackend>(name: &str, device: &B::Device, dense: Dense) {
     let mut rng = Rng::fresh(name);
     for m in [1, 3, 12] {
         let (k, n) = (512, 48);
@@ -271,7 +294,7 @@ fn check_autodiff<B: Q6kAutodiffBackend>(name: &str, device: &B::Device) {
                     abs += p.abs();
                 }
                 let g = gx[mi * k + ki] as f64;
-                let tol = bound(n, abs, exact, false);
+                let tol = bound(n, abs, exact, false, dense.u_in);
                 assert!(
                     (g - exact).abs() <= tol,
                     "{name} m={m}: dx[{mi}, {ki}] = {g}, f64 {exact} (tol {tol:e})"
@@ -357,6 +380,47 @@ fn check_lora<B: Q6kAutodiffBackend>(name: &str, device: &B::Device) {
     );
 }
 
+/// The real Q6_K tensors of the Gemma-3 270M file (the `ffn_down` of 9 layers, 640 × 2048),
+/// loaded as raw bytes through `Q6kLinear::from_gguf`, against f64 math on gguf-py-exact values.
+fn check_gemma<B: Q6kBackend>(name: &str, device: &B::Device, dense: Dense) {
+    let Some(path) = common::gemma_path(name) else {
+        return;
+    };
+    let file = burn_gguf::gguf::GgufFile::open(path).unwrap();
+    let mut rng = Rng::fresh(name);
+    for layer in [0, 1, 4, 7, 10, 13, 15, 16, 17] {
+        let tensor = format!("blk.{layer}.ffn_down.weight");
+        let q = Q6kLinear::<B>::from_gguf(&file, &tensor, device).unwrap();
+        assert_eq!((q.d_input, q.d_output), (2048, 640));
+        assert_eq!(
+            q.q6k_bytes(),
+            file.tensor_data(&tensor).unwrap(),
+            "{tensor}: GGUF -> device -> GGUF"
+        );
+        let w = Weight {
+            shape: q.shape(),
+            bytes: vec![],
+            deq: file.dequantize(&tensor).unwrap(),
+        };
+        let m = [1, 3, 8, 9][layer % 4];
+        let x = random_x(&mut rng, m * 2048);
+        poison::<B>(m * 640, device);
+        let y = q.forward(Tensor::<B, 2>::from_data(
+            TensorData::new(x.clone(), [m, 2048]),
+            device,
+        ));
+        check(
+            &format!("{name} {tensor} M={m}"),
+            &y.into_data().to_vec::<f32>().unwrap(),
+            &x,
+            &w,
+            m,
+            false,
+            u_in(dense, m),
+        );
+    }
+}
+
 /// Burn's recorder round-trips the Q6_K bytes exactly.
 fn check_record<B: Q6kBackend>(name: &str, device: &B::Device) {
     use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
@@ -393,17 +457,18 @@ mod ndarray {
 
     #[test]
     fn matmul_ndarray() {
-        check_op::<NdArray>("matmul_ndarray", &Default::default(), false);
-        check_3d::<NdArray>("matmul_3d_ndarray", &Default::default());
+        check_op::<NdArray>("matmul_ndarray", &Default::default(), false, EXACT);
+        check_3d::<NdArray>("matmul_3d_ndarray", &Default::default(), EXACT);
     }
     #[test]
     fn linear_ndarray() {
         check_linear::<NdArray>("linear_ndarray", &Default::default());
         check_record::<NdArray>("record_ndarray", &Default::default());
+        check_gemma::<NdArray>("gemma_ndarray", &Default::default(), EXACT);
     }
     #[test]
     fn autodiff_ndarray() {
-        check_autodiff::<Autodiff<NdArray>>("autodiff_ndarray", &Default::default());
+        check_autodiff::<Autodiff<NdArray>>("autodiff_ndarray", &Default::default(), EXACT);
         check_lora::<Autodiff<NdArray>>("lora_ndarray", &Default::default());
     }
 }
@@ -415,8 +480,21 @@ mod wgpu {
     use burn::backend::{Autodiff, Wgpu};
 
     fn device() -> Option<burn::backend::wgpu::WgpuDevice> {
+        use burn_cubecl::cubecl::{Runtime, features::Plane};
         let device = Default::default();
         if std::panic::catch_unwind(|| Tensor::<Wgpu, 1>::zeros([1], &device).into_data()).is_ok() {
+            let props = WgpuRuntime::client(&device).properties().clone();
+            eprintln!(
+                "wgpu device: plane ops {}, plane size {}..{} (the kernel's {} reduction runs)",
+                props.features.plane.contains(Plane::Ops),
+                props.hardware.plane_size_min,
+                props.hardware.plane_size_max,
+                if props.features.plane.contains(Plane::Ops) {
+                    "plane"
+                } else {
+                    "shared-memory"
+                }
+            );
             return Some(device);
         }
         assert!(
@@ -430,25 +508,26 @@ mod wgpu {
     #[test]
     fn matmul_wgpu() {
         let Some(d) = device() else { return };
-        check_op::<Wgpu>("matmul_wgpu", &d, false);
-        check_3d::<Wgpu>("matmul_3d_wgpu", &d);
-        check_op::<CubeBackend<WgpuRuntime, f32, i32, u32>>("matmul_wgpu_cube", &d, false);
+        check_op::<Wgpu>("matmul_wgpu", &d, false, EXACT);
+        check_3d::<Wgpu>("matmul_3d_wgpu", &d, EXACT);
+        check_op::<CubeBackend<WgpuRuntime, f32, i32, u32>>("matmul_wgpu_cube", &d, false, EXACT);
     }
     #[test]
     fn matmul_wgpu_f16() {
         let Some(d) = device() else { return };
-        check_op::<Wgpu>("matmul_wgpu_f16", &d, true);
+        check_op::<Wgpu>("matmul_wgpu_f16", &d, true, EXACT);
     }
     #[test]
     fn linear_wgpu() {
         let Some(d) = device() else { return };
         check_linear::<Wgpu>("linear_wgpu", &d);
         check_record::<Wgpu>("record_wgpu", &d);
+        check_gemma::<Wgpu>("gemma_wgpu", &d, EXACT);
     }
     #[test]
     fn autodiff_wgpu() {
         let Some(d) = device() else { return };
-        check_autodiff::<Autodiff<Wgpu>>("autodiff_wgpu", &d);
+        check_autodiff::<Autodiff<Wgpu>>("autodiff_wgpu", &d, EXACT);
         check_lora::<Autodiff<Wgpu>>("lora_wgpu", &d);
     }
 }
@@ -456,6 +535,8 @@ mod wgpu {
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::*;
+
+    const TF32: Dense = Dense { u_in: 1.0 / 1024.0 };
     use burn::backend::{Autodiff, Cuda};
 
     fn enabled() -> bool {
@@ -472,18 +553,19 @@ mod cuda {
             return;
         }
         let d = Default::default();
-        check_op::<Cuda>("matmul_cuda", &d, false);
-        check_op::<Cuda>("matmul_cuda_f16", &d, true);
-        check_3d::<Cuda>("matmul_3d_cuda", &d);
+        check_op::<Cuda>("matmul_cuda", &d, false, TF32);
+        check_op::<Cuda>("matmul_cuda_f16", &d, true, TF32);
+        check_3d::<Cuda>("matmul_3d_cuda", &d, TF32);
         check_linear::<Cuda>("linear_cuda", &d);
         check_record::<Cuda>("record_cuda", &d);
+        check_gemma::<Cuda>("gemma_cuda", &d, TF32);
     }
     #[test]
     fn autodiff_cuda() {
         if !enabled() {
             return;
         }
-        check_autodiff::<Autodiff<Cuda>>("autodiff_cuda", &Default::default());
+        check_autodiff::<Autodiff<Cuda>>("autodiff_cuda", &Default::default(), TF32);
         check_lora::<Autodiff<Cuda>>("lora_cuda", &Default::default());
     }
 }

@@ -20,7 +20,7 @@ use crate::ops::Q6kShape;
 pub const ROWS_PER_CUBE: usize = 4;
 
 #[cube(launch)]
-fn q6k_gemv_kernel<F: Float>(
+pub(crate) fn q6k_gemv_kernel<F: Float>(
     x: &Array<F>,
     w: &Array<u32>,
     y: &mut Array<F>,
@@ -173,4 +173,55 @@ pub fn q6k_gemv<R: CubeRuntime>(
         dtype.into(),
     );
     Ok(y)
+}
+
+/// The kernel's Metal Shading Language source for `m` activation rows (1..=8), compiled by
+/// cubecl's MSL compiler without any device (Metal cannot run off macOS; this shows that the
+/// kernel compiles for it). `use_plane` picks the plane-reduction variant, which Metal devices
+/// take (their SIMD groups are 32 wide).
+pub fn q6k_gemv_msl_source(m: usize, use_plane: bool) -> Result<String, String> {
+    use cubecl::Compiler;
+    use cubecl::ir::FloatKind;
+    use cubecl::prelude::{ArrayCompilationArg, KernelBuilder, KernelDefinition, KernelSettings};
+    use cubecl_cpp::{MslCompiler, shared::CompilationOptions};
+
+    let lanes = 32usize;
+    let dtype: StorageType = FloatKind::F32.into();
+    let settings = KernelSettings::default()
+        .cube_dim(CubeDim::new_2d(lanes as u32, ROWS_PER_CUBE as u32))
+        .address_type(AddressType::U32)
+        .kernel_name(format!("q6k_gemv_kernel_f_{dtype}"));
+    // What the launch macro's `define()` does, minus the device client it reads properties from.
+    let mut builder = KernelBuilder::default();
+    builder.scope.register_type::<q6k_gemv_kernel::F>(dtype);
+    settings.address_type.register(&mut builder.scope);
+    let arg = ArrayCompilationArg { inplace: None };
+    let x = <Array<q6k_gemv_kernel::F> as LaunchArg>::expand(&arg, &mut builder);
+    let w = <Array<u32> as LaunchArg>::expand(&arg, &mut builder);
+    let y = <Array<q6k_gemv_kernel::F> as LaunchArg>::expand_output(&arg, &mut builder);
+    let k = <usize as LaunchArg>::expand(&(), &mut builder);
+    let n = <usize as LaunchArg>::expand(&(), &mut builder);
+    q6k_gemv_kernel::expand::<q6k_gemv_kernel::F>(
+        &mut builder.scope,
+        x,
+        w,
+        y,
+        k,
+        n,
+        m,
+        lanes,
+        use_plane,
+        dtype,
+    );
+    let definition: KernelDefinition = builder.build(settings);
+    let mut compiler = MslCompiler::default();
+    let kernel = <MslCompiler as Compiler>::compile(
+        &mut compiler,
+        definition,
+        &CompilationOptions::default(),
+        ExecutionMode::Checked,
+        AddressType::U32.unsigned_type(),
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    Ok(kernel.to_string())
 }

@@ -6,4 +6,4 @@ mod dequantize;
 mod gemv;
 
 pub use dequantize::q6k_dequantize;
-pub use gemv::{ROWS_PER_CUBE, q6k_gemv};
+pub use gemv::{ROWS_PER_CUBE, q6k_gemv, q6k_gemv_msl_source};

@@ -207,3 +207,31 @@ impl Raw {
         self
     }
 }
+
+/// The Gemma-3 270M Q4_K_M file (`BURN_GGUF_GEMMA`, else the cache `scripts/fetch-gemma.sh`
+/// fills), or `None` with a SKIP line; with `BURN_GGUF_REQUIRE_GEMMA=1` a missing file fails.
+pub fn gemma_path(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("BURN_GGUF_GEMMA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("burn-gguf/gemma-3-270m-q4_k_m.gguf")
+        });
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("BURN_GGUF_REQUIRE_GEMMA").as_deref() != Ok("1"),
+        "{test}: BURN_GGUF_REQUIRE_GEMMA=1 but {} is missing (run scripts/fetch-gemma.sh)",
+        path.display()
+    );
+    eprintln!(
+        "SKIP {test}: {} not found (run scripts/fetch-gemma.sh, or set BURN_GGUF_GEMMA)",
+        path.display()
+    );
+    None
+}

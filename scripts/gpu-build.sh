@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the Q6_K test binary with CUDA + wgpu for the GPU machine (no nvcc needed: cudarc loads
+# libcuda/libnvrtc at run time) and puts it, compressed, in .gpu/ (ignored by git, carried to the
+# device). Keeps its own target dir so the CI build is not invalidated.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
+export CARGO_TARGET_DIR=${BURN_GGUF_GPU_TARGET:-$HOME/.cache/burn-gguf/target-gpu}
+bin=$(cargo test --release --features cuda,wgpu,ndarray,autodiff --test q6k_matmul --no-run --message-format=json \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "q6k_matmul" and m.get("executable"):
+        print(m["executable"])')
+mkdir -p .gpu
+strip -o .gpu/q6k_matmul "$bin"
+gzip -9f .gpu/q6k_matmul
+ls -la .gpu
+
+# The real Q6_K tensors (the 9 ffn_down of Gemma-3 270M, 9.7 MB) in a small GGUF, so the GPU run
+# checks them too without carrying the whole 253 MB file (never committed: Gemma Terms of Use).
+if gemma=$(bash scripts/fetch-gemma.sh 2>/dev/null); then
+    python3 - "$gemma" .gpu/gemma-ffn-down.gguf <<'PY'
+import sys, gguf
+r = gguf.GGUFReader(sys.argv[1])
+w = gguf.GGUFWriter(sys.argv[2], arch="gemma3")
+for t in r.tensors:
+    if t.tensor_type == gguf.GGMLQuantizationType.Q6_K:
+        w.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
+w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+PY
+    ls -la .gpu/gemma-ffn-down.gguf
+fi

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The Q6_K suite on the GPU machine: CUDA and wgpu/Vulkan (the plane path), then the CUDA path
+# under compute-sanitizer memcheck. The GPU machine has no Rust: build the test binary here and
+# carry it (scripts/gpu-build.sh), then run this there from the repository root:
+#
+#   bash scripts/gpu-build.sh                      # here: .gpu/q6k_matmul.gz
+#   device run, carry [.gpu, .gl]: bash scripts/gpu-check.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-check-out}
+mkdir -p "$OUT"
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda} BURN_GGUF_CUDA=1 BURN_GGUF_REQUIRE_WGPU=1 BURN_GGUF_ROOT=$PWD
+[ -f .gpu/gemma-ffn-down.gguf ] && export BURN_GGUF_GEMMA=$PWD/.gpu/gemma-ffn-down.gguf BURN_GGUF_REQUIRE_GEMMA=1
+export PATH=$CUDA_PATH/bin:$PATH
+gzip -dc .gpu/q6k_matmul.gz > /tmp/q6k_matmul
+chmod +x /tmp/q6k_matmul
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+
+status=0
+echo "=== suite: CUDA + wgpu (Vulkan) + NdArray"
+/tmp/q6k_matmul --test-threads=1 --nocapture 2>&1 | tee "$OUT/suite.log" | grep -E "^test |test result|SKIP|panicked|wgpu device" || true
+grep -q "test result: ok" "$OUT/suite.log" || status=1
+
+echo "=== wgpu adapter"
+grep -E "wgpu device" "$OUT/suite.log" | head -1 || true
+
+echo "=== compute-sanitizer memcheck: the CUDA matmul test (fused kernel, dequantize + matmul, f16, Q6kLinear, records)"
+if command -v compute-sanitizer >/dev/null; then
+    timeout 330 compute-sanitizer --tool memcheck --error-exitcode 7 /tmp/q6k_matmul --test-threads=1 cuda::matmul_cuda \
+        > "$OUT/memcheck.log" 2>&1
+    rc=$?
+    grep -E "ERROR SUMMARY|test result" "$OUT/memcheck.log" | tail -3
+    [ $rc -eq 0 ] || { echo "memcheck exit code $rc"; status=1; }
+else
+    echo "compute-sanitizer not found under $CUDA_PATH/bin"; status=1
+fi
+echo "=== gpu-check exit status $status"
+exit $status
