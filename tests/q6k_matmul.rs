@@ -256,6 +256,101 @@ fn check_linear<B: Q6kBackend>(name: &str, device: &B::Device) {
     assert!(c.bias.is_none());
 }
 
+/// `Q6kLinear::from_gguf`: raw bytes and the bias by name, exactly; typed errors otherwise.
+fn check_from_gguf<B: Q6kBackend>(name: &str, device: &B::Device) {
+    use burn_gguf::gguf::{GgufFile, GgufWriter};
+    use burn_gguf::quant::GgmlType;
+    let mut rng = Rng::fresh(name);
+    let w = random_weight(&mut rng, 5, 768);
+    let bias: Vec<f32> = random_x(&mut rng, 5);
+    let mut writer = GgufWriter::new();
+    writer
+        .add_tensor(
+            "blk.3.ffn_down.weight",
+            &[768, 5],
+            GgmlType::Q6_K,
+            w.bytes.clone(),
+        )
+        .unwrap();
+    writer
+        .add_tensor(
+            "blk.3.ffn_down.bias",
+            &[5],
+            GgmlType::F32,
+            common::f32_to_bytes(&bias),
+        )
+        .unwrap();
+    writer
+        .add_tensor(
+            "blk.3.attn_v.weight",
+            &[768, 5],
+            GgmlType::F32,
+            vec![0u8; 768 * 5 * 4],
+        )
+        .unwrap();
+    writer
+        .add_tensor(
+            "blk.3.bad.weight",
+            &[768, 5],
+            GgmlType::Q6_K,
+            w.bytes.clone(),
+        )
+        .unwrap();
+    writer
+        .add_tensor("blk.3.bad.bias", &[4], GgmlType::F32, vec![0u8; 16])
+        .unwrap();
+    let file = GgufFile::from_bytes(writer.to_bytes()).unwrap();
+    let q = Q6kLinear::<B>::from_gguf(&file, "blk.3.ffn_down.weight", device).unwrap();
+    assert_eq!((q.d_input, q.d_output), (768, 5));
+    assert_eq!(q.q6k_bytes(), w.bytes);
+    let got_bias = q
+        .bias
+        .as_ref()
+        .expect("bias loaded")
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(got_bias, bias);
+    let x = random_x(&mut rng, 2 * 768);
+    let y = q.forward(Tensor::<B, 2>::from_data(
+        TensorData::new(x.clone(), [2, 768]),
+        device,
+    ));
+    let y = y.into_data().to_vec::<f32>().unwrap();
+    // The bias is one more summand: the γ bound of a (k+1)-term sum covers it.
+    for mi in 0..2 {
+        for ni in 0..5 {
+            let mut exact = bias[ni] as f64;
+            let mut abs = exact.abs();
+            for ki in 0..768 {
+                let p = x[mi * 768 + ki] as f64 * w.deq[ni * 768 + ki] as f64;
+                exact += p;
+                abs += p.abs();
+            }
+            let tol = bound(769, abs, exact, false, 0.0);
+            assert!(
+                (y[mi * 5 + ni] as f64 - exact).abs() <= tol,
+                "{name}: y[{mi}, {ni}]"
+            );
+        }
+    }
+    assert!(matches!(
+        Q6kLinear::<B>::from_gguf(&file, "blk.3.attn_v.weight", device),
+        Err(Q6kLinearError::NotQ6kMatrix { .. })
+    ));
+    assert!(matches!(
+        Q6kLinear::<B>::from_gguf(&file, "blk.3.bad.weight", device),
+        Err(Q6kLinearError::BiasShape { .. })
+    ));
+    assert!(matches!(
+        Q6kLinear::<B>::from_gguf(&file, "missing.weight", device),
+        Err(Q6kLinearError::Gguf(
+            burn_gguf::gguf::GgufError::TensorNotFound { .. }
+        ))
+    ));
+}
+
 fn bytemuck_words(blocks: &[BlockQ6K]) -> Vec<u32> {
     packed_words(BlockQ6K::slice_as_bytes(blocks))
         .into_iter()
@@ -463,6 +558,7 @@ mod ndarray {
     #[test]
     fn linear_ndarray() {
         check_linear::<NdArray>("linear_ndarray", &Default::default());
+        check_from_gguf::<NdArray>("from_gguf_ndarray", &Default::default());
         check_record::<NdArray>("record_ndarray", &Default::default());
         check_gemma::<NdArray>("gemma_ndarray", &Default::default(), EXACT);
     }
@@ -521,6 +617,7 @@ mod wgpu {
     fn linear_wgpu() {
         let Some(d) = device() else { return };
         check_linear::<Wgpu>("linear_wgpu", &d);
+        check_from_gguf::<Wgpu>("from_gguf_wgpu", &d);
         check_record::<Wgpu>("record_wgpu", &d);
         check_gemma::<Wgpu>("gemma_wgpu", &d, EXACT);
     }
@@ -557,6 +654,7 @@ mod cuda {
         check_op::<Cuda>("matmul_cuda_f16", &d, true, TF32);
         check_3d::<Cuda>("matmul_3d_cuda", &d, TF32);
         check_linear::<Cuda>("linear_cuda", &d);
+        check_from_gguf::<Cuda>("from_gguf_cuda", &d);
         check_record::<Cuda>("record_cuda", &d);
         check_gemma::<Cuda>("gemma_cuda", &d, TF32);
     }
