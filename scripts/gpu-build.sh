@@ -15,6 +15,10 @@ for l in sys.stdin:
 mkdir -p .gpu
 strip -o .gpu/q6k_matmul "$bin"
 gzip -9f .gpu/q6k_matmul
+# The benchmark (examples/bench.rs), same features.
+cargo build --release --features cuda,wgpu,ndarray,autodiff --example bench
+strip -o .gpu/bench "$CARGO_TARGET_DIR/release/examples/bench"
+gzip -9f .gpu/bench
 ls -la .gpu
 
 # The real Q6_K tensors (the 9 ffn_down of Gemma-3 270M, 9.7 MB) in a small GGUF, so the GPU run

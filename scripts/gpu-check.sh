@@ -6,18 +6,10 @@
 #   bash scripts/gpu-build.sh                      # here: .gpu/q6k_matmul.gz
 #   device run, carry [.gpu, .gl]: bash scripts/gpu-check.sh
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu-check-out}
-mkdir -p "$OUT"
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda} BURN_GGUF_CUDA=1 BURN_GGUF_REQUIRE_WGPU=1 BURN_GGUF_ROOT=$PWD
+source scripts/gpu-env.sh
+export BURN_GGUF_CUDA=1 BURN_GGUF_REQUIRE_WGPU=1 BURN_GGUF_ROOT=$PWD
 [ -f .gpu/gemma-ffn-down.gguf ] && export BURN_GGUF_GEMMA=$PWD/.gpu/gemma-ffn-down.gguf BURN_GGUF_REQUIRE_GEMMA=1
-export PATH=$CUDA_PATH/bin:$PATH
-gzip -dc .gpu/q6k_matmul.gz > /tmp/q6k_matmul
-chmod +x /tmp/q6k_matmul
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+gzip -dc .gpu/q6k_matmul.gz > /tmp/q6k_matmul && chmod +x /tmp/q6k_matmul
 
 status=0
 echo "=== suite: CUDA + wgpu (Vulkan) + NdArray"
