@@ -249,6 +249,14 @@ fn check_linear<B: Q6kBackend>(name: &str, device: &B::Device) {
         Err(Q6kLinearError::InputNotMultipleOf256 { d_input: 100 })
     ));
     assert!(Q6kLinearConfig::new(300, 4).init::<B>(device).is_err());
+    assert!(matches!(
+        Q6kLinear::<B>::from_q6k_bytes(&[0u8; 209], 256, 1, None, device),
+        Err(Q6kLinearError::ByteLength {
+            expected: 210,
+            found: 209,
+            ..
+        })
+    ));
     let c = Q6kLinearConfig::new(256, 4)
         .with_bias(false)
         .init::<B>(device)

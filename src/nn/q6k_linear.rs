@@ -45,6 +45,18 @@ pub enum Q6kLinearError {
         /// The layer's output size.
         d_output: usize,
     },
+    /// The byte buffer does not hold a `d_output × d_input` Q6_K weight.
+    #[error("a {d_output}x{d_input} Q6_K weight is {expected} bytes, got {found}")]
+    ByteLength {
+        /// Input features.
+        d_input: usize,
+        /// Output features.
+        d_output: usize,
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
     /// Reading the file failed.
     #[error(transparent)]
     Gguf(#[from] GgufError),
@@ -122,11 +134,14 @@ impl<B: Backend> Q6kLinear<B> {
             out_features: d_output,
             in_features: d_input,
         };
-        assert_eq!(
-            bytes.len(),
-            shape.n_bytes(),
-            "Q6_K bytes of a {d_output}x{d_input} weight"
-        );
+        if bytes.len() != shape.n_bytes() {
+            return Err(Q6kLinearError::ByteLength {
+                d_input,
+                d_output,
+                expected: shape.n_bytes(),
+                found: bytes.len(),
+            });
+        }
         let words = packed_words(bytes);
         let n = words.len();
         let packed =
