@@ -11,43 +11,68 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 
 use crate::ops::{Q6kBackend, Q6kShape};
 
+/// `x · Wᵀ` (`transposed: false`) or `g · W` (`transposed: true`) on the inner backend.
+fn product<B: Q6kBackend>(
+    input: FloatTensor<B>,
+    packed: IntTensor<B>,
+    shape: Q6kShape,
+    transposed: bool,
+) -> FloatTensor<B> {
+    if transposed {
+        B::q6k_matmul_t(input, packed, shape)
+    } else {
+        B::q6k_matmul(input, packed, shape)
+    }
+}
+
+/// The backward step of either product: the adjoint of one is the other.
+#[derive(Debug)]
+struct Q6kBackward {
+    transposed: bool,
+}
+
+impl<B: Q6kBackend> Backward<B, 1> for Q6kBackward {
+    type State = (IntTensor<B>, Q6kShape);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (packed, shape) = ops.state;
+        let adjoint = !self.transposed;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            product::<B>(g, packed, shape, adjoint)
+        });
+    }
+}
+
+/// Records the product in the graph when the input is tracked. The input itself is not needed
+/// for the backward pass: nothing to checkpoint.
+fn tracked<B: Q6kBackend, C: CheckpointStrategy>(
+    input: FloatTensor<Autodiff<B, C>>,
+    packed: IntTensor<B>,
+    shape: Q6kShape,
+    transposed: bool,
+) -> FloatTensor<Autodiff<B, C>> {
+    match (Q6kBackward { transposed })
+        .prepare::<C>([input.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let out = product::<B>(input.primitive, packed.clone(), shape, transposed);
+            prep.finish((packed, shape), out)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(product::<B>(input.primitive, packed, shape, transposed))
+        }
+    }
+}
+
 impl<B: Q6kBackend, C: CheckpointStrategy> Q6kBackend for Autodiff<B, C> {
     fn q6k_matmul(
         x: FloatTensor<Self>,
         packed: IntTensor<Self>,
         shape: Q6kShape,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Q6kMatmulBackward;
-
-        impl<B: Q6kBackend> Backward<B, 1> for Q6kMatmulBackward {
-            type State = (IntTensor<B>, Q6kShape);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (packed, shape) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad_y| {
-                    B::q6k_matmul_t(grad_y, packed, shape)
-                });
-            }
-        }
-
-        // x is not needed for the backward pass: nothing to checkpoint.
-        match Q6kMatmulBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::q6k_matmul(x.primitive, packed.clone(), shape);
-                prep.finish((packed, shape), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::q6k_matmul(x.primitive, packed, shape)),
-        }
+        tracked::<B, C>(x, packed, shape, false)
     }
 
     fn q6k_matmul_t(
@@ -55,39 +80,7 @@ impl<B: Q6kBackend, C: CheckpointStrategy> Q6kBackend for Autodiff<B, C> {
         packed: IntTensor<Self>,
         shape: Q6kShape,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Q6kMatmulTBackward;
-
-        impl<B: Q6kBackend> Backward<B, 1> for Q6kMatmulTBackward {
-            type State = (IntTensor<B>, Q6kShape);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (packed, shape) = ops.state;
-                // The adjoint of the transposed product is the forward product.
-                unary::<B, _>(ops.parents, ops.node, grads, |g| {
-                    B::q6k_matmul(g, packed, shape)
-                });
-            }
-        }
-
-        match Q6kMatmulTBackward
-            .prepare::<C>([grad_y.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let gx = B::q6k_matmul_t(grad_y.primitive, packed.clone(), shape);
-                prep.finish((packed, shape), gx)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::q6k_matmul_t(grad_y.primitive, packed, shape))
-            }
-        }
+        tracked::<B, C>(grad_y, packed, shape, true)
     }
 
     fn q6k_dequantize(packed: IntTensor<Self>, shape: Q6kShape) -> FloatTensor<Self> {

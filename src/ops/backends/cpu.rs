@@ -159,23 +159,40 @@ fn host_f32<B: Backend>(x: FloatTensor<B>) -> (Vec<f32>, Shape, burn::tensor::DT
     (data.into_vec::<f32>().expect("f32 data"), shape, dtype)
 }
 
+/// Runs a slice product on the host: `input` `[.., inner]` to `[.., out_last]`.
+fn on_host<B: Backend>(
+    input: FloatTensor<B>,
+    packed: IntTensor<B>,
+    shape: Q6kShape,
+    (inner, out_last): (usize, usize),
+    f: fn(&[f32], &[u32], usize, Q6kShape) -> Vec<f32>,
+) -> FloatTensor<B> {
+    let device = B::float_device(&input);
+    let (values, in_shape, dtype) = host_f32::<B>(input);
+    assert_eq!(
+        in_shape.num_dims().checked_sub(1).map(|i| in_shape[i]),
+        Some(inner),
+        "the input's last dim must be {inner}"
+    );
+    let rows = values.len() / inner;
+    let out = f(&values, &host_words::<B>(packed), rows, shape);
+    let data = TensorData::new(out, with_last_dim(&in_shape, out_last)).convert_dtype(dtype);
+    B::float_from_data(data, &device)
+}
+
 /// [`super::super::Q6kBackend::q6k_matmul`] on the host, for any backend.
 pub fn matmul<B: Backend>(
     x: FloatTensor<B>,
     packed: IntTensor<B>,
     shape: Q6kShape,
 ) -> FloatTensor<B> {
-    let device = B::float_device(&x);
-    let (xs, xshape, dtype) = host_f32::<B>(x);
-    assert_eq!(
-        xshape.num_dims().checked_sub(1).map(|i| xshape[i]),
-        Some(shape.in_features),
-        "x's last dim must be in_features"
-    );
-    let m = xs.len() / shape.in_features;
-    let y = matmul_slices(&xs, &host_words::<B>(packed), m, shape);
-    let data = TensorData::new(y, with_last_dim(&xshape, shape.out_features)).convert_dtype(dtype);
-    B::float_from_data(data, &device)
+    on_host::<B>(
+        x,
+        packed,
+        shape,
+        (shape.in_features, shape.out_features),
+        matmul_slices,
+    )
 }
 
 /// [`super::super::Q6kBackend::q6k_matmul_t`] on the host, for any backend.
@@ -184,17 +201,13 @@ pub fn matmul_t<B: Backend>(
     packed: IntTensor<B>,
     shape: Q6kShape,
 ) -> FloatTensor<B> {
-    let device = B::float_device(&grad_y);
-    let (gs, gshape, dtype) = host_f32::<B>(grad_y);
-    assert_eq!(
-        gshape.num_dims().checked_sub(1).map(|i| gshape[i]),
-        Some(shape.out_features),
-        "grad_y's last dim must be out_features"
-    );
-    let m = gs.len() / shape.out_features;
-    let gx = matmul_t_slices(&gs, &host_words::<B>(packed), m, shape);
-    let data = TensorData::new(gx, with_last_dim(&gshape, shape.in_features)).convert_dtype(dtype);
-    B::float_from_data(data, &device)
+    on_host::<B>(
+        grad_y,
+        packed,
+        shape,
+        (shape.out_features, shape.in_features),
+        matmul_t_slices,
+    )
 }
 
 /// [`super::super::Q6kBackend::q6k_dequantize`] on the host, for any backend.
