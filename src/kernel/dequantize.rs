@@ -43,19 +43,7 @@ pub fn q6k_dequantize<R: CubeRuntime>(
     shape: Q6kShape,
     dtype: DType,
 ) -> Result<CubeTensor<R>, String> {
-    if !matches!(packed.dtype, DType::U32 | DType::I32) {
-        return Err(format!(
-            "packed weight dtype {:?} is not 32-bit",
-            packed.dtype
-        ));
-    }
-    if packed.meta.num_elements() < shape.n_words() {
-        return Err(format!(
-            "packed weight has {} words, {shape:?} needs {}",
-            packed.meta.num_elements(),
-            shape.n_words()
-        ));
-    }
+    super::check_packed(&packed, shape)?;
     let packed = into_contiguous(packed);
     let client = packed.client.clone();
     let out = empty_device_contiguous_dtype(

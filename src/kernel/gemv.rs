@@ -117,12 +117,7 @@ pub fn q6k_gemv<R: CubeRuntime>(
     packed: CubeTensor<R>,
     shape: Q6kShape,
 ) -> Result<CubeTensor<R>, String> {
-    if !matches!(packed.dtype, DType::U32 | DType::I32) {
-        return Err(format!(
-            "packed weight dtype {:?} is not 32-bit",
-            packed.dtype
-        ));
-    }
+    super::check_packed(&packed, shape)?;
     if !matches!(
         x.dtype,
         DType::F32 | DType::F16 | DType::BF16 | DType::Flex32
@@ -140,13 +135,6 @@ pub fn q6k_gemv<R: CubeRuntime>(
         return Err(format!(
             "{rows} activation rows: the fused kernel takes 1..={}",
             crate::ops::FUSED_MAX_ROWS
-        ));
-    }
-    if packed.meta.num_elements() < shape.n_words() {
-        return Err(format!(
-            "packed weight has {} words, {shape:?} needs {}",
-            packed.meta.num_elements(),
-            shape.n_words()
         ));
     }
     let client = x.client.clone();

@@ -65,6 +65,26 @@ fn block_fn(t: GgmlType) -> Option<BlockFn> {
     })
 }
 
+/// The block decoder for `ggml_type`, once `bytes` is known to hold exactly `n_elements`.
+fn checked_block_fn(
+    ggml_type: GgmlType,
+    bytes: &[u8],
+    n_elements: u64,
+) -> Result<BlockFn, QuantError> {
+    let f = block_fn(ggml_type).ok_or(QuantError::Unsupported { ggml_type })?;
+    let expected = ggml_type.bytes_for(n_elements);
+    if expected != Some(bytes.len() as u64) {
+        return Err(QuantError::Length {
+            ggml_type,
+            n_elements,
+            expected: expected.unwrap_or(0),
+            found: bytes.len() as u64,
+            block_size: ggml_type.block_size().unwrap_or(1),
+        });
+    }
+    Ok(f)
+}
+
 /// Dequantizes `bytes` of type `ggml_type` into `out`, whose length is the element count.
 ///
 /// Bit-exact with gguf-py 0.19's numpy dequantizers and ggml's `dequantize_row_*`.
@@ -73,22 +93,11 @@ pub fn dequantize_into(
     bytes: &[u8],
     out: &mut [f32],
 ) -> Result<(), QuantError> {
-    let f = block_fn(ggml_type).ok_or(QuantError::Unsupported { ggml_type })?;
+    let f = checked_block_fn(ggml_type, bytes, out.len() as u64)?;
     let (block, size) = (
         ggml_type.block_size().unwrap_or(1),
         ggml_type.type_size().unwrap_or(1),
     );
-    let n = out.len() as u64;
-    let expected = ggml_type.bytes_for(n);
-    if expected != Some(bytes.len() as u64) {
-        return Err(QuantError::Length {
-            ggml_type,
-            n_elements: n,
-            expected: expected.unwrap_or(0),
-            found: bytes.len() as u64,
-            block_size: block,
-        });
-    }
     for (b, y) in bytes
         .chunks_exact(size as usize)
         .zip(out.chunks_exact_mut(block as usize))
@@ -104,20 +113,8 @@ pub fn dequantize(
     bytes: &[u8],
     n_elements: usize,
 ) -> Result<Vec<f32>, QuantError> {
-    if block_fn(ggml_type).is_none() {
-        return Err(QuantError::Unsupported { ggml_type });
-    }
     // The length check runs before the allocation: `n_elements` must match `bytes`.
-    let expected = ggml_type.bytes_for(n_elements as u64);
-    if expected != Some(bytes.len() as u64) {
-        return Err(QuantError::Length {
-            ggml_type,
-            n_elements: n_elements as u64,
-            expected: expected.unwrap_or(0),
-            found: bytes.len() as u64,
-            block_size: ggml_type.block_size().unwrap_or(1),
-        });
-    }
+    checked_block_fn(ggml_type, bytes, n_elements as u64)?;
     let mut out = vec![0f32; n_elements];
     dequantize_into(ggml_type, bytes, &mut out)?;
     Ok(out)
