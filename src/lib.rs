@@ -7,6 +7,8 @@
 //! - [`quant`]: ggml's block formats in pure Rust — dequantizers bit-exact with gguf-py for F32,
 //!   F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K and Q8_K, and ggml's reference Q6_K
 //!   quantizer, byte-exact.
+//! - [`tokenizer`]: the SentencePiece tokenizer of a GGUF file's vocabulary, token for token
+//!   llama.cpp's.
 //! - `ops`, `nn`, `kernel` (with a backend feature): the `Q6kBackend` extension trait with the
 //!   fused Q6_K matmul (one CubeCL kernel for CUDA, wgpu and Metal; a threaded CPU path for
 //!   NdArray; Fusion and Autodiff), the `Q6kLinear` module, and loading GGUF tensors into Burn.
@@ -36,9 +38,12 @@
 
 pub mod gguf;
 pub mod quant;
+pub mod tokenizer;
 
 #[cfg(feature = "cube")]
 pub mod kernel;
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]
+pub mod models;
 #[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]
 pub mod nn;
 #[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]

@@ -235,3 +235,32 @@ pub fn gemma_path(test: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// The directory `scripts/fetch-llama-vocab.sh` fills with llama.cpp's SPM vocab-only GGUFs and
+/// their `.inp`/`.out` test vectors (`BURN_GGUF_LLAMA_VOCAB`, else the cache), or `None` with a
+/// SKIP line; with `BURN_GGUF_REQUIRE_VOCAB=1` a missing directory fails.
+pub fn llama_vocab_dir(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("BURN_GGUF_LLAMA_VOCAB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("burn-gguf/llama-vocab")
+        });
+    if dir.join("ggml-vocab-llama-spm.gguf").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("BURN_GGUF_REQUIRE_VOCAB").as_deref() != Ok("1"),
+        "{test}: BURN_GGUF_REQUIRE_VOCAB=1 but {} is missing (run scripts/fetch-llama-vocab.sh)",
+        dir.display()
+    );
+    eprintln!(
+        "SKIP {test}: {} not found (run scripts/fetch-llama-vocab.sh, or set BURN_GGUF_LLAMA_VOCAB)",
+        dir.display()
+    );
+    None
+}

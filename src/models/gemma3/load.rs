@@ -1,0 +1,289 @@
+//! Building a [`Gemma3`] from a GGUF file, and the summary of where each tensor went.
+
+use std::fmt;
+
+use burn::module::Param;
+use burn::tensor::backend::Backend;
+
+use super::attention::Attention;
+use super::mlp::Mlp;
+use super::model::{Block, Gemma3};
+use super::norm::RmsNorm;
+use super::{Gemma3Config, Gemma3Error};
+use crate::gguf::GgufFile;
+use crate::nn::GgufLinear;
+use crate::ops::{Q6kBackend, load_float_tensor};
+use crate::quant::GgmlType;
+
+/// How a tensor of the file is held on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorPlacement {
+    /// Q6_K bytes, run by the fused kernel.
+    FusedQ6k,
+    /// Dequantized once at load to the backend's float type.
+    Dequantized,
+    /// Stored as float in the file, loaded as is.
+    Float,
+}
+
+/// One tensor's way onto the device.
+#[derive(Clone, Debug)]
+pub struct LoadedTensor {
+    /// Its name in the file.
+    pub name: String,
+    /// Its type in the file.
+    pub ggml_type: GgmlType,
+    /// How it is held.
+    pub placement: TensorPlacement,
+    /// Bytes in the file.
+    pub file_bytes: usize,
+    /// Bytes on the device.
+    pub device_bytes: usize,
+}
+
+/// Which tensors went where, and the model's memory (see its `Display`).
+#[derive(Clone, Debug, Default)]
+pub struct LoadSummary {
+    /// Every tensor loaded, in load order.
+    pub tensors: Vec<LoadedTensor>,
+}
+
+impl LoadSummary {
+    /// Bytes the model holds on the device.
+    pub fn device_bytes(&self) -> usize {
+        self.tensors.iter().map(|t| t.device_bytes).sum()
+    }
+
+    /// What the weights would take dequantized to f32 throughout.
+    pub fn f32_bytes(&self) -> usize {
+        self.tensors
+            .iter()
+            .map(|t| match t.placement {
+                TensorPlacement::FusedQ6k => t.file_bytes * 256 * 4 / 210,
+                _ => t.device_bytes,
+            })
+            .sum()
+    }
+
+    fn push(
+        &mut self,
+        file: &GgufFile,
+        name: &str,
+        placement: TensorPlacement,
+        device_bytes: usize,
+    ) {
+        let info = file.tensor_info(name).expect("loaded tensors exist");
+        self.tensors.push(LoadedTensor {
+            name: name.to_string(),
+            ggml_type: info.ggml_type,
+            placement,
+            file_bytes: info.n_bytes().unwrap_or(0) as usize,
+            device_bytes,
+        });
+    }
+}
+
+impl fmt::Display for LoadSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+        for (placement, what) in [
+            (TensorPlacement::FusedQ6k, "fused Q6_K (kept quantized)"),
+            (TensorPlacement::Dequantized, "dequantized at load"),
+            (TensorPlacement::Float, "float in the file"),
+        ] {
+            let group: Vec<&LoadedTensor> = self
+                .tensors
+                .iter()
+                .filter(|t| t.placement == placement)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let mut types: Vec<String> = group.iter().map(|t| t.ggml_type.to_string()).collect();
+            types.sort();
+            types.dedup();
+            let bytes: usize = group.iter().map(|t| t.device_bytes).sum();
+            writeln!(
+                f,
+                "  {what}: {} tensors ({}), {:.1} MiB",
+                group.len(),
+                types.join(", "),
+                mib(bytes)
+            )?;
+            if placement == TensorPlacement::FusedQ6k {
+                let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
+                writeln!(f, "    {}", names.join(", "))?;
+            }
+        }
+        write!(
+            f,
+            "  memory: {:.1} MiB on the device ({:.1} MiB if every weight were f32)",
+            mib(self.device_bytes()),
+            mib(self.f32_bytes())
+        )
+    }
+}
+
+/// Progress of [`Gemma3::from_gguf`].
+#[derive(Clone, Copy, Debug)]
+pub struct LoadEvent<'a> {
+    /// Tensors loaded so far.
+    pub done: usize,
+    /// Tensors to load.
+    pub total: usize,
+    /// The tensor just loaded.
+    pub name: &'a str,
+}
+
+struct Loader<'a, B: Backend, F: FnMut(LoadEvent)> {
+    file: &'a GgufFile,
+    device: &'a B::Device,
+    config: &'a Gemma3Config,
+    summary: LoadSummary,
+    progress: F,
+    done: usize,
+    total: usize,
+}
+
+impl<B: Backend, F: FnMut(LoadEvent)> Loader<'_, B, F> {
+    fn tick(&mut self, name: &str) {
+        self.done += 1;
+        (self.progress)(LoadEvent {
+            done: self.done,
+            total: self.total,
+            name,
+        });
+    }
+
+    fn expect_dims(&self, name: &str, expected: &[u64]) -> Result<(), Gemma3Error> {
+        let info = self.file.require_tensor(name)?;
+        if info.dims != expected {
+            return Err(Gemma3Error::TensorShape {
+                name: name.to_string(),
+                dims: info.dims.clone(),
+                expected: expected.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn norm(&mut self, name: &str, width: usize) -> Result<RmsNorm<B>, Gemma3Error> {
+        self.expect_dims(name, &[width as u64])?;
+        let weight = load_float_tensor::<B, 1>(self.file, name, self.device)?;
+        let info = self.file.require_tensor(name)?;
+        let placement = if info.ggml_type.is_quantized() {
+            TensorPlacement::Dequantized
+        } else {
+            TensorPlacement::Float
+        };
+        self.summary
+            .push(self.file, name, placement, width * weight.dtype().size());
+        self.tick(name);
+        Ok(RmsNorm {
+            weight: Param::from_tensor(weight),
+            eps: self.config.eps,
+        })
+    }
+
+    fn linear(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<GgufLinear<B>, Gemma3Error> {
+        self.expect_dims(name, &[d_in as u64, d_out as u64])?;
+        let linear = GgufLinear::from_gguf(self.file, name, self.device)?;
+        let placement = if linear.is_fused() {
+            TensorPlacement::FusedQ6k
+        } else if self.file.require_tensor(name)?.ggml_type.is_quantized() {
+            TensorPlacement::Dequantized
+        } else {
+            TensorPlacement::Float
+        };
+        self.summary
+            .push(self.file, name, placement, linear.memory_bytes());
+        self.tick(name);
+        Ok(linear)
+    }
+}
+
+impl<B: Q6kBackend> Gemma3<B> {
+    /// Loads a `gemma3` GGUF onto `device`, checking every tensor's dims against the
+    /// hyperparameters. `progress` is called after each tensor.
+    pub fn from_gguf(
+        file: &GgufFile,
+        device: &B::Device,
+        progress: impl FnMut(LoadEvent),
+    ) -> Result<(Self, LoadSummary), Gemma3Error> {
+        let config = Gemma3Config::from_gguf(file)?;
+        let c = &config;
+        let mut l = Loader::<B, _> {
+            file,
+            device,
+            config: c,
+            summary: LoadSummary::default(),
+            progress,
+            done: 0,
+            total: 2 + 13 * c.n_layers,
+        };
+
+        l.expect_dims(
+            "token_embd.weight",
+            &[c.d_model as u64, c.vocab_size as u64],
+        )?;
+        let embed = load_float_tensor::<B, 2>(file, "token_embd.weight", device)?;
+        let bytes = c.vocab_size * c.d_model * embed.dtype().size();
+        let placement = if file
+            .require_tensor("token_embd.weight")?
+            .ggml_type
+            .is_quantized()
+        {
+            TensorPlacement::Dequantized
+        } else {
+            TensorPlacement::Float
+        };
+        l.summary.push(file, "token_embd.weight", placement, bytes);
+        l.tick("token_embd.weight");
+
+        let (q_out, kv_out) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let attn = Attention {
+                q: l.linear(&n("attn_q"), c.d_model, q_out)?,
+                k: l.linear(&n("attn_k"), c.d_model, kv_out)?,
+                v: l.linear(&n("attn_v"), c.d_model, kv_out)?,
+                o: l.linear(&n("attn_output"), q_out, c.d_model)?,
+                q_norm: l.norm(&n("attn_q_norm"), c.head_dim)?,
+                k_norm: l.norm(&n("attn_k_norm"), c.head_dim)?,
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                scale: f64::from(c.attn_scale),
+            };
+            let mlp = Mlp {
+                gate: l.linear(&n("ffn_gate"), c.d_model, c.d_ff)?,
+                up: l.linear(&n("ffn_up"), c.d_model, c.d_ff)?,
+                down: l.linear(&n("ffn_down"), c.d_ff, c.d_model)?,
+            };
+            layers.push(Block {
+                attn_norm: l.norm(&n("attn_norm"), c.d_model)?,
+                attn,
+                post_attn_norm: l.norm(&n("post_attention_norm"), c.d_model)?,
+                ffn_norm: l.norm(&n("ffn_norm"), c.d_model)?,
+                mlp,
+                post_ffn_norm: l.norm(&n("post_ffw_norm"), c.d_model)?,
+                global: c.is_global(i),
+            });
+        }
+        let output_norm = l.norm("output_norm.weight", c.d_model)?;
+        let summary = l.summary;
+        let model = Gemma3 {
+            embed: Param::from_tensor(embed),
+            layers,
+            output_norm,
+            config,
+        };
+        Ok((model, summary))
+    }
+}

@@ -1,0 +1,212 @@
+//! The Gemma 3 transformer: blocks, forward pass over a KV cache, generation.
+
+use std::time::{Duration, Instant};
+
+use burn::module::{Module, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::attention::{Attention, causal_mask};
+use super::cache::KvCache;
+use super::mlp::Mlp;
+use super::norm::RmsNorm;
+use super::rope::RopeTables;
+use super::{Gemma3Config, Gemma3Error};
+use crate::models::sampling::Sampler;
+use crate::ops::Q6kBackend;
+
+/// One transformer block: norms before and after both attention and the MLP.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// `attn_norm`.
+    pub attn_norm: RmsNorm<B>,
+    /// The attention.
+    pub attn: Attention<B>,
+    /// `post_attention_norm`.
+    pub post_attn_norm: RmsNorm<B>,
+    /// `ffn_norm`.
+    pub ffn_norm: RmsNorm<B>,
+    /// The MLP.
+    pub mlp: Mlp<B>,
+    /// `post_ffw_norm`.
+    pub post_ffn_norm: RmsNorm<B>,
+    /// Whether the layer attends globally (else: sliding window).
+    pub global: bool,
+}
+
+/// A Gemma 3 text model loaded from a GGUF file ([`Gemma3::from_gguf`]).
+#[derive(Module, Debug)]
+pub struct Gemma3<B: Backend> {
+    /// `token_embd.weight`, `[vocab, d_model]`; also the output projection (tied).
+    pub embed: Param<Tensor<B, 2>>,
+    /// The blocks.
+    pub layers: Vec<Block<B>>,
+    /// `output_norm`.
+    pub output_norm: RmsNorm<B>,
+    #[module(skip)]
+    pub(super) config: Gemma3Config,
+}
+
+/// What [`Gemma3::generate`] produced.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// The generated tokens (not the prompt, not the token that stopped generation).
+    pub tokens: Vec<u32>,
+    /// Whether the stop callback ended it (else it ran to `max_new_tokens`).
+    pub stopped: bool,
+    /// Prompt processing: from the call to the first sampled token.
+    pub prompt_time: Duration,
+    /// Everything after the first sampled token.
+    pub generation_time: Duration,
+    /// Tokens run through the model in `generation_time`.
+    pub generated_steps: usize,
+}
+
+impl<B: Q6kBackend> Gemma3<B> {
+    /// The hyperparameters.
+    pub fn config(&self) -> &Gemma3Config {
+        &self.config
+    }
+
+    /// Runs `tokens` (the positions after those in `cache`, which it extends) and returns the
+    /// final hidden states after `output_norm`, `[1, tokens, d_model]`.
+    pub fn hidden(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 3>, Gemma3Error> {
+        let c = &self.config;
+        if tokens.is_empty() {
+            return Err(Gemma3Error::EmptyInput);
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(Gemma3Error::TokenOutOfRange {
+                id,
+                vocab_size: c.vocab_size,
+            });
+        }
+        let (start, t) = (cache.len(), tokens.len());
+        if start + t > c.context_length {
+            return Err(Gemma3Error::ContextFull {
+                needed: start + t,
+                context_length: c.context_length,
+            });
+        }
+        let device = self.embed.val().device();
+        let ids: Vec<i32> = tokens.iter().map(|&id| id as i32).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [t]), &device);
+        let mut x = self
+            .embed
+            .val()
+            .select(0, ids)
+            .reshape([1, t, c.d_model])
+            .mul_scalar((c.d_model as f32).sqrt());
+
+        let groups = c.n_heads / c.n_kv_heads;
+        let rope_local = RopeTables::new(start, t, c.head_dim, c.rope_base_local, 1.0, &device);
+        let rope_global = RopeTables::new(
+            start,
+            t,
+            c.head_dim,
+            c.rope_base_global,
+            c.rope_scale_global,
+            &device,
+        );
+        let mask_local = causal_mask::<B>(start, t, groups, Some(c.sliding_window), &device);
+        let mask_global = causal_mask::<B>(start, t, groups, None, &device);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (rope, mask) = if layer.global {
+                (&rope_global, &mask_global)
+            } else {
+                (&rope_local, &mask_local)
+            };
+            let h = layer
+                .attn
+                .forward(layer.attn_norm.forward(x.clone()), i, rope, mask, cache);
+            x = x + layer.post_attn_norm.forward(h);
+            let h = layer.mlp.forward(layer.ffn_norm.forward(x.clone()));
+            x = x + layer.post_ffn_norm.forward(h);
+        }
+        cache.advance(t);
+        Ok(self.output_norm.forward(x))
+    }
+
+    /// Logits of hidden states `[n, d_model]`: `[n, vocab]` (the embedding as output projection).
+    pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        // [vocab, d] · [d, n]: the big weight stays the contiguous left operand.
+        self.embed.val().matmul(hidden.transpose()).transpose()
+    }
+
+    /// Runs `tokens` after `cache` and returns the logits of every position, `[tokens, vocab]`.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 2>, Gemma3Error> {
+        let hidden = self.hidden(tokens, cache)?;
+        Ok(self.logits(hidden.reshape([tokens.len(), self.config.d_model])))
+    }
+
+    /// Runs `tokens` after `cache` and returns the logits of the last position, `[vocab]`.
+    pub fn forward_last(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 1>, Gemma3Error> {
+        let hidden = self.hidden(tokens, cache)?;
+        let last = hidden
+            .narrow(1, tokens.len() - 1, 1)
+            .reshape([1, self.config.d_model]);
+        Ok(self.logits(last).reshape([self.config.vocab_size]))
+    }
+
+    /// Generates up to `max_new_tokens` after `prompt` (run after whatever `cache` holds).
+    /// `on_token` sees each sampled token and returns `true` to stop there (the stopping token,
+    /// e.g. an end-of-turn, is left out of the result).
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        cache: &mut KvCache<B>,
+        sampler: &mut Sampler,
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Generation, Gemma3Error> {
+        let started = Instant::now();
+        let mut out = Generation {
+            tokens: Vec::new(),
+            stopped: false,
+            prompt_time: Duration::ZERO,
+            generation_time: Duration::ZERO,
+            generated_steps: 0,
+        };
+        if max_new_tokens == 0 {
+            return Ok(out);
+        }
+        let mut logits = self.forward_last(prompt, cache)?;
+        let mut first_token_at = None;
+        loop {
+            let values = logits
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .unwrap_or_default();
+            let token = sampler.sample(&values);
+            if first_token_at.is_none() {
+                first_token_at = Some(Instant::now());
+                out.prompt_time = started.elapsed();
+            }
+            if on_token(token) {
+                out.stopped = true;
+                break;
+            }
+            out.tokens.push(token);
+            if out.tokens.len() == max_new_tokens {
+                break;
+            }
+            logits = self.forward_last(&[token], cache)?;
+            out.generated_steps += 1;
+        }
+        out.generation_time = first_token_at.map_or(Duration::ZERO, |t| t.elapsed());
+        Ok(out)
+    }
+}

@@ -1,0 +1,218 @@
+//! The SentencePiece tokenizer against llama.cpp: the Gemma vocabulary's cases recorded by
+//! llama.cpp (tests/fixtures/gemma3-reference.json), llama.cpp's own test vectors for the SPM
+//! vocabularies shipped in the llama-cpp-python sdist, round trips on fresh random text, and
+//! hostile metadata.
+
+mod common;
+
+use burn_gguf::gguf::{GgufFile, GgufWriter, MetadataValue};
+use burn_gguf::tokenizer::{TokenType, Tokenizer, TokenizerError};
+use common::{Rng, gemma_path};
+
+/// A small SPM vocabulary: bytes, a few merges, a user-defined and a control token.
+fn toy(extra: &[(&str, MetadataValue)]) -> Result<Tokenizer, TokenizerError> {
+    let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    let mut types = vec![2i32, 3, 3];
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+    }
+    for (t, ty) in [
+        ("▁", 1),
+        ("a", 1),
+        ("b", 1),
+        ("ab", 1),
+        ("▁a", 1),
+        ("▁ab", 1),
+        ("<tag>", 4),
+        ("<ctl>", 3),
+    ] {
+        tokens.push(t.into());
+        types.push(ty);
+    }
+    let scores: Vec<f32> = (0..tokens.len()).map(|i| -(i as f32) / 10.0).collect();
+    let mut w = GgufWriter::new();
+    w.add_metadata("tokenizer.ggml.model", "llama").unwrap();
+    w.add_metadata("tokenizer.ggml.tokens", tokens).unwrap();
+    w.add_metadata("tokenizer.ggml.scores", scores).unwrap();
+    w.add_metadata("tokenizer.ggml.token_type", types).unwrap();
+    for (k, v) in extra {
+        w.set_metadata(*k, v.clone()).unwrap();
+    }
+    Tokenizer::from_gguf(&GgufFile::from_bytes(w.to_bytes()).unwrap())
+}
+
+#[test]
+fn toy_vocabulary_merges_bytes_and_specials() {
+    let tok = toy(&[]).unwrap();
+    let id = |t: &str| tok.token_id(t).unwrap();
+    // Space prefix on by default; "▁ab" is one token.
+    assert_eq!(tok.encode("ab", true, false).unwrap(), [1, id("▁ab")]);
+    // 'c' is not a token: byte fallback.
+    assert_eq!(
+        tok.encode("abc", false, false).unwrap(),
+        [id("▁ab"), id("<0x63>")]
+    );
+    // User-defined tokens are always split out; control ones only with parse_special.
+    assert_eq!(
+        tok.encode("a<tag>b", false, false).unwrap(),
+        // After a special token the space prefix applies again: "▁b" is no token, so ▁ + b.
+        [id("▁a"), id("<tag>"), id("▁"), id("b")]
+    );
+    let plain = tok.encode("<ctl>", false, false).unwrap();
+    assert!(!plain.contains(&id("<ctl>")));
+    assert_eq!(
+        tok.encode("<ctl>a", false, true).unwrap(),
+        [id("<ctl>"), id("▁a")]
+    );
+    // Decoding: control tokens only with `special`, the prefix space dropped.
+    let ids = tok.encode("ab<ctl>", true, true).unwrap();
+    assert_eq!(tok.decode(&ids, false), "ab");
+    assert_eq!(tok.decode(&ids, true), "<s>ab<ctl>");
+    assert_eq!(tok.token_type(id("<tag>")), Some(TokenType::UserDefined));
+    assert!(tok.is_eog(2) && !tok.is_eog(1));
+}
+
+#[test]
+fn hostile_metadata_gives_typed_errors() {
+    let e = toy(&[("tokenizer.ggml.model", "gpt2".into())]).unwrap_err();
+    assert!(matches!(e, TokenizerError::UnsupportedModel { .. }), "{e}");
+    let e = toy(&[("tokenizer.ggml.scores", vec![0.0f32; 3].into())]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TokenizerError::LengthMismatch {
+                key: "tokenizer.ggml.scores",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = toy(&[("tokenizer.ggml.bos_token_id", 1_000_000u32.into())]).unwrap_err();
+    assert!(matches!(e, TokenizerError::IdOutOfRange { .. }), "{e}");
+    assert!(e.to_string().contains("tokenizer.ggml.bos_token_id"), "{e}");
+    let e = toy(&[("tokenizer.ggml.token_type", vec![1.0f32; 3].into())]).unwrap_err();
+    assert!(e.to_string().contains("tokenizer.ggml.token_type"), "{e}");
+    let e = toy(&[("tokenizer.ggml.add_bos_token", 3u32.into())]).unwrap_err();
+    assert!(e.to_string().contains("add_bos_token"), "{e}");
+
+    // A vocabulary without byte tokens cannot encode an unknown byte: an error, not a panic.
+    let mut w = GgufWriter::new();
+    w.add_metadata("tokenizer.ggml.model", "llama").unwrap();
+    w.add_metadata("tokenizer.ggml.tokens", vec!["a".to_string()])
+        .unwrap();
+    let tok = Tokenizer::from_gguf(&GgufFile::from_bytes(w.to_bytes()).unwrap()).unwrap();
+    let e = tok.encode("z", false, false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TokenizerError::NoByteToken { byte: b'z' } | TokenizerError::NoByteToken { .. }
+        ),
+        "{e}"
+    );
+}
+
+/// Random text (never a literal `▁`, which SentencePiece cannot tell from a space): ASCII, whitespace runs, accented Latin, CJK, emoji, rare code points.
+fn random_text(rng: &mut Rng) -> String {
+    const POOL: &[&str] = &[
+        " ",
+        "  ",
+        "\n",
+        "\n\n",
+        "\t",
+        "the",
+        "The",
+        "ing",
+        "é",
+        "ß",
+        "中",
+        "文",
+        "😀",
+        "👩‍💻",
+        "\u{10FFFD}",
+        "<",
+        ">",
+        "</p>",
+        "0",
+        "42",
+        ".",
+        ",",
+        "a",
+        "z",
+        "Q",
+    ];
+    let n = rng.below(40) as usize + 1;
+    (0..n)
+        .map(|_| match rng.below(4) {
+            0 => char::from_u32(rng.below(0x3000) as u32 + 0x20)
+                .filter(|&c| c != '\u{2581}')
+                .unwrap_or('x')
+                .to_string(),
+            _ => POOL[rng.below(POOL.len() as u64) as usize].to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn gemma_vocabulary_round_trips_fresh_random_text() {
+    let Some(path) = gemma_path("gemma_vocabulary_round_trips_fresh_random_text") else {
+        return;
+    };
+    let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+    assert_eq!(tok.len(), 262_144);
+    assert_eq!((tok.bos(), tok.eos()), (Some(2), Some(1)));
+    let eot = tok.token_id("<end_of_turn>").unwrap();
+    assert!(tok.is_eog(eot) && tok.is_eog(1));
+    let mut rng = Rng::fresh("gemma_vocabulary_round_trips_fresh_random_text");
+    for _ in 0..300 {
+        let text = random_text(&mut rng);
+        let ids = tok.encode(&text, false, false).unwrap();
+        // Gemma adds no space prefix, has byte fallback: decoding gives the text back.
+        assert_eq!(tok.decode(&ids, false), text, "{ids:?}");
+        let mut stream = tok.stream_decoder(false);
+        let streamed: String =
+            ids.iter().map(|&id| stream.push(id)).collect::<String>() + &stream.finish();
+        assert_eq!(streamed, text);
+    }
+}
+
+/// llama.cpp's `tests/test-tokenizer-0` vectors: `.inp` holds the cases, each followed by
+/// `\n__ggml_vocab_test__\n`; `.out` one line of ids per case. Tokenized with
+/// `add_special = false, parse_special = false`, as that test does.
+#[test]
+fn llama_cpp_spm_test_vectors() {
+    let Some(dir) = common::llama_vocab_dir("llama_cpp_spm_test_vectors") else {
+        return;
+    };
+    let mut checked = 0;
+    for vocab in ["llama-spm", "phi-3"] {
+        let path = dir.join(format!("ggml-vocab-{vocab}.gguf"));
+        let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+        let inp = std::fs::read(path.with_extension("gguf.inp")).unwrap();
+        let out = std::fs::read_to_string(path.with_extension("gguf.out")).unwrap();
+        let sep = b"\n__ggml_vocab_test__\n";
+        let mut cases = Vec::new();
+        let mut rest = &inp[..];
+        while let Some(at) = rest.windows(sep.len()).position(|w| w == sep) {
+            cases.push(String::from_utf8(rest[..at].to_vec()).unwrap());
+            rest = &rest[at + sep.len()..];
+        }
+        let expected: Vec<Vec<u32>> = out
+            .lines()
+            .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(cases.len(), expected.len(), "{vocab}: cases vs lines");
+        assert!(cases.len() > 30, "{vocab}: {} cases", cases.len());
+        for (text, want) in cases.iter().zip(&expected) {
+            let got = tok.encode(text, false, false).unwrap();
+            assert_eq!(&got, want, "{vocab}: {text:?}");
+            checked += 1;
+        }
+    }
+    // Baichuan's SPM vocabulary ships without vectors: it loads, and round-trips.
+    let tok = Tokenizer::from_gguf(&GgufFile::open(dir.join("ggml-vocab-baichuan.gguf")).unwrap())
+        .unwrap();
+    let ids = tok.encode("Hello world, 你好世界", false, false).unwrap();
+    assert_eq!(tok.decode(&ids, false), "Hello world, 你好世界");
+    eprintln!("llama_cpp_spm_test_vectors: {checked} cases agree with llama.cpp");
+}
