@@ -10,13 +10,20 @@
 #   ggml-vocab-llama-spm.gguf (+ .inp/.out)   LLaMA/LLaMA-2 SPM, 32,000 tokens
 #   ggml-vocab-phi-3.gguf     (+ .inp/.out)   Phi-3 SPM, 32,064 tokens (same .inp/.out bytes)
 #   ggml-vocab-baichuan.gguf                  Baichuan SPM, 64,000 tokens (no test vectors upstream)
-# The other vocabs in the sdist are BPE/WPM/UGM (gemma-4 is `gemma4`, i.e. BPE with merges).
+#   ggml-vocab-gemma-4.gguf.inp/.out          vectors only: the 46 llama-spm cases with Gemma-4 ids.
+#       The gemma-4 vocab itself (15.8 MB) is BPE (`gemma4`, with merges) and is not fetched, but
+#       llama.cpp's SPM tokenizer on the Gemma-3 270M GGUF (scripts/fetch-gemma.sh) reproduces
+#       all 46 of these .out lines exactly (llama-cpp-python 0.3.36, add_special=false).
+# The other vocabs in the sdist are BPE/WPM/UGM.
 #
-# .inp: the cases, each followed by "\n__ggml_vocab_test__\n" (also after the last one).
-# .out: one line per case, " id id id\n" (each id preceded by a space; an empty line for the
-#       empty case). llama.cpp's tests/test-tokenizer-0.cpp checks them with
+# .inp: the cases, each followed by "\n__ggml_vocab_test__\n" (llama-spm/phi-3: also after the
+#       last case; gemma-4: not after the last case). Split exactly on that separator.
+# .out: one line per case (std::getline), ids separated by single spaces; llama-spm/phi-3 put a
+#       space before every id (" 15043 3186"), gemma-4 does not; the empty case is an empty line.
+#       No BOS/EOS in them. llama.cpp's tests/test-tokenizer-0.cpp strips each line and checks
 #       common_tokenize(ctx, text, add_special=false, parse_special=false): no BOS/EOS, special
-#       token text not parsed; SPM's add_space_prefix from the vocab still applies.
+#       token text not parsed; SPM's add_space_prefix (true for llama-spm/phi-3, false in the
+#       Gemma GGUFs) still applies.
 #
 # Needs python3 with pip and network access to PyPI (only the 76.6 MB sdist and, for pip's
 # metadata step, the sdist's build-backend wheels are downloaded; nothing is compiled).
@@ -40,6 +47,8 @@ FILES=(
     "be0a11f7071f0c67d3053a2d377d8f35f0dbcb77ff11a60300fb57d36b477cf0 ggml-vocab-phi-3.gguf.inp"
     "ad6905c925c49c022974fe67e030382e8a4f56eb4489a0b9481dcedb1ec73b29 ggml-vocab-phi-3.gguf.out"
     "4f5b955697f3bd3108070b1d5936c7eb9fc542b81c6932e59abddec75bca1963 ggml-vocab-baichuan.gguf"
+    "0528aa007b06965f980181d252b5dff7bb170a77af6157bd48bba56885374448 ggml-vocab-gemma-4.gguf.inp"
+    "ba8c596bcd05e97e62566fa994b42eeaeffd6a4e4b4a4abe7b5b689aa6b43bf3 ggml-vocab-gemma-4.gguf.out"
 )
 
 # check_all DIR: every pinned file is present in DIR with its sha256.

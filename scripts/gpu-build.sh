@@ -6,19 +6,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
 export CARGO_TARGET_DIR=${BURN_GGUF_GPU_TARGET:-$HOME/.cache/burn-gguf/target-gpu}
-bin=$(cargo test --release --features cuda,wgpu,ndarray,autodiff --test q6k_matmul --no-run --message-format=json \
-    | python3 -c 'import json,sys
+# test_bin NAME: builds tests/NAME.rs and prints the executable's path.
+test_bin() {
+    cargo test --release --features cuda,wgpu,ndarray,autodiff --test "$1" --no-run --message-format=json \
+        | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "q6k_matmul" and m.get("executable"):
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
 mkdir -p .gpu
-strip -o .gpu/q6k_matmul "$bin"
+# Test binaries as .gpu/NAME_test.gz (q6k_matmul keeps its name: gpu-check.sh runs it).
+strip -o .gpu/q6k_matmul "$(test_bin q6k_matmul)"
 gzip -9f .gpu/q6k_matmul
-# The benchmark (examples/bench.rs), same features.
-cargo build --release --features cuda,wgpu,ndarray,autodiff --example bench
-strip -o .gpu/bench "$CARGO_TARGET_DIR/release/examples/bench"
-gzip -9f .gpu/bench
+strip -o .gpu/gemma3_test "$(test_bin gemma3)"
+gzip -9f .gpu/gemma3_test
+# The benchmark and the examples, same features.
+for e in bench gemma3 swap_linear; do
+    cargo build --release --features cuda,wgpu,ndarray,autodiff --example "$e"
+    strip -o ".gpu/$e" "$CARGO_TARGET_DIR/release/examples/$e"
+    gzip -9f ".gpu/$e"
+done
 ls -la .gpu
 
 # The real Q6_K tensors (the 9 ffn_down of Gemma-3 270M, 9.7 MB) in a small GGUF, so the GPU run

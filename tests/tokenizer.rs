@@ -216,3 +216,59 @@ fn llama_cpp_spm_test_vectors() {
     assert_eq!(tok.decode(&ids, false), "Hello world, 你好世界");
     eprintln!("llama_cpp_spm_test_vectors: {checked} cases agree with llama.cpp");
 }
+
+/// The Gemma vocabulary's cases as llama.cpp tokenized and detokenized them
+/// (tests/fixtures/gemma3-reference.json: whitespace runs, newlines, tabs, Unicode, emoji, byte
+/// fallback, HTML, code, turn markers with and without `parse_special`, and llama.cpp's own SPM
+/// test strings), and its special ids and end-of-generation set.
+#[test]
+fn gemma_vocabulary_matches_llama_cpp() {
+    let Some(path) = gemma_path("gemma_vocabulary_matches_llama_cpp") else {
+        return;
+    };
+    let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+    let text = std::fs::read_to_string(common::fixture("gemma3-reference.json")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let info = &r["tokenizer"];
+    assert_eq!(tok.len() as u64, info["n_tokens"].as_u64().unwrap());
+    assert_eq!(
+        tok.bos().map(u64::from),
+        info["special_ids"]["bos"]["id"].as_u64()
+    );
+    assert_eq!(
+        tok.eos().map(u64::from),
+        info["special_ids"]["eos"]["id"].as_u64()
+    );
+    assert_eq!(tok.adds_special(), (true, false));
+    let eog: Vec<u32> = info["eog_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(tok.eog_tokens(), eog.as_slice());
+    let cases = r["tokenizer_cases"].as_array().unwrap();
+    assert!(cases.len() > 90);
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let special = c["special"].as_bool().unwrap();
+        let want: Vec<u32> = c["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        let got = tok.encode(text, false, special).unwrap();
+        assert_eq!(got, want, "{text:?} (special {special})");
+        // llama.cpp detokenized with special tokens rendered when they were parsed.
+        assert_eq!(
+            tok.decode(&got, special),
+            c["detokenized"].as_str().unwrap(),
+            "{text:?}: detokenized"
+        );
+    }
+    eprintln!(
+        "gemma_vocabulary_matches_llama_cpp: {} cases agree",
+        cases.len()
+    );
+}

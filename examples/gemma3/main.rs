@@ -35,9 +35,12 @@ struct Args {
     #[arg(long, short)]
     model: Option<PathBuf>,
     /// Runtime: wgpu, cuda or ndarray (each needs its cargo feature); default: the first built
-    /// of cuda, ndarray, wgpu.
+    /// of cuda, ndarray, wgpu. `wgpu-cube` / `cuda-cube`: without Burn's kernel fusion.
     #[arg(long, short)]
     backend: Option<String>,
+    /// Also print generation speed per window of 32 tokens.
+    #[arg(long)]
+    timings: bool,
     /// Tokens to generate at most.
     #[arg(long, short = 'n', default_value_t = 64)]
     max_tokens: usize,
@@ -111,6 +114,17 @@ fn main() -> ExitCode {
         }),
         #[cfg(feature = "cuda")]
         "cuda" => run::<burn::backend::Cuda>(&args, &model, &Default::default()),
+        // Burn's CubeCL backends without its kernel-fusion layer.
+        #[cfg(feature = "wgpu")]
+        "wgpu-cube" => run::<
+            burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>,
+        >(&args, &model, &Default::default()),
+        #[cfg(feature = "cuda")]
+        "cuda-cube" => run::<burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>>(
+            &args,
+            &model,
+            &Default::default(),
+        ),
         other => Err(format!(
             "backend {other:?} is not built in; build with --features {other} \
              (wgpu, cuda, ndarray)"
@@ -193,6 +207,7 @@ fn run<B: Q6kBackend>(
         let _ = write!(out, "{}", tokenizer.decode(&tokens, args.special));
     }
     let _ = out.flush();
+    let mut stamps = Vec::with_capacity(args.max_tokens);
     let generation = model
         .generate(
             &tokens,
@@ -200,6 +215,7 @@ fn run<B: Q6kBackend>(
             &mut cache,
             &mut sampler,
             |token| {
+                stamps.push(std::time::Instant::now());
                 if tokenizer.is_eog(token) {
                     return true;
                 }
@@ -226,5 +242,16 @@ fn run<B: Q6kBackend>(
             ""
         }
     );
+    if args.timings {
+        for (i, w) in stamps.windows(2).collect::<Vec<_>>().chunks(32).enumerate() {
+            let secs: f64 = w.iter().map(|p| (p[1] - p[0]).as_secs_f64()).sum();
+            eprintln!(
+                "  tokens {}..{}: {:.1} tokens/s",
+                i * 32 + 2,
+                i * 32 + 1 + w.len(),
+                w.len() as f64 / secs.max(1e-9)
+            );
+        }
+    }
     Ok(())
 }

@@ -7,11 +7,15 @@ impl Tokenizer {
     /// The bytes one token stands for, as llama.cpp's `llama_token_to_piece`: normal tokens with
     /// `▁` turned back into spaces, byte tokens as their byte, user-defined tokens verbatim,
     /// control and unknown tokens verbatim only when `special` (else nothing), unused tokens and
-    /// ids outside the vocabulary as nothing.
+    /// ids outside the vocabulary as nothing. End-of-generation tokens count as control tokens
+    /// (llama.cpp marks them so).
     pub fn token_bytes(&self, id: u32, special: bool) -> Vec<u8> {
         let (Some(piece), Some(ty)) = (self.piece(id), self.token_type(id)) else {
             return Vec::new();
         };
+        if self.is_eog(id) {
+            return if special { piece.to_vec() } else { Vec::new() };
+        }
         match ty {
             TokenType::Control | TokenType::Unknown if special => piece.to_vec(),
             TokenType::UserDefined => piece.to_vec(),
@@ -41,6 +45,7 @@ impl Tokenizer {
     /// How many bytes of `piece` to drop: the prefix space of the first text token.
     fn prefix_len(&self, at_start: &mut bool, id: u32, piece: &[u8]) -> usize {
         if !*at_start
+            || self.is_eog(id)
             || matches!(
                 self.token_type(id),
                 Some(TokenType::Control | TokenType::Unknown)

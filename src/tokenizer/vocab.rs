@@ -69,17 +69,25 @@ pub struct Tokenizer {
     pub(super) add_space_prefix: bool,
 }
 
-/// Texts llama.cpp recognises as end-of-turn tokens when the file names none
-/// (`tokenizer.ggml.eot_token_id`).
-const EOT_TEXTS: [&str; 8] = [
+/// Texts llama.cpp treats as end of generation wherever they occur in a vocabulary (its
+/// `special_eog_ids` scan), besides the EOS/EOT/EOM ids the file names. llama.cpp also marks
+/// them as control tokens, so they are not printed.
+const EOG_TEXTS: [&str; 15] = [
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "<|eom_id|>",
     "<EOT>",
     "_<EOT>",
     "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+    "</s>",
 ];
 
 impl Tokenizer {
@@ -188,13 +196,16 @@ impl Tokenizer {
             "tokenizer.ggml.eos_token_id",
             Some(2).filter(|&i| i < n as u32),
         )?;
-        let eot = id("tokenizer.ggml.eot_token_id", None)?.or_else(|| {
-            EOT_TEXTS
-                .iter()
-                .find_map(|t| by_text.get(t.as_bytes()).copied())
-        });
+        let eot = id("tokenizer.ggml.eot_token_id", None)?;
         let eom = id("tokenizer.ggml.eom_token_id", None)?;
-        let mut eog: Vec<u32> = [eos, eot, eom].into_iter().flatten().collect();
+        let by_name = EOG_TEXTS
+            .iter()
+            .filter_map(|t| by_text.get(t.as_bytes()).copied());
+        let mut eog: Vec<u32> = [eos, eot, eom]
+            .into_iter()
+            .flatten()
+            .chain(by_name)
+            .collect();
         eog.sort_unstable();
         eog.dedup();
 
@@ -241,7 +252,8 @@ impl Tokenizer {
     }
 
     /// Whether generation should stop at `id`: EOS, end-of-turn (e.g. Gemma's
-    /// `<end_of_turn>`) or end-of-message.
+    /// `<end_of_turn>`), end-of-message, or a token llama.cpp stops at by its text (`</s>`,
+    /// `<|im_end|>`, …).
     pub fn is_eog(&self, id: u32) -> bool {
         self.eog.binary_search(&id).is_ok()
     }

@@ -73,18 +73,20 @@ impl<B: Q6kBackend> Attention<B> {
     }
 }
 
-/// The attention mask for `t` new queries at positions `start..start + t` over keys at
-/// `0..start + t`, repeated for `groups` query heads per kv head: `true` = masked. A query at p
-/// sees keys at q ≤ p, and with a window only those with p − q < window (llama.cpp's
-/// `LLAMA_SWA_TYPE_STANDARD`).
+/// The attention mask for `t` new queries at positions `start..start + t` over `keys` key slots
+/// (`keys ≥ start + t`: the cache's capacity), repeated for `groups` query heads per kv head:
+/// `true` = masked. A query at p sees keys at q ≤ p, and with a window only those with
+/// p − q < window (llama.cpp's `LLAMA_SWA_TYPE_STANDARD`); slots past p are masked, so unused
+/// cache slots never count.
 pub fn causal_mask<B: Backend>(
     start: usize,
     t: usize,
+    keys: usize,
     groups: usize,
     window: Option<usize>,
     device: &B::Device,
 ) -> Tensor<B, 4, Bool> {
-    let s = start + t;
+    let s = keys;
     let mut mask = Vec::with_capacity(groups * t * s);
     for _ in 0..groups {
         for i in 0..t {

@@ -5,13 +5,21 @@ use burn::tensor::backend::Backend;
 
 use super::Gemma3Config;
 
-/// Keys (after RoPE) and values of every position run so far, per layer, shaped
-/// `[batch, kv_heads, positions, head_dim]`. Sliding-window layers keep every position too and
-/// mask the old ones, so one position counter serves all layers.
+/// Smallest capacity the cache allocates (positions).
+const MIN_CAPACITY: usize = 256;
+
+/// Keys (after RoPE) and values of every position run so far, per layer, in buffers of
+/// `[batch, kv_heads, capacity, head_dim]`: the capacity grows by doubling, so between growths
+/// every decoding step has the same shapes (GPU runtimes compile and autotune kernels per shape;
+/// a cache growing by one position a step would make them do so at every step). Positions at and
+/// past [`len`](Self::len) are masked out of attention. Sliding-window layers keep every position
+/// too and mask the old ones, so one position counter serves all layers.
 #[derive(Clone, Debug)]
 pub struct KvCache<B: Backend> {
     layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     len: usize,
+    capacity: usize,
+    max: usize,
 }
 
 impl<B: Backend> KvCache<B> {
@@ -20,6 +28,8 @@ impl<B: Backend> KvCache<B> {
         KvCache {
             layers: vec![None; config.n_layers],
             len: 0,
+            capacity: 0,
+            max: config.context_length,
         }
     }
 
@@ -33,23 +43,59 @@ impl<B: Backend> KvCache<B> {
         self.len == 0
     }
 
-    /// Forgets every position (to start a new sequence).
+    /// Positions the buffers hold before they grow.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every position (to start a new sequence); keeps the buffers.
     pub fn clear(&mut self) {
-        self.layers.iter_mut().for_each(|l| *l = None);
         self.len = 0;
     }
 
-    /// Appends a layer's new keys and values; returns all of that layer's keys and values.
+    /// The capacity after `new` more positions: the current one, or the next power of two
+    /// (at least 256, at most the context length).
+    pub(super) fn reserve(&mut self, new: usize) -> usize {
+        let needed = self.len + new;
+        if needed > self.capacity {
+            self.capacity = needed
+                .next_power_of_two()
+                .max(MIN_CAPACITY)
+                .min(self.max.max(needed));
+        }
+        self.capacity
+    }
+
+    /// Writes a layer's keys and values for the `t` positions after [`len`](Self::len) (call
+    /// [`reserve`](Self::reserve) first); returns the layer's whole buffers.
     pub(super) fn append(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let (k, v) = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
+        let [b, h, t, d] = k.dims();
+        let (start, cap) = (self.len, self.capacity);
+        let grow = |old: Option<Tensor<B, 4>>, like: &Tensor<B, 4>| match old {
+            Some(buf) if buf.dims()[2] == cap => buf,
+            old => {
+                let buf = Tensor::<B, 4>::zeros([b, h, cap, d], &like.device());
+                match old {
+                    Some(o) => {
+                        let n = o.dims()[2].min(start);
+                        buf.slice_assign([0..b, 0..h, 0..n, 0..d], o.narrow(2, 0, n))
+                    }
+                    None => buf,
+                }
+            }
         };
+        let (old_k, old_v) = match self.layers[layer].take() {
+            Some((k, v)) => (Some(k), Some(v)),
+            None => (None, None),
+        };
+        let range = [0..b, 0..h, start..start + t, 0..d];
+        let k = grow(old_k, &k).slice_assign(range.clone(), k);
+        let v = grow(old_v, &v).slice_assign(range, v);
         self.layers[layer] = Some((k.clone(), v.clone()));
         (k, v)
     }

@@ -112,8 +112,9 @@ impl<B: Q6kBackend> Gemma3<B> {
             c.rope_scale_global,
             &device,
         );
-        let mask_local = causal_mask::<B>(start, t, groups, Some(c.sliding_window), &device);
-        let mask_global = causal_mask::<B>(start, t, groups, None, &device);
+        let keys = cache.reserve(t);
+        let mask_local = causal_mask::<B>(start, t, keys, groups, Some(c.sliding_window), &device);
+        let mask_global = causal_mask::<B>(start, t, keys, groups, None, &device);
         for (i, layer) in self.layers.iter().enumerate() {
             let (rope, mask) = if layer.global {
                 (&rope_global, &mask_global)
