@@ -14,7 +14,7 @@ ls -la /tmp/gm
 [ "${1:-}" = stage ] && exit 0
 
 source scripts/gpu-env.sh
-cat /tmp/gm/part0 /tmp/gm/part1 /tmp/gm/part2 /tmp/gm/part3 /tmp/gm/part4 > /tmp/gemma.gguf
+[ -f /tmp/gemma.gguf ] || cat /tmp/gm/part0 /tmp/gm/part1 /tmp/gm/part2 /tmp/gm/part3 /tmp/gm/part4 > /tmp/gemma.gguf
 sha256sum /tmp/gemma.gguf | tee "$OUT/model-sha256.txt"
 export BURN_GGUF_GEMMA=/tmp/gemma.gguf BURN_GGUF_REQUIRE_GEMMA=1 BURN_GGUF_ROOT=$PWD
 export BURN_GGUF_CUDA=1 BURN_GGUF_GEMMA3_WGPU=1
@@ -31,7 +31,7 @@ fi
 for backend in cuda wgpu; do
     echo "=== gemma3 example, $backend"
     for prompt in "The capital of France is" "def fibonacci(n):"; do
-        timeout 120 /tmp/gemma3_example --backend "$backend" --model /tmp/gemma.gguf -n 128 --prompt "$prompt" \
+        timeout 120 /tmp/gemma3_example --backend "$backend" --model /tmp/gemma.gguf -n 128 --timings --prompt "$prompt" \
             > "$OUT/gen-$backend.txt" 2> "$OUT/gen-$backend.err" || status=1
         head -c 600 "$OUT/gen-$backend.txt"; echo
         grep -E "tokens/s|error|memory" "$OUT/gen-$backend.err"

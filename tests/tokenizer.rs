@@ -185,11 +185,21 @@ fn llama_cpp_spm_test_vectors() {
         return;
     };
     let mut checked = 0;
-    for vocab in ["llama-spm", "phi-3"] {
-        let path = dir.join(format!("ggml-vocab-{vocab}.gguf"));
-        let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
-        let inp = std::fs::read(path.with_extension("gguf.inp")).unwrap();
-        let out = std::fs::read_to_string(path.with_extension("gguf.out")).unwrap();
+    // (vectors, the vocabulary they are checked with)
+    let mut sets = vec![
+        ("llama-spm", dir.join("ggml-vocab-llama-spm.gguf")),
+        ("phi-3", dir.join("ggml-vocab-phi-3.gguf")),
+    ];
+    // Gemma-4's vectors (its own vocabulary is BPE) hold for the Gemma-3 SPM vocabulary, as
+    // llama.cpp tokenizes it.
+    if let Some(gemma) = gemma_path("llama_cpp_spm_test_vectors (gemma-4 vectors)") {
+        sets.push(("gemma-4", gemma));
+    }
+    for (vectors, vocab) in sets {
+        let tok = Tokenizer::from_gguf(&GgufFile::open(&vocab).unwrap()).unwrap();
+        let inp = std::fs::read(dir.join(format!("ggml-vocab-{vectors}.gguf.inp"))).unwrap();
+        let out =
+            std::fs::read_to_string(dir.join(format!("ggml-vocab-{vectors}.gguf.out"))).unwrap();
         let sep = b"\n__ggml_vocab_test__\n";
         let mut cases = Vec::new();
         let mut rest = &inp[..];
@@ -197,15 +207,19 @@ fn llama_cpp_spm_test_vectors() {
             cases.push(String::from_utf8(rest[..at].to_vec()).unwrap());
             rest = &rest[at + sep.len()..];
         }
+        // Some files end without a separator after the last case.
+        if !rest.is_empty() {
+            cases.push(String::from_utf8(rest.to_vec()).unwrap());
+        }
         let expected: Vec<Vec<u32>> = out
             .lines()
             .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
             .collect();
-        assert_eq!(cases.len(), expected.len(), "{vocab}: cases vs lines");
-        assert!(cases.len() > 30, "{vocab}: {} cases", cases.len());
+        assert_eq!(cases.len(), expected.len(), "{vectors}: cases vs lines");
+        assert!(cases.len() > 30, "{vectors}: {} cases", cases.len());
         for (text, want) in cases.iter().zip(&expected) {
             let got = tok.encode(text, false, false).unwrap();
-            assert_eq!(&got, want, "{vocab}: {text:?}");
+            assert_eq!(&got, want, "{vectors}: {text:?}");
             checked += 1;
         }
     }
