@@ -10,6 +10,9 @@
 //! (`Q6kLinear::from_linear` from a trained `Linear`, or `Q6kLinear::from_gguf` from a file).
 //! `forward` stays the same.
 
+#[path = "common/backend.rs"]
+mod backend;
+
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::tensor::backend::Backend;
@@ -229,16 +232,7 @@ fn run<B: Q6kBackend>(args: &Args, device: &B::Device) -> Result<(), Box<dyn std
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let backend = args.backend.clone().unwrap_or_else(|| {
-        if cfg!(feature = "cuda") {
-            "cuda"
-        } else if cfg!(feature = "ndarray") {
-            "ndarray"
-        } else {
-            "wgpu"
-        }
-        .to_string()
-    });
+    let backend = backend::backend_name(args.backend.as_deref());
     match backend.as_str() {
         #[cfg(feature = "ndarray")]
         "ndarray" => run::<burn::backend::NdArray>(&args, &Default::default()),

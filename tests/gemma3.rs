@@ -40,6 +40,7 @@ use serde_json::Value;
 /// Largest |logit − exact logit| for an f32 backend (see the module docs).
 const F32_TOL: f32 = 0.02;
 /// Largest |logit − exact logit| where dense matmuls run in TF32 (CUDA).
+#[cfg(feature = "cuda")]
 const TF32_TOL: f32 = 0.25;
 /// Largest |logit − llama.cpp's logit| on any top-10 logit.
 const LLAMA_TOL: f32 = 2.0;

