@@ -291,3 +291,118 @@ fn gemma3_matches_llama_cpp_cuda() {
         4,
     );
 }
+
+/// Hyperparameters and tensors that break the model's rules give typed errors naming the key or
+/// tensor, never a panic.
+#[cfg(feature = "ndarray")]
+#[test]
+fn gemma3_rejects_bad_files_with_typed_errors() {
+    use burn::backend::NdArray;
+    use burn_gguf::gguf::{GgufWriter, MetadataValue};
+    use burn_gguf::models::gemma3::{Gemma3Config, Gemma3Error};
+    use burn_gguf::quant::GgmlType;
+
+    // A tiny but complete gemma3 file: 1 layer, d_model 256, 2 heads of 128, 1 KV head.
+    type Metadata = Vec<(&'static str, MetadataValue)>;
+    let build = |edit: &dyn Fn(&mut Metadata), skip: Option<&str>| {
+        let mut kv: Metadata = vec![
+            ("general.architecture", "gemma3".into()),
+            ("gemma3.context_length", 1024u32.into()),
+            ("gemma3.embedding_length", 256u32.into()),
+            ("gemma3.block_count", 1u32.into()),
+            ("gemma3.feed_forward_length", 512u32.into()),
+            ("gemma3.attention.head_count", 2u32.into()),
+            ("gemma3.attention.head_count_kv", 1u32.into()),
+            ("gemma3.attention.key_length", 128u32.into()),
+            ("gemma3.attention.value_length", 128u32.into()),
+            ("gemma3.attention.layer_norm_rms_epsilon", 1e-6f32.into()),
+            ("gemma3.attention.sliding_window", 512u32.into()),
+            ("gemma3.rope.freq_base", 1e6f32.into()),
+        ];
+        edit(&mut kv);
+        let mut w = GgufWriter::new();
+        for (k, v) in kv {
+            w.add_metadata(k, v).unwrap();
+        }
+        let f32s = |n: usize| {
+            vec![0.5f32; n]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let mut tensors: Vec<(String, Vec<u64>)> = vec![
+            ("token_embd.weight".into(), vec![256, 32]),
+            ("output_norm.weight".into(), vec![256]),
+        ];
+        for (n, dims) in [
+            ("attn_q", vec![256, 256]),
+            ("attn_k", vec![256, 128]),
+            ("attn_v", vec![256, 128]),
+            ("attn_output", vec![256, 256]),
+            ("attn_q_norm", vec![128]),
+            ("attn_k_norm", vec![128]),
+            ("ffn_gate", vec![256, 512]),
+            ("ffn_up", vec![256, 512]),
+            ("ffn_down", vec![512, 256]),
+            ("attn_norm", vec![256]),
+            ("post_attention_norm", vec![256]),
+            ("ffn_norm", vec![256]),
+            ("post_ffw_norm", vec![256]),
+        ] {
+            tensors.push((format!("blk.0.{n}.weight"), dims));
+        }
+        for (name, dims) in tensors {
+            if Some(name.as_str()) == skip {
+                continue;
+            }
+            let n = dims.iter().product::<u64>() as usize;
+            w.add_tensor(name, &dims, GgmlType::F32, f32s(n)).unwrap();
+        }
+        GgufFile::from_bytes(w.to_bytes()).unwrap()
+    };
+    let load =
+        |f: &GgufFile| Gemma3::<NdArray>::from_gguf(f, &Default::default(), |_| {}).map(|_| ());
+
+    // The well-formed file loads and runs.
+    let ok = build(&|_| {}, None);
+    let (model, summary) = Gemma3::<NdArray>::from_gguf(&ok, &Default::default(), |_| {}).unwrap();
+    assert_eq!(summary.tensors.len(), 15);
+    let mut cache = KvCache::new(model.config());
+    let logits = model.forward(&[1, 2, 3], &mut cache).unwrap();
+    assert_eq!(logits.dims(), [3, 32]);
+    assert!(matches!(
+        model.forward(&[40], &mut cache),
+        Err(Gemma3Error::TokenOutOfRange { id: 40, .. })
+    ));
+    assert!(matches!(
+        model.forward(&[], &mut cache),
+        Err(Gemma3Error::EmptyInput)
+    ));
+
+    let e = load(&build(&|kv| kv[0].1 = "llama".into(), None)).unwrap_err();
+    assert!(matches!(e, Gemma3Error::Architecture { .. }), "{e}");
+    let e = load(&build(&|kv| kv[6].1 = 3u32.into(), None)).unwrap_err();
+    assert!(e.to_string().contains("head_count_kv"), "{e}");
+    let e = load(&build(&|kv| kv[7].1 = 127u32.into(), None)).unwrap_err();
+    assert!(e.to_string().contains("key_length"), "{e}");
+    let e = load(&build(&|kv| kv[3].1 = 0u32.into(), None)).unwrap_err();
+    assert!(e.to_string().contains("block_count"), "{e}");
+    let e = load(&build(&|kv| kv[4].1 = 1024u32.into(), None)).unwrap_err();
+    assert!(matches!(e, Gemma3Error::TensorShape { .. }), "{e}");
+    assert!(e.to_string().contains("ffn_gate"), "{e}");
+    let e = load(&build(&|_| {}, Some("blk.0.attn_k_norm.weight"))).unwrap_err();
+    assert!(e.to_string().contains("blk.0.attn_k_norm.weight"), "{e}");
+    let e = Gemma3Config::from_gguf(&build(&|kv| kv[9].1 = "x".into(), None)).unwrap_err();
+    assert!(e.to_string().contains("layer_norm_rms_epsilon"), "{e}");
+    // The context length bounds the cache.
+    let short = build(&|kv| kv[1].1 = 4u32.into(), None);
+    let (model, _) = Gemma3::<NdArray>::from_gguf(&short, &Default::default(), |_| {}).unwrap();
+    let mut cache = KvCache::new(model.config());
+    assert!(matches!(
+        model.forward(&[1, 2, 3, 4, 5], &mut cache),
+        Err(Gemma3Error::ContextFull {
+            needed: 5,
+            context_length: 4
+        })
+    ));
+}

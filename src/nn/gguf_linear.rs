@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::q6k_linear::load_bias;
 use super::{Q6kLinear, Q6kLinearError};
 use crate::gguf::GgufFile;
-use crate::ops::{Q6kBackend, to_burn_shape};
+use crate::ops::{Q6kBackend, dense_matmul, to_burn_shape};
 use crate::quant::GgmlType;
 
 /// A linear layer from a GGUF weight (`ne = [d_input, d_output]`, the layout llama.cpp uses for
@@ -87,7 +87,13 @@ impl<B: Q6kBackend> GgufLinear<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             GgufLinear::Q6k(q) => q.forward(x),
-            GgufLinear::Dense(l) => l.forward(x),
+            GgufLinear::Dense(l) => {
+                let y = dense_matmul(x, &l.weight.val(), false);
+                match &l.bias {
+                    Some(b) => y + b.val().unsqueeze(),
+                    None => y,
+                }
+            }
         }
     }
 }

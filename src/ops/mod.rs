@@ -51,6 +51,20 @@ pub trait Q6kBackend: Backend {
     fn q6k_dequantize(packed: IntTensor<Self>, shape: Q6kShape) -> FloatTensor<Self> {
         cpu::dequantize::<Self>(packed, shape)
     }
+
+    /// A backend's own dense product for a few activation rows, where it beats Burn's matmul:
+    /// `x` `[rows, k]` times `weight` (`[k, n]`, or `[n, k]` when `transposed`: `x · weightᵀ`),
+    /// giving `[rows, n]`. `None` (the default) means: use Burn's matmul. NdArray overrides it
+    /// because burn-ndarray's matmul copies both operands on every call, the whole weight
+    /// included.
+    fn dense_rows(
+        x: &FloatTensor<Self>,
+        weight: &FloatTensor<Self>,
+        transposed: bool,
+    ) -> Option<FloatTensor<Self>> {
+        let _ = (x, weight, transposed);
+        None
+    }
 }
 
 /// A training backend whose inner (non-autodiff) backend also has the op, so that
@@ -67,6 +81,39 @@ pub fn q6k_matmul<B: Q6kBackend, const D: usize>(
 ) -> Tensor<B, D> {
     let y = B::q6k_matmul(x.into_primitive().tensor(), packed.into_primitive(), shape);
     Tensor::from_primitive(TensorPrimitive::Float(y))
+}
+
+/// `x · weight` (`weight` `[k, n]`), or `x · weightᵀ` when `transposed` (`weight` `[n, k]`), for
+/// `x` of any rank with last dim `k`: the backend's [`Q6kBackend::dense_rows`] for up to
+/// [`FUSED_MAX_ROWS`] rows where it has one, else Burn's matmul.
+pub fn dense_matmul<B: Q6kBackend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: &Tensor<B, 2>,
+    transposed: bool,
+) -> Tensor<B, D> {
+    let dims = x.dims();
+    let k = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let [a, b] = weight.dims();
+    let n = if transposed { a } else { b };
+    if rows <= FUSED_MAX_ROWS {
+        let x2 = x.clone().reshape([rows, k]);
+        let (xp, wp) = (
+            x2.into_primitive().tensor(),
+            weight.clone().into_primitive().tensor(),
+        );
+        if let Some(y) = B::dense_rows(&xp, &wp, transposed) {
+            let mut out = dims;
+            out[D - 1] = n;
+            return Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y)).reshape(out);
+        }
+    }
+    let w = if transposed {
+        weight.clone().transpose()
+    } else {
+        weight.clone()
+    };
+    x.matmul(w.unsqueeze())
 }
 
 /// The packed weight dequantized to `[out_features, in_features]`.

@@ -82,11 +82,13 @@ pub struct Gemma3Config {
     pub rope_base_global: f32,
     /// RoPE position scale of the global layers (1 / `rope.scaling.factor` for linear scaling).
     pub rope_scale_global: f32,
-    /// RoPE base of the sliding-window layers (10 000 in every Gemma 3; llama.cpp hard-codes it).
+    /// RoPE base of the sliding-window layers: `rope.freq_base_swa` where the file has it, else
+    /// 10 000 (every Gemma 3; llama.cpp's default).
     pub rope_base_local: f32,
     /// Sliding window: a local layer's query at position p sees keys at p − window + 1 ..= p.
     pub sliding_window: usize,
-    /// Every `swa_pattern`-th layer is global (6 for Gemma 3: layers 5, 11, 17, …).
+    /// Every `swa_pattern`-th layer is global: `attention.sliding_window_pattern` where the file
+    /// has it, else 6 (Gemma 3: layers 5, 11, 17, …).
     pub swa_pattern: usize,
     /// Query scale (`1/√key_length`).
     pub attn_scale: f32,
@@ -176,9 +178,15 @@ impl Gemma3Config {
                 None => 1_000_000.0,
             },
             rope_scale_global,
-            rope_base_local: 10_000.0,
+            rope_base_local: match file.get("gemma3.rope.freq_base_swa") {
+                Some(_) => file.get_f32("gemma3.rope.freq_base_swa")?,
+                None => 10_000.0,
+            },
             sliding_window: positive("gemma3.attention.sliding_window")?,
-            swa_pattern: 6,
+            swa_pattern: match file.get("gemma3.attention.sliding_window_pattern") {
+                Some(_) => positive("gemma3.attention.sliding_window_pattern")?,
+                None => 6,
+            },
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             context_length: positive("gemma3.context_length")?,
             vocab_size,

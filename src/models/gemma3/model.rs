@@ -13,7 +13,7 @@ use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
 use crate::models::sampling::Sampler;
-use crate::ops::Q6kBackend;
+use crate::ops::{Q6kBackend, dense_matmul};
 
 /// One transformer block: norms before and after both attention and the MLP.
 #[derive(Module, Debug)]
@@ -134,8 +134,7 @@ impl<B: Q6kBackend> Gemma3<B> {
 
     /// Logits of hidden states `[n, d_model]`: `[n, vocab]` (the embedding as output projection).
     pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        // [vocab, d] · [d, n]: the big weight stays the contiguous left operand.
-        self.embed.val().matmul(hidden.transpose()).transpose()
+        dense_matmul(hidden, &self.embed.val(), true)
     }
 
     /// Runs `tokens` after `cache` and returns the logits of every position, `[tokens, vocab]`.

@@ -24,7 +24,7 @@ fn blocks(words: &[u32], shape: Q6kShape) -> &[BlockQ6K] {
 }
 
 /// Splits `0..n` into at most one contiguous range per available core.
-fn for_each_range(n: usize, f: impl Fn(usize, usize) + Sync) {
+pub(crate) fn for_each_range(n: usize, f: impl Fn(usize, usize) + Sync) {
     let threads = crate::quant::thread_count(0, n.div_ceil(8));
     let per = n.div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -135,14 +135,33 @@ fn dot(a: &[f32; QK_K], b: &[f32]) -> f32 {
     ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
 }
 
+/// `Σ a[i]·b[i]` over two slices of one length, eight partial sums as [`dot`].
+#[inline]
+pub(crate) fn dot_slices(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (ca, cb) in ca.zip(cb) {
+        for i in 0..8 {
+            s[i] += ca[i] * cb[i];
+        }
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail
+}
+
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: only used to hand disjoint sub-slices of one buffer to scoped threads.
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
