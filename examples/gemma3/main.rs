@@ -101,8 +101,9 @@ fn main() -> ExitCode {
         })
         .unwrap_or_else(|_| {
             Err(
-                "the wgpu runtime failed to start (see above); without a GPU or a software \
-                 Vulkan driver, use the CPU: --features ndarray --backend ndarray"
+                "the wgpu runtime failed (see above). Without a GPU (no adapter, or a software \
+                 Vulkan driver such as lavapipe, whose buffers cannot hold this model's 671 MB \
+                 embedding), run on the CPU: --features ndarray --backend ndarray"
                     .into(),
             )
         }),
