@@ -108,12 +108,15 @@ pub fn dense_matmul<B: Q6kBackend, const D: usize>(
             return Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y)).reshape(out);
         }
     }
-    let w = if transposed {
-        weight.clone().transpose()
+    if transposed {
+        // [n, k] · [k, rows]: the (large) weight stays the contiguous left operand.
+        let mut out = dims;
+        out[D - 1] = n;
+        let y = weight.clone().matmul(x.reshape([rows, k]).transpose());
+        y.transpose().reshape(out)
     } else {
-        weight.clone()
-    };
-    x.matmul(w.unsqueeze())
+        x.matmul(weight.clone().unsqueeze())
+    }
 }
 
 /// The packed weight dequantized to `[out_features, in_features]`.
