@@ -14,7 +14,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, ElementConversion, Int, Tensor, TensorData};
 use burn_gguf::nn::{Q6kLinear, Q6kLinearConfig, Q6kLinearError};
-use burn_gguf::ops::{Q6kAutodiffBackend, Q6kBackend, Q6kShape, cpu, packed_words, q6k_matmul};
+use burn_gguf::ops::{
+    Q6kAutodiffBackend, Q6kBackend, Q6kLayout, Q6kShape, cpu, pack, packed_words, q6k_matmul,
+};
 use burn_gguf::quant::{BlockQ6K, q6k};
 use common::Rng;
 
@@ -45,8 +47,12 @@ fn random_x(rng: &mut Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| (rng.normal() + 0.1) as f32).collect()
 }
 
-fn packed<B: Backend>(w: &Weight, device: &B::Device) -> Tensor<B, 1, Int> {
-    let words = packed_words(&w.bytes);
+/// Both device layouts: the aligned planes (the default, the fast kernel) and the GGUF bytes as
+/// words (the first kernel version, kept reachable).
+const LAYOUTS: [Q6kLayout; 2] = [Q6kLayout::Planes, Q6kLayout::Gguf];
+
+fn packed<B: Backend>(w: &Weight, layout: Q6kLayout, device: &B::Device) -> Tensor<B, 1, Int> {
+    let words = pack(&w.bytes, w.shape, layout);
     let n = words.len();
     Tensor::from_data(TensorData::new(words, [n]), (device, DType::I32))
 }
@@ -140,7 +146,7 @@ const CASES: &[(usize, usize, usize)] = &[
 
 fn check_op<B: Q6kBackend>(name: &str, device: &B::Device, f16: bool, dense: Dense) {
     let mut rng = Rng::fresh(name);
-    for &(k, n, m) in CASES {
+    for (&(k, n, m), layout) in CASES.iter().flat_map(|c| LAYOUTS.map(|l| (c, l))) {
         let w = random_weight(&mut rng, n, k);
         let x = random_x(&mut rng, m * k);
         let xt = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [m, k]), device);
@@ -152,7 +158,7 @@ fn check_op<B: Q6kBackend>(name: &str, device: &B::Device, f16: bool, dense: Den
             (xt, x)
         };
         poison::<B>(m * n, device);
-        let y = q6k_matmul(xt, packed::<B>(&w, device), w.shape);
+        let y = q6k_matmul(xt, packed::<B>(&w, layout, device), w.shape);
         assert_eq!(y.dims(), [m, n]);
         if f16 {
             assert_eq!(
@@ -163,7 +169,7 @@ fn check_op<B: Q6kBackend>(name: &str, device: &B::Device, f16: bool, dense: Den
         }
         let got = y.into_data().convert::<f32>().to_vec::<f32>().unwrap();
         check(
-            &format!("{name} K={k} N={n} M={m}"),
+            &format!("{name} {layout:?} K={k} N={n} M={m}"),
             &got,
             &x_seen,
             &w,
@@ -176,15 +182,18 @@ fn check_op<B: Q6kBackend>(name: &str, device: &B::Device, f16: bool, dense: Den
 
 fn check_3d<B: Q6kBackend>(name: &str, device: &B::Device, dense: Dense) {
     let mut rng = Rng::fresh(name);
-    for (b, t) in [(2, 3), (3, 3), (2, 17)] {
+    for ((b, t), layout) in [(2, 3), (3, 3), (2, 17)]
+        .into_iter()
+        .zip(LAYOUTS.iter().cycle())
+    {
         let w = random_weight(&mut rng, 37, 512);
         let x = random_x(&mut rng, b * t * 512);
         poison::<B>(b * t * 37, device);
         let xt = Tensor::<B, 3>::from_data(TensorData::new(x.clone(), [b, t, 512]), device);
-        let y = q6k_matmul(xt, packed::<B>(&w, device), w.shape);
+        let y = q6k_matmul(xt, packed::<B>(&w, *layout, device), w.shape);
         assert_eq!(y.dims(), [b, t, 37]);
         check(
-            &format!("{name} [{b}, {t}, 512]"),
+            &format!("{name} {layout:?} [{b}, {t}, 512]"),
             &y.into_data().to_vec::<f32>().unwrap(),
             &x,
             &w,
@@ -201,8 +210,10 @@ fn check_linear<B: Q6kBackend>(name: &str, device: &B::Device) {
     let linear: Linear<B> = LinearConfig::new(512, 96).init(device);
     let q = Q6kLinear::from_linear(&linear).unwrap();
     assert_eq!((q.d_input, q.d_output), (512, 96));
-    // 6.5625 bits per weight (+ the f32 bias)
-    assert_eq!(q.memory_bytes(), 512 * 96 * 210 / 256 + 96 * 4);
+    // 6.5625 bits per weight (+ at most 28 bytes of planes header and padding, + the f32 bias)
+    let packed_bytes = q.shape().words_in(Q6kLayout::preferred()) * 4;
+    assert_eq!(q.memory_bytes(), packed_bytes + 96 * 4);
+    assert!((512 * 96 * 210 / 256..=512 * 96 * 210 / 256 + 28).contains(&packed_bytes));
     let dense = LinearConfig::new(512, 96)
         .init::<B>(device)
         .load_record(linear.clone().into_record());
@@ -548,9 +559,139 @@ fn check_record<B: Q6kBackend>(name: &str, device: &B::Device) {
     let x = Tensor::<B, 2>::random([3, 768], Distribution::Normal(0.0, 1.0), device);
     let (a, b) = (
         q.forward(x.clone()).into_data(),
-        loaded.forward(x).into_data(),
+        loaded.forward(x.clone()).into_data(),
     );
     assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+
+    // A layer saved before the planes layout existed holds the GGUF bytes as words: it loads
+    // into a new layer, gives the same bytes back and computes the same product.
+    let old = Q6kLinear {
+        weight: burn::module::Param::initialized(
+            burn::module::ParamId::new(),
+            packed::<B>(&w, Q6kLayout::Gguf, device),
+        ),
+        ..q.clone()
+    };
+    let old_path = common::scratch(name).join("gguf-layout-layer");
+    old.save_file(&old_path, &recorder).unwrap();
+    let zero_bias = Some(Tensor::zeros([20], device));
+    let fresh = Q6kLinear::<B>::from_q6k_bytes(&w.bytes, 768, 20, zero_bias, device).unwrap();
+    let from_old = fresh.load_file(&old_path, &recorder, device).unwrap();
+    assert_eq!(from_old.q6k_bytes(), w.bytes, "{name}: GGUF-layout record");
+    let xs = x.into_data().to_vec::<f32>().unwrap();
+    let bias = q
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let got = from_old.forward(Tensor::<B, 2>::from_data(
+        TensorData::new(xs.clone(), [3, 768]),
+        device,
+    ));
+    let got: Vec<f32> = got.into_data().to_vec::<f32>().unwrap();
+    let unbiased: Vec<f32> = got
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v - bias[i % 20])
+        .collect();
+    let mut deq = vec![0f32; 20 * 768];
+    q6k::dequantize_into(BlockQ6K::slice_from_bytes(&w.bytes).unwrap(), &mut deq);
+    let wt = Weight {
+        shape: w.shape,
+        bytes: vec![],
+        deq,
+    };
+    check(
+        &format!("{name} GGUF-layout record"),
+        &unbiased,
+        &xs,
+        &wt,
+        3,
+        false,
+        1e-6,
+    );
+}
+
+/// The kernels themselves, called directly so that no CPU fallback can hide a failure: the fused
+/// kernel and the dequantize kernel, both layouts, odd row counts, 1..=8 activation rows.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn check_kernels<R: burn_cubecl::CubeRuntime>(name: &str, device: &R::Device) {
+    use burn::tensor::TensorPrimitive;
+    type B<R> = burn_cubecl::CubeBackend<R, f32, i32, u32>;
+    let mut rng = Rng::fresh(name);
+    // The default launch geometry, then forced ones (rows and warps per cube, units per
+    // iteration): the tuning runs may pick any of them.
+    let geometries = [
+        None,
+        Some((1, 1, 2)),
+        Some((3, 2, 1)),
+        Some((4, 4, 2)),
+        Some((8, 1, 1)),
+    ];
+    let cases = [
+        (512, 37, 1),
+        (2048, 65, 8),
+        (256, 3, 5),
+        (14336, 9, 2),
+        (768, 11, 3),
+    ];
+    for (ci, (k, n, m)) in cases.into_iter().enumerate() {
+        for layout in LAYOUTS {
+            let geometry = geometries[ci % geometries.len()];
+            burn_gguf::kernel::override_planes_geometry(geometry);
+            let what = format!("{name} {layout:?} K={k} N={n} M={m} geometry {geometry:?}");
+            let w = random_weight(&mut rng, n, k);
+            let x = random_x(&mut rng, m * k);
+            let xt = Tensor::<B<R>, 2>::from_data(TensorData::new(x.clone(), [m, k]), device);
+            let p = packed::<B<R>>(&w, layout, device);
+            poison::<B<R>>(m * n, device);
+            let y = burn_gguf::kernel::q6k_gemv(
+                xt.into_primitive().tensor(),
+                p.clone().into_primitive(),
+                w.shape,
+            )
+            .unwrap_or_else(|e| panic!("{what}: the fused kernel did not run: {e}"));
+            let y = Tensor::<B<R>, 2>::from_primitive(TensorPrimitive::Float(y));
+            check(
+                &what,
+                &y.into_data().to_vec::<f32>().unwrap(),
+                &x,
+                &w,
+                m,
+                false,
+                0.0,
+            );
+            poison::<B<R>>(n * k, device);
+            let d = burn_gguf::kernel::q6k_dequantize(p.into_primitive(), w.shape, DType::F32)
+                .unwrap_or_else(|e| panic!("{what}: the dequantize kernel did not run: {e}"));
+            let d = Tensor::<B<R>, 2>::from_primitive(TensorPrimitive::Float(d));
+            let got = d.into_data().to_vec::<f32>().unwrap();
+            assert!(
+                got.iter()
+                    .zip(&w.deq)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{what}: dequantized weight differs from ggml's"
+            );
+        }
+    }
+    burn_gguf::kernel::override_planes_geometry(None);
+    // A buffer of the wrong length is refused with the reason, not read out of bounds.
+    let w = random_weight(&mut rng, 4, 256);
+    let mut words = pack(&w.bytes, w.shape, Q6kLayout::Planes);
+    words.push(0);
+    let len = words.len();
+    let p = Tensor::<B<R>, 1, Int>::from_data(TensorData::new(words, [len]), (device, DType::I32));
+    let x = Tensor::<B<R>, 2>::ones([1, 256], device);
+    let err =
+        match burn_gguf::kernel::q6k_gemv(x.into_primitive().tensor(), p.into_primitive(), w.shape)
+        {
+            Ok(_) => panic!("{name}: a packed weight of the wrong length was accepted"),
+            Err(e) => e,
+        };
+    assert!(err.contains("words"), "{err}");
 }
 
 #[cfg(feature = "ndarray")]
@@ -615,6 +756,7 @@ mod wgpu {
         check_op::<Wgpu>("matmul_wgpu", &d, false, EXACT);
         check_3d::<Wgpu>("matmul_3d_wgpu", &d, EXACT);
         check_op::<CubeBackend<WgpuRuntime, f32, i32, u32>>("matmul_wgpu_cube", &d, false, EXACT);
+        check_kernels::<WgpuRuntime>("kernels_wgpu", &d);
     }
     #[test]
     fn matmul_wgpu_f16() {
@@ -658,6 +800,7 @@ mod cuda {
             return;
         }
         let d = Default::default();
+        check_kernels::<cubecl::cuda::CudaRuntime>("kernels_cuda", &d);
         check_op::<Cuda>("matmul_cuda", &d, false, TF32);
         check_op::<Cuda>("matmul_cuda_f16", &d, true, TF32);
         check_3d::<Cuda>("matmul_3d_cuda", &d, TF32);

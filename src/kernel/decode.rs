@@ -15,7 +15,13 @@ pub fn load_byte(w: &Array<u32>, byte: usize) -> u32 {
 /// Decoded with integer operations, so no device f16 support is needed; exact for every f16.
 #[cube]
 pub fn load_f16(w: &Array<u32>, byte: usize) -> f32 {
-    let h = (w[byte / 4] >> (((byte % 4) * 8) as u32)) & 0xFFFFu32;
+    f16_bits_to_f32((w[byte / 4] >> (((byte % 4) * 8) as u32)) & 0xFFFFu32)
+}
+
+/// The f16 whose bits are the low 16 bits of `h` (the rest zero), as f32; exact for every f16,
+/// integer operations only.
+#[cube]
+pub fn f16_bits_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u32) << 16u32;
     let exp = (h >> 10u32) & 0x1Fu32;
     let man = h & 0x3FFu32;

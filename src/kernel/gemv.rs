@@ -1,4 +1,6 @@
-//! The fused Q6_K matrix-vector kernel: `y[m, n] = Σ_k x[m, k] · W[n, k]` for up to
+//! The first fused Q6_K matrix-vector kernel (v1), over the GGUF layout (raw 210-byte blocks as
+//! u32 words; kept reachable with `BURN_GGUF_Q6K_LAYOUT=gguf` so that its numbers can be
+//! reproduced): `y[m, n] = Σ_k x[m, k] · W[n, k]` for up to
 //! [`crate::ops::FUSED_MAX_ROWS`] activation rows, reading every weight byte once for all rows.
 //!
 //! Mapping: a cube holds `ROWS_PER_CUBE` output rows (y dimension) of `lanes` units each (x
@@ -15,6 +17,7 @@ use cubecl::{features::Plane, prelude::*, server::CubeCountSelection};
 
 use super::decode::decode_item;
 use crate::ops::Q6kShape;
+use crate::quant::Q6kLayout;
 
 /// Output rows per cube.
 pub const ROWS_PER_CUBE: usize = 4;
@@ -98,7 +101,7 @@ pub(crate) fn q6k_gemv_kernel<F: Float>(
 
 /// Units per row, and whether to reduce with plane operations: the device's plane size when
 /// plane operations exist and the size is fixed, else 32 with a shared-memory reduction.
-fn lanes_for<R: CubeRuntime>(client: &ComputeClient<R>) -> (usize, bool) {
+pub(crate) fn lanes_for<R: CubeRuntime>(client: &ComputeClient<R>) -> (usize, bool) {
     let props = client.properties();
     let hw = &props.hardware;
     let fixed = hw.plane_size_min == hw.plane_size_max;
@@ -109,15 +112,16 @@ fn lanes_for<R: CubeRuntime>(client: &ComputeClient<R>) -> (usize, bool) {
     }
 }
 
-/// Launches the fused kernel; `x` is `[.., in_features]` with at most
-/// [`crate::ops::FUSED_MAX_ROWS`] rows in all. Returns `Err(reason)` when the kernel cannot run
-/// on these inputs or this device (the caller then takes the CPU path).
+/// Launches the fused kernel for the packed weight's layout (the planes kernel of
+/// `gemv_planes.rs`, or this file's kernel for the GGUF layout); `x` is `[.., in_features]` with
+/// at most [`crate::ops::FUSED_MAX_ROWS`] rows in all. Returns `Err(reason)` when the kernel
+/// cannot run on these inputs or this device (the caller then takes the CPU path).
 pub fn q6k_gemv<R: CubeRuntime>(
     x: CubeTensor<R>,
     packed: CubeTensor<R>,
     shape: Q6kShape,
 ) -> Result<CubeTensor<R>, String> {
-    super::check_packed(&packed, shape)?;
+    let layout = super::check_packed(&packed, shape)?;
     if !matches!(
         x.dtype,
         DType::F32 | DType::F16 | DType::BF16 | DType::Flex32
@@ -136,6 +140,18 @@ pub fn q6k_gemv<R: CubeRuntime>(
             "{rows} activation rows: the fused kernel takes 1..={}",
             crate::ops::FUSED_MAX_ROWS
         ));
+    }
+    if shape.out_features == 0 {
+        let out_shape = crate::ops::with_last_dim(x.meta.shape(), 0);
+        return Ok(empty_device_contiguous_dtype(
+            x.client.clone(),
+            x.device.clone(),
+            out_shape,
+            x.dtype,
+        ));
+    }
+    if layout == Q6kLayout::Planes {
+        return Ok(super::gemv_planes::launch(x, packed, shape, rows));
     }
     let client = x.client.clone();
     let out_shape = crate::ops::with_last_dim(x.meta.shape(), shape.out_features);

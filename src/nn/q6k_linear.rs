@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::gguf::{GgufError, GgufFile};
 use crate::ops::{
-    Q6kBackend, Q6kShape, load_float_tensor, packed_words, q6k_dequantize, q6k_matmul,
+    Q6kBackend, Q6kLayout, Q6kShape, load_float_tensor, pack, q6k_dequantize, q6k_matmul, unpack,
     words_from_data,
 };
 use crate::quant::{BlockQ6K, GgmlType, QK_K, q6k};
@@ -164,7 +164,7 @@ impl<B: Backend> Q6kLinear<B> {
                 found: bytes.len(),
             });
         }
-        let words = packed_words(bytes);
+        let words = pack(bytes, shape, Q6kLayout::preferred());
         let n = words.len();
         let packed =
             Tensor::<B, 1, Int>::from_data(TensorData::new(words, [n]), (device, DType::I32));
@@ -233,19 +233,18 @@ impl<B: Backend> Q6kLinear<B> {
         Self::from_q6k_bytes(file.tensor_data(name)?, d_input, d_output, bias, device)
     }
 
-    /// The exact GGUF Q6_K bytes of the weight, read back from the device.
+    /// The exact GGUF Q6_K bytes of the weight, read back from the device (and regrouped from
+    /// the aligned planes the device holds, see [`crate::quant::planes`]). Panics if the weight
+    /// was replaced (e.g. by a record) with words that fit neither layout.
     pub fn q6k_bytes(&self) -> Vec<u8> {
         let data = read_sync(self.weight.val().into_data_async()).expect("read the packed weight");
-        let words = words_from_data(&data);
-        let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        bytes.truncate(self.shape().n_bytes());
-        bytes
+        unpack(&words_from_data(&data), self.shape()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Bytes the layer holds on its device: the Q6_K weight (6.5625 bits per weight, plus at
-    /// most 2 bytes of word padding) and the bias.
+    /// most 28 bytes of header and padding) and the bias.
     pub fn memory_bytes(&self) -> usize {
-        self.shape().n_words() * 4 + self.bias.as_ref().map_or(0, |_| self.d_output * 4)
+        self.weight.val().dims()[0] * 4 + self.bias.as_ref().map_or(0, |_| self.d_output * 4)
     }
 }
 

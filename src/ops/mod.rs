@@ -10,10 +10,11 @@ mod backends;
 mod load;
 mod packed;
 
+pub use crate::quant::Q6kLayout;
 pub use backends::cpu;
 pub use load::{load_float_tensor, to_burn_shape};
 pub(crate) use packed::with_last_dim;
-pub use packed::{Q6kShape, packed_words, words_from_data};
+pub use packed::{Q6kShape, pack, packed_blocks, packed_words, unpack, words_from_data};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{FloatTensor, IntTensor};
@@ -24,8 +25,9 @@ use burn::tensor::{Int, Tensor, TensorPrimitive};
 pub const FUSED_MAX_ROWS: usize = 8;
 
 /// A Burn backend with the Q6_K matmul. `packed` is a 1-D Int tensor of little-endian 32-bit
-/// words holding the GGUF Q6_K bytes of a `[out_features, in_features]` weight (see
-/// [`packed_words`]); any 32- or 64-bit int dtype holding those bit patterns is accepted.
+/// words holding the Q6_K bytes of a `[out_features, in_features]` weight in either layout (see
+/// [`pack`]: GGUF order, or aligned planes, which the fast kernels read); any 32- or 64-bit int
+/// dtype holding those bit patterns is accepted.
 pub trait Q6kBackend: Backend {
     /// `y[.., n] = Σ_k x[.., k] · W[n, k]`: `x` of any rank with last dim `in_features`; the
     /// result has x's dtype, with f32 accumulation.

@@ -1,8 +1,13 @@
-//! The packed form of a Q6_K weight on a Burn device: the GGUF bytes as little-endian 32-bit words.
+//! The packed form of a Q6_K weight on a Burn device: a 1-D int tensor of little-endian 32-bit
+//! words holding the weight's bytes, either in GGUF order or regrouped into aligned planes
+//! ([`crate::quant::planes`]); the layout is told by the length.
+
+use std::borrow::Cow;
 
 use burn::tensor::{DType, Shape, TensorData};
 
-use crate::quant::BlockQ6K;
+use crate::quant::planes::{self, PlanesView};
+use crate::quant::{BlockQ6K, Q6kLayout};
 
 /// The logical shape of a packed Q6_K weight W: `out_features` rows of `in_features` weights
 /// (`in_features` a multiple of 256), i.e. GGUF `ne = [in_features, out_features]`.
@@ -25,10 +30,71 @@ impl Q6kShape {
         self.out_features * self.blocks_per_row() * BlockQ6K::BYTES
     }
 
-    /// 32-bit words holding those bytes (the last one zero-padded).
+    /// Q6_K blocks in the whole weight.
+    pub fn blocks(&self) -> usize {
+        self.out_features * self.blocks_per_row()
+    }
+
+    /// 32-bit words holding those bytes in GGUF order (the last one zero-padded).
     pub fn n_words(&self) -> usize {
         self.n_bytes().div_ceil(4)
     }
+
+    /// Words of a packed weight of this shape in `layout`.
+    pub fn words_in(&self, layout: Q6kLayout) -> usize {
+        layout.words(self.blocks())
+    }
+
+    /// The layout of a packed weight of this shape with `n_words` words, or `None` if the length
+    /// fits no layout.
+    pub fn layout_of(&self, n_words: usize) -> Option<Q6kLayout> {
+        planes::layout_of(n_words, self.blocks())
+    }
+}
+
+/// Packs GGUF Q6_K `bytes` of a `shape` weight into words in `layout`, as `i32` bit patterns (see
+/// [`packed_words`]). Panics if `bytes` is not exactly the weight's size.
+pub fn pack(bytes: &[u8], shape: Q6kShape, layout: Q6kLayout) -> Vec<i32> {
+    assert_eq!(bytes.len(), shape.n_bytes(), "Q6_K bytes of {shape:?}");
+    match layout {
+        Q6kLayout::Gguf => packed_words(bytes),
+        Q6kLayout::Planes => {
+            let blocks = BlockQ6K::slice_from_bytes(bytes).expect("whole blocks");
+            planes::to_planes(blocks, shape.out_features, shape.in_features)
+                .into_iter()
+                .map(|w| w as i32)
+                .collect()
+        }
+    }
+}
+
+/// The blocks of a packed weight in GGUF form, whatever its layout: borrowed for the GGUF
+/// layout, reassembled for planes. `Err` names what is wrong with the buffer.
+pub fn packed_blocks(words: &[u32], shape: Q6kShape) -> Result<Cow<'_, [BlockQ6K]>, String> {
+    match shape.layout_of(words.len()) {
+        Some(Q6kLayout::Gguf) => {
+            let bytes: &[u8] = bytemuck::cast_slice(words);
+            Ok(Cow::Borrowed(
+                BlockQ6K::slice_from_bytes(&bytes[..shape.n_bytes()]).expect("whole blocks"),
+            ))
+        }
+        Some(Q6kLayout::Planes) => {
+            PlanesView::new(words, shape.blocks(), shape.out_features, shape.in_features)
+                .map(|v| Cow::Owned(v.to_blocks()))
+                .map_err(|e| e.to_string())
+        }
+        None => Err(format!(
+            "a packed {shape:?} weight has {} words (GGUF layout) or {} (planes), found {}",
+            shape.words_in(Q6kLayout::Gguf),
+            shape.words_in(Q6kLayout::Planes),
+            words.len()
+        )),
+    }
+}
+
+/// The exact GGUF bytes of a packed weight, whatever its layout.
+pub fn unpack(words: &[u32], shape: Q6kShape) -> Result<Vec<u8>, String> {
+    packed_blocks(words, shape).map(|b| BlockQ6K::slice_as_bytes(&b).to_vec())
 }
 
 /// The words of a packed tensor, as `i32` bit patterns (so that Burn's recorders, which convert

@@ -5,9 +5,11 @@
 
 mod dequant;
 mod ggml_type;
+pub mod planes;
 pub mod q6k;
 
 pub use ggml_type::{DEQUANTIZABLE, GgmlType, dequantizable_list};
+pub use planes::Q6kLayout;
 pub use q6k::{BlockQ6K, QK_K};
 
 use thiserror::Error;

@@ -9,18 +9,16 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Shape, TensorData, TensorMetadata, read_sync};
 
-use crate::ops::{Q6kShape, with_last_dim, words_from_data};
+use std::borrow::Cow;
+
+use super::cpu_fused::BlockSource;
+use crate::ops::{Q6kShape, packed_blocks, with_last_dim, words_from_data};
 use crate::quant::{BlockQ6K, QK_K};
 
-fn blocks(words: &[u32], shape: Q6kShape) -> &[BlockQ6K] {
-    let bytes: &[u8] = bytemuck::cast_slice(words);
-    assert!(
-        bytes.len() >= shape.n_bytes(),
-        "packed weight has {} bytes, {shape:?} needs {}",
-        bytes.len(),
-        shape.n_bytes()
-    );
-    BlockQ6K::slice_from_bytes(&bytes[..shape.n_bytes()]).expect("a whole number of blocks")
+/// The weight's blocks, whatever the packed layout; panics with the reason on a malformed buffer
+/// (the op's contract: `packed` comes from [`crate::ops::pack`]).
+fn blocks(words: &[u32], shape: Q6kShape) -> Cow<'_, [BlockQ6K]> {
+    packed_blocks(words, shape).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Splits `0..n` into at most one contiguous range per available core.
@@ -35,44 +33,11 @@ pub(crate) fn for_each_range(n: usize, f: impl Fn(usize, usize) + Sync) {
     });
 }
 
-/// `y[m, n] = Σ_k x[m, k] · W[n, k]` on the CPU; `x` is `m × in_features`, row-major.
+/// `y[m, n] = Σ_k x[m, k] · W[n, k]` on the CPU; `x` is `m × in_features`, row-major; `words`
+/// in either layout (see [`super::cpu_fused`]).
 pub fn matmul_slices(x: &[f32], words: &[u32], m: usize, shape: Q6kShape) -> Vec<f32> {
-    let (n, k, nb) = (
-        shape.out_features,
-        shape.in_features,
-        shape.blocks_per_row(),
-    );
-    assert_eq!(x.len(), m * k, "x length");
-    let blocks = blocks(words, shape);
-    // Each thread owns a range of output features (rows of W) and writes y[.., row] for them.
-    let mut yt = vec![0f32; n * m]; // transposed: [n, m], so a thread's rows are contiguous
-    {
-        let yt_ptr = SendPtr(yt.as_mut_ptr());
-        for_each_range(n, |r0, r1| {
-            // SAFETY: threads write disjoint rows [r0, r1) of yt, which outlives the scope.
-            let out =
-                unsafe { std::slice::from_raw_parts_mut(yt_ptr.get().add(r0 * m), (r1 - r0) * m) };
-            let mut w = [0f32; QK_K];
-            let mut acc = vec![0f32; m];
-            for row in r0..r1 {
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for (b, block) in blocks[row * nb..(row + 1) * nb].iter().enumerate() {
-                    block.dequantize_into(&mut w);
-                    for (mi, a) in acc.iter_mut().enumerate() {
-                        *a += dot(&w, &x[mi * k + b * QK_K..][..QK_K]);
-                    }
-                }
-                out[(row - r0) * m..][..m].copy_from_slice(&acc);
-            }
-        });
-    }
-    let mut y = vec![0f32; m * n];
-    for row in 0..n {
-        for mi in 0..m {
-            y[mi * n + row] = yt[row * m + mi];
-        }
-    }
-    y
+    let w = BlockSource::new(words, shape).unwrap_or_else(|e| panic!("{e}"));
+    super::cpu_fused::matmul(x, w, m, shape)
 }
 
 /// `g_x[m, k] = Σ_n g_y[m, n] · W[n, k]` on the CPU; `g_y` is `m × out_features`.
@@ -118,21 +83,8 @@ pub fn matmul_t_slices(grad_y: &[f32], words: &[u32], m: usize, shape: Q6kShape)
 /// The whole weight as `[out_features, in_features]` f32 (bit-exact with ggml).
 pub fn dequantize_slices(words: &[u32], shape: Q6kShape) -> Vec<f32> {
     let mut out = vec![0f32; shape.out_features * shape.in_features];
-    crate::quant::q6k::dequantize_into(blocks(words, shape), &mut out);
+    crate::quant::q6k::dequantize_into(&blocks(words, shape), &mut out);
     out
-}
-
-#[inline]
-fn dot(a: &[f32; QK_K], b: &[f32]) -> f32 {
-    // Eight independent partial sums: vectorizes, and keeps the f32 error bound of pairwise-ish
-    // summation within the K·u analysis the tests use.
-    let mut s = [0f32; 8];
-    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for i in 0..8 {
-            s[i] += ca[i] * cb[i];
-        }
-    }
-    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
 }
 
 /// `Σ a[i]·b[i]` over two slices of one length, eight partial sums as [`dot`].

@@ -4,6 +4,7 @@
 #[cfg(feature = "autodiff")]
 mod autodiff;
 pub mod cpu;
+mod cpu_fused;
 #[cfg(feature = "cube")]
 mod cube;
 #[cfg(feature = "cube")]

@@ -1,15 +1,61 @@
-//! NdArray: the CPU path of the trait's default methods (threaded, block by block), and a dense
-//! product for a few rows that reads the tensors in place.
+//! NdArray: the fused Q6_K product and a dense product for a few rows, both reading the tensors
+//! in place (burn-ndarray's own matmul and `into_data` copy them on every call); the trait's
+//! default host path for the rest.
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::{
     FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray,
 };
 use burn::tensor::TensorData;
-use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 
 use super::cpu::{SendPtr, dot_slices, for_each_range};
-use crate::ops::Q6kBackend;
+use super::cpu_fused::{self, BlockSource};
+use crate::ops::{Q6kBackend, Q6kShape};
+
+/// The packed words of an int tensor held as 32-bit ints in standard layout, in place.
+fn words_in_place(
+    packed: &NdArrayTensor,
+    f: impl FnOnce(&[u32]) -> Option<Vec<f32>>,
+) -> Option<Vec<f32>> {
+    match packed {
+        NdArrayTensor::I32(p) => {
+            let v = p.view();
+            f(bytemuck::cast_slice(v.as_slice()?))
+        }
+        NdArrayTensor::U32(p) => {
+            let v = p.view();
+            f(v.as_slice()?)
+        }
+        _ => None,
+    }
+}
+
+/// The fused product on tensors read in place; `None` when they are not f32 activations and
+/// 32-bit packed words in standard layout (the default host path then copies them out).
+fn matmul_in_place(
+    x: &NdArrayTensor,
+    packed: &NdArrayTensor,
+    shape: Q6kShape,
+) -> Option<(Vec<f32>, Vec<usize>)> {
+    let NdArrayTensor::F32(x) = x else {
+        return None;
+    };
+    let xv = x.view();
+    let xs = xv.as_slice()?;
+    let mut out_shape = xv.shape().to_vec();
+    let last = out_shape.last_mut()?;
+    if *last != shape.in_features {
+        return None;
+    }
+    *last = shape.out_features;
+    let rows = xs.len() / shape.in_features;
+    let y = words_in_place(packed, |words| {
+        let w = BlockSource::new(words, shape).ok()?;
+        Some(cpu_fused::matmul(xs, w, rows, shape))
+    })?;
+    Some((y, out_shape))
+}
 
 impl<E, I, Q> Q6kBackend for NdArray<E, I, Q>
 where
@@ -18,6 +64,19 @@ where
     Q: QuantElement,
     NdArrayTensor: From<SharedArray<E>> + From<SharedArray<I>>,
 {
+    fn q6k_matmul(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        shape: Q6kShape,
+    ) -> FloatTensor<Self> {
+        match matmul_in_place(&x, &packed, shape) {
+            Some((y, out_shape)) => {
+                Self::float_from_data(TensorData::new(y, out_shape), &Default::default())
+            }
+            None => super::cpu::matmul::<Self>(x, packed, shape),
+        }
+    }
+
     fn dense_rows(
         x: &FloatTensor<Self>,
         weight: &FloatTensor<Self>,

@@ -1,0 +1,394 @@
+//! The fused Q6_K matrix-vector kernel over the aligned planes layout
+//! ([`crate::quant::planes`]): `y[m, n] = Σ_k x[m, k] · W[n, k]` for up to
+//! [`crate::ops::FUSED_MAX_ROWS`] activation rows, every weight byte read once for all of them.
+//!
+//! Mapping: a cube owns `rows` output rows and `warps × lanes` units. A block's 256 weights are
+//! four *units* (half `h` of the block × 16-position run `s`): each unit is 64 weights, read as
+//! three 16-byte loads (two of `ql`, one of `qh`) plus its block's scales and `d`, and its
+//! weights form four whole 16-weight sub-blocks (one scale each). The cube's units stride over
+//! the row's blocks; each unit decodes its weights once for every row the cube owns and every
+//! activation row, so an activation vector is read once per `rows` weight rows. A sub-block's
+//! dot product `Σ x·(q − 32)` is taken in f32 and scaled by `d · sc` once (exact: `d` has 11
+//! significant bits, `sc` 8). `q − 32` comes out of the bytes without an int→float conversion or
+//! a shift: the float whose bits are `0x4B00_0000 | (q << 8i)` is `2²³ + 2⁸ⁱ·q`, so one mask and
+//! one subtraction give `2⁸ⁱ·(q − 32)` exactly (i = 0, 1, 2; the top byte is shifted down to
+//! i = 2). With one activation row each scale has its own partial sum, brought back by an exact
+//! power of two, and `d · sc` is applied once per sub-block; with several, each weight is first
+//! made ggml's dequantized value `(d · sc) · (q − 32)` (the powers of two folded into the
+//! scale), then multiplied into every row.
+//!
+//! Each unit's partial sums meet through `plane_sum` and, across warps, shared memory; where the
+//! device has no plane operations, through shared memory alone.
+
+use burn::tensor::DType;
+use burn_cubecl::{
+    CubeRuntime, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype,
+    tensor::CubeTensor,
+};
+use cubecl::{prelude::*, server::CubeCountSelection};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::decode::{f16_bits_to_f32, sign_extend};
+use crate::ops::Q6kShape;
+use crate::quant::planes::PlaneOffsets;
+
+/// Launch geometry of the planes kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanesGeometry {
+    /// Output rows per cube.
+    pub rows: usize,
+    /// Warps (planes) per cube.
+    pub warps: usize,
+    /// Units per warp: the plane size, or 32 without plane operations.
+    pub lanes: usize,
+    /// Units each thread loads before computing (1 or 2): more bytes in flight per thread.
+    pub per_iter: usize,
+    /// Whether partial sums meet through plane operations.
+    pub use_plane: bool,
+}
+
+/// The four 6-bit codes of sub-block quarter `g` from a `ql` word (low nibbles for g < 2, high
+/// for g ≥ 2) and the `qh` word (bits 2g, 2g + 1), one code per byte.
+#[cube]
+#[allow(unused_assignments)]
+fn codes(ql: u32, qh: u32, #[comptime] g: u32) -> u32 {
+    let lo = (ql >> (4 * (g / 2))) & 0x0F0F_0F0Fu32;
+    // bits 2g..2g+2 of each byte, moved to bits 4..6
+    let mut hi = qh;
+    if comptime![g < 2] {
+        hi = (qh << (4 - 2 * g)) & 0x3030_3030u32;
+    } else {
+        hi = (qh >> (2 * g - 4)) & 0x3030_3030u32;
+    }
+    lo | hi
+}
+
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
+    x: &Array<Vector<F, V>>,
+    w: &Array<Vector<u32, V>>,
+    y: &mut Array<F>,
+    k: usize,
+    n: usize,
+    qh_base: usize,
+    sc_base: usize,
+    d_base: usize,
+    #[comptime] m: usize,
+    #[comptime] rows: usize,
+    #[comptime] lanes: usize,
+    #[comptime] warps: usize,
+    #[comptime] per_iter: usize,
+    #[comptime] use_plane: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let lane = UNIT_POS_X as usize;
+    let warp = UNIT_POS_Y as usize;
+    let threads = comptime![lanes * warps];
+    let tid = warp * lanes + lane;
+    let row0 = CUBE_POS * rows;
+    let nb = k / 256;
+    let kv = k / 4;
+    // Cubes past the last row (a cube count rounded up by the runtime) do no work but still take
+    // part in the reductions, so every barrier stays uniform.
+    let mut units = 0usize;
+    if row0 < n {
+        units = nb * 4;
+    }
+
+    let mut acc = Array::<f32>::new(rows * m);
+    #[unroll]
+    for i in 0..rows * m {
+        acc[i] = 0.0f32;
+    }
+    // Per (unit, row): ql A (4 words), ql B (4), qh (4), the two scale words of this half.
+    let mut words = Array::<u32>::new(per_iter * rows * 14);
+    let mut d = Array::<f32>::new(per_iter * rows);
+    let mut ds = Array::<f32>::new(rows);
+    let mut qf = Array::<f32>::new(rows * 4);
+    let mut sums = Array::<f32>::new(rows * 4);
+    let mut ds3 = Array::<f32>::new(rows * 3);
+
+    let mut u = tid;
+    while u < units {
+        // Every load of the iteration's `per_iter` units is issued before any use. A unit past
+        // the end loads the last unit again (in bounds) and is skipped below.
+        #[unroll]
+        for p in 0..per_iter {
+            let up = (u + p * threads).min(units - 1);
+            let b = up / 4;
+            let h = (up / 2) % 2;
+            let s = up % 2;
+            #[unroll]
+            for r in 0..rows {
+                // Rows past the end read the last row again; their sums are never written.
+                let row = (row0 + r).min(n - 1);
+                let t = row * nb + b;
+                let qa = w[1 + 8 * t + 4 * h + s];
+                let qb = w[1 + 8 * t + 4 * h + 2 + s];
+                let qh = w[qh_base + 4 * t + 2 * h + s];
+                let sc = w[sc_base + t];
+                let dv = w[d_base + t / 8];
+                let o = (p * rows + r) * 14;
+                #[unroll]
+                for j in 0..4usize {
+                    words[o + j] = qa[j];
+                    words[o + 4 + j] = qb[j];
+                    words[o + 8 + j] = qh[j];
+                }
+                let mut s_lo = sc[0];
+                let mut s_hi = sc[1];
+                if h == 1 {
+                    s_lo = sc[2];
+                    s_hi = sc[3];
+                }
+                words[o + 12] = s_lo;
+                words[o + 13] = s_hi;
+                let dj = (t / 2) % 4;
+                let mut dw = dv[0];
+                if dj == 1 {
+                    dw = dv[1];
+                }
+                if dj == 2 {
+                    dw = dv[2];
+                }
+                if dj == 3 {
+                    dw = dv[3];
+                }
+                d[p * rows + r] = f16_bits_to_f32((dw >> (16 * (t % 2)) as u32) & 0xFFFFu32);
+            }
+        }
+        #[unroll]
+        for p in 0..per_iter {
+            let up = u + p * threads;
+            if up < units {
+                let b = up / 4;
+                let h = (up / 2) % 2;
+                let s = up % 2;
+                let xv = b * 64 + 32 * h + 4 * s;
+                #[unroll]
+                for g in 0..4u32 {
+                    #[unroll]
+                    for r in 0..rows {
+                        // Sub-block 8h + 2g + s: byte s + 2(g % 2) of this half's scale word g / 2.
+                        let sw = words[(p * rows + r) * 14 + 12 + (g / 2) as usize];
+                        let byte = (sw >> (8 * s as u32 + 16 * (g % 2))) & 0xFFu32;
+                        ds[r] = d[p * rows + r] * f32::cast_from(sign_extend(byte));
+                    }
+                    if comptime![m == 1] {
+                        // One activation row: a partial sum per byte scale, ds applied once
+                        // per sub-block (fewest instructions per weight).
+                        #[unroll]
+                        for i in 0..rows * 4 {
+                            sums[i] = 0.0f32;
+                        }
+                    } else {
+                        // Several rows: the weights themselves, (d · sc) · (q − 32), exactly
+                        // ggml's dequantized values, are multiplied into each row.
+                        #[unroll]
+                        for r in 0..rows {
+                            ds3[r * 3] = ds[r];
+                            ds3[r * 3 + 1] = ds[r] * 0.003_906_25f32;
+                            ds3[r * 3 + 2] = ds[r] * 0.000_015_258_789f32;
+                        }
+                    }
+                    #[unroll]
+                    for j in 0..4usize {
+                        #[unroll]
+                        for r in 0..rows {
+                            let o = (p * rows + r) * 14;
+                            let q4 =
+                                codes(words[o + 4 * (g % 2) as usize + j], words[o + 8 + j], g);
+                            // Byte i of q4 as 2^(8i) · (q − 32) (2^16 for the top byte), exactly.
+                            qf[r * 4] =
+                                f32::reinterpret((q4 & 0xFFu32) | 0x4B00_0000u32) - 8_388_640.0f32;
+                            qf[r * 4 + 1] = f32::reinterpret((q4 & 0xFF00u32) | 0x4B00_0000u32)
+                                - 8_396_800.0f32;
+                            qf[r * 4 + 2] = f32::reinterpret((q4 & 0xFF_0000u32) | 0x4B00_0000u32)
+                                - 10_485_760.0f32;
+                            qf[r * 4 + 3] =
+                                f32::reinterpret(((q4 >> 8u32) & 0xFF_0000u32) | 0x4B00_0000u32)
+                                    - 10_485_760.0f32;
+                            if comptime![m > 1] {
+                                qf[r * 4] *= ds3[r * 3];
+                                qf[r * 4 + 1] *= ds3[r * 3 + 1];
+                                qf[r * 4 + 2] *= ds3[r * 3 + 2];
+                                qf[r * 4 + 3] *= ds3[r * 3 + 2];
+                            }
+                        }
+                        #[unroll]
+                        for mi in 0..m {
+                            let xj = x[mi * kv + xv + 8 * g as usize + j];
+                            #[unroll]
+                            for r in 0..rows {
+                                if comptime![m == 1] {
+                                    #[unroll]
+                                    for i in 0..4usize {
+                                        sums[r * 4 + i] += qf[r * 4 + i] * f32::cast_from(xj[i]);
+                                    }
+                                } else {
+                                    #[unroll]
+                                    for i in 0..4usize {
+                                        acc[r * m + mi] += qf[r * 4 + i] * f32::cast_from(xj[i]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if comptime![m == 1] {
+                        #[unroll]
+                        for r in 0..rows {
+                            let o = r * 4;
+                            let sum = sums[o]
+                                + sums[o + 1] * 0.003_906_25f32
+                                + (sums[o + 2] + sums[o + 3]) * 0.000_015_258_789f32;
+                            acc[r] += ds[r] * sum;
+                        }
+                    }
+                }
+            }
+        }
+        u += threads * per_iter;
+    }
+
+    if use_plane {
+        let mut partial = SharedMemory::<f32>::new(rows * m * warps);
+        #[unroll]
+        for i in 0..rows * m {
+            let total = plane_sum(acc[i]);
+            if lane == 0 {
+                partial[i * warps + warp] = total;
+            }
+        }
+        sync_cube();
+        if tid < rows * m {
+            let mut total = 0.0f32;
+            #[unroll]
+            for wi in 0..warps {
+                total += partial[tid * warps + wi];
+            }
+            let r = tid / m;
+            if row0 + r < n {
+                y[(tid % m) * n + row0 + r] = F::cast_from(total);
+            }
+        }
+    } else {
+        let mut partial = SharedMemory::<f32>::new(rows * m * threads);
+        #[unroll]
+        for i in 0..rows * m {
+            partial[i * threads + tid] = acc[i];
+        }
+        sync_cube();
+        if tid < rows * m {
+            let mut total = 0.0f32;
+            for ti in 0..threads {
+                total += partial[tid * threads + ti];
+            }
+            let r = tid / m;
+            if row0 + r < n {
+                y[(tid % m) * n + row0 + r] = F::cast_from(total);
+            }
+        }
+    }
+}
+
+/// `rows << 16 | warps << 8 | per_iter` set by [`override_planes_geometry`], 0 for none.
+static OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// Forces the planes kernel's rows and warps per cube (each 1..=8) and units per iteration (1
+/// or 2) for the launches that follow, process-wide, or restores the default choice (`None`). A
+/// tuning hook for the benchmark's `--sweep`; results stay exact whatever the geometry.
+pub fn override_planes_geometry(rows_warps_units: Option<(usize, usize, usize)>) {
+    let v = match rows_warps_units {
+        Some((r, w, u)) if (1..=8).contains(&r) && (1..=8).contains(&w) && (1..=2).contains(&u) => {
+            r << 16 | w << 8 | u
+        }
+        _ => 0,
+    };
+    OVERRIDE.store(v, Ordering::Relaxed);
+}
+
+/// The geometry for `shape` and `m` activation rows on this device (see
+/// [`override_planes_geometry`]).
+pub fn planes_geometry<R: CubeRuntime>(
+    client: &ComputeClient<R>,
+    shape: Q6kShape,
+    m: usize,
+) -> PlanesGeometry {
+    let (lanes, use_plane) = super::gemv::lanes_for(client);
+    let units = shape.blocks_per_row() * 4;
+    let (rows, warps, per_iter) = match OVERRIDE.load(Ordering::Relaxed) {
+        // Measured on an H100 (PERF.md): 4 rows per cube everywhere; 4 warps up to 2 activation
+        // rows, 1 above (fewer registers per cube, more cubes in flight).
+        0 => (
+            4,
+            units.div_ceil(lanes).clamp(1, if m <= 2 { 4 } else { 1 }),
+            1,
+        ),
+        v => (v >> 16, (v >> 8) & 0xFF, v & 0xFF),
+    };
+    // Without plane operations, every unit's sums go through shared memory: keep it within the
+    // 16 KiB WebGPU guarantees.
+    let mut g = PlanesGeometry {
+        rows,
+        warps,
+        lanes,
+        per_iter,
+        use_plane,
+    };
+    while !use_plane && g.rows * m * g.lanes * g.warps * 4 > 16 * 1024 && g.warps > 1 {
+        g.warps /= 2;
+    }
+    while !use_plane && g.rows * m * g.lanes * g.warps * 4 > 16 * 1024 && g.rows > 1 {
+        g.rows /= 2;
+    }
+    g
+}
+
+/// Launches the planes kernel; `packed` must be a planes buffer of `shape` (checked by the
+/// caller), `x` `[.., in_features]` with 1..=[`crate::ops::FUSED_MAX_ROWS`] rows.
+pub(crate) fn launch<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    packed: CubeTensor<R>,
+    shape: Q6kShape,
+    rows_m: usize,
+) -> CubeTensor<R> {
+    let (x, packed) = (into_contiguous(x), into_contiguous(packed));
+    let client = x.client.clone();
+    let out_shape = crate::ops::with_last_dim(x.meta.shape(), shape.out_features);
+    let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
+    let g = planes_geometry(&client, shape, rows_m);
+    let o = PlaneOffsets::new(shape.blocks());
+    let cubes = shape.out_features.div_ceil(g.rows) as u32;
+    let cube_count = CubeCountSelection::new(&client, cubes).cube_count();
+    let cube_dim = CubeDim::new_2d(g.lanes as u32, g.warps as u32);
+    let dtype: DType = x.dtype;
+    // SAFETY: every index stays in bounds: the caller checked that `packed` has exactly the
+    // planes length of `shape` and `x` has `rows_m · in_features` elements (both multiples of 4
+    // words / elements); the kernel reads blocks of rows < out_features only and writes
+    // y[mi · n + row] for row < out_features, mi < rows_m.
+    unsafe {
+        q6k_gemv_planes_kernel::launch_unchecked::<R>(
+            &client,
+            cube_count,
+            cube_dim,
+            4,
+            x.into_array_arg(),
+            packed.into_array_arg(),
+            y.clone().into_array_arg(),
+            shape.in_features,
+            shape.out_features,
+            o.qh / 4,
+            o.scales / 4,
+            o.d / 4,
+            rows_m,
+            g.rows,
+            g.lanes,
+            g.warps,
+            g.per_iter,
+            g.use_plane,
+            dtype.into(),
+        );
+    }
+    y
+}
