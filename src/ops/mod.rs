@@ -8,7 +8,7 @@
 
 mod backends;
 mod load;
-mod packed;
+pub(crate) mod packed;
 
 pub use crate::quant::Q6kLayout;
 pub use backends::cpu;

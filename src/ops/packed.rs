@@ -68,28 +68,47 @@ pub fn pack(bytes: &[u8], shape: Q6kShape, layout: Q6kLayout) -> Vec<i32> {
     }
 }
 
+/// The blocks of a packed weight, read in place.
+#[derive(Clone, Copy)]
+pub(crate) enum BlockSource<'a> {
+    /// GGUF order.
+    Gguf(&'a [BlockQ6K]),
+    /// Aligned planes.
+    Planes(PlanesView<'a>),
+}
+
+impl<'a> BlockSource<'a> {
+    /// Views `words` as the blocks of a `shape` weight, or says why it cannot.
+    pub(crate) fn new(words: &'a [u32], shape: Q6kShape) -> Result<Self, String> {
+        match shape.layout_of(words.len()) {
+            Some(Q6kLayout::Gguf) => {
+                let bytes: &[u8] = bytemuck::cast_slice(words);
+                Ok(BlockSource::Gguf(
+                    BlockQ6K::slice_from_bytes(&bytes[..shape.n_bytes()]).expect("whole blocks"),
+                ))
+            }
+            Some(Q6kLayout::Planes) => {
+                PlanesView::new(words, shape.blocks(), shape.out_features, shape.in_features)
+                    .map(BlockSource::Planes)
+                    .map_err(|e| e.to_string())
+            }
+            None => Err(format!(
+                "a packed {shape:?} weight has {} words (GGUF layout) or {} (planes), found {}",
+                shape.words_in(Q6kLayout::Gguf),
+                shape.words_in(Q6kLayout::Planes),
+                words.len()
+            )),
+        }
+    }
+}
+
 /// The blocks of a packed weight in GGUF form, whatever its layout: borrowed for the GGUF
 /// layout, reassembled for planes. `Err` names what is wrong with the buffer.
 pub fn packed_blocks(words: &[u32], shape: Q6kShape) -> Result<Cow<'_, [BlockQ6K]>, String> {
-    match shape.layout_of(words.len()) {
-        Some(Q6kLayout::Gguf) => {
-            let bytes: &[u8] = bytemuck::cast_slice(words);
-            Ok(Cow::Borrowed(
-                BlockQ6K::slice_from_bytes(&bytes[..shape.n_bytes()]).expect("whole blocks"),
-            ))
-        }
-        Some(Q6kLayout::Planes) => {
-            PlanesView::new(words, shape.blocks(), shape.out_features, shape.in_features)
-                .map(|v| Cow::Owned(v.to_blocks()))
-                .map_err(|e| e.to_string())
-        }
-        None => Err(format!(
-            "a packed {shape:?} weight has {} words (GGUF layout) or {} (planes), found {}",
-            shape.words_in(Q6kLayout::Gguf),
-            shape.words_in(Q6kLayout::Planes),
-            words.len()
-        )),
-    }
+    Ok(match BlockSource::new(words, shape)? {
+        BlockSource::Gguf(blocks) => Cow::Borrowed(blocks),
+        BlockSource::Planes(view) => Cow::Owned(view.to_blocks()),
+    })
 }
 
 /// The exact GGUF bytes of a packed weight, whatever its layout.

@@ -8,42 +8,12 @@
 //! the default x86-64 target has only SSE2.
 
 use crate::ops::Q6kShape;
-use crate::quant::planes::PlanesView;
-use crate::quant::{BlockQ6K, Q6kLayout, QK_K};
+pub(crate) use crate::ops::packed::BlockSource;
+use crate::quant::QK_K;
 
 use super::cpu::{SendPtr, for_each_range};
 
-/// The blocks of a packed weight, read in place.
-#[derive(Clone, Copy)]
-pub(crate) enum BlockSource<'a> {
-    /// GGUF order.
-    Gguf(&'a [BlockQ6K]),
-    /// Aligned planes.
-    Planes(PlanesView<'a>),
-}
-
 impl<'a> BlockSource<'a> {
-    /// Views `words` as the blocks of a `shape` weight, or says why it cannot.
-    pub(crate) fn new(words: &'a [u32], shape: Q6kShape) -> Result<Self, String> {
-        match shape.layout_of(words.len()) {
-            Some(Q6kLayout::Gguf) => {
-                let bytes: &[u8] = bytemuck::cast_slice(words);
-                Ok(BlockSource::Gguf(
-                    BlockQ6K::slice_from_bytes(&bytes[..shape.n_bytes()]).expect("whole blocks"),
-                ))
-            }
-            Some(Q6kLayout::Planes) => {
-                PlanesView::new(words, shape.blocks(), shape.out_features, shape.in_features)
-                    .map(BlockSource::Planes)
-                    .map_err(|e| e.to_string())
-            }
-            None => Err(format!(
-                "a packed {shape:?} weight cannot have {} words",
-                words.len()
-            )),
-        }
-    }
-
     /// `ql`, `qh`, scales and `d` of block `i`.
     #[inline(always)]
     fn parts(&self, i: usize) -> (&'a [u8], &'a [u8], &'a [u8], f32) {
