@@ -80,24 +80,13 @@ impl BlockQ6K {
 
     /// Dequantizes the block into `out` (256 values), as ggml does: `(d · sc) · (q − 32)` in f32.
     pub fn dequantize_into(&self, out: &mut [f32; QK_K]) {
-        let d = self.d().to_f32();
-        for half in 0..2 {
-            let ql = &self.ql[64 * half..64 * half + 64];
-            let qh = &self.qh[32 * half..32 * half + 32];
-            let sc = &self.scales[8 * half..8 * half + 8];
-            let y = &mut out[128 * half..128 * half + 128];
-            for l in 0..32 {
-                let is = l / 16;
-                let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
-                let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                y[l] = (d * sc[is] as f32) * q1 as f32;
-                y[l + 32] = (d * sc[is + 2] as f32) * q2 as f32;
-                y[l + 64] = (d * sc[is + 4] as f32) * q3 as f32;
-                y[l + 96] = (d * sc[is + 6] as f32) * q4 as f32;
-            }
-        }
+        dequantize_parts(
+            &self.ql,
+            &self.qh,
+            bytemuck::cast_ref(&self.scales),
+            self.d().to_f32(),
+            out,
+        );
     }
 
     /// Quantizes 256 values exactly as ggml's `quantize_row_q6_K_ref` does (no importance matrix).
@@ -252,6 +241,37 @@ pub fn quantize(x: &[f32], threads: usize) -> Option<Vec<BlockQ6K>> {
         }
     });
     Some(out)
+}
+
+/// A block's 256 weights from its fields (`scales` as int8 bit patterns, `d` already f32), exactly
+/// as ggml dequantizes them: `(d · sc) · (q − 32)`. Loops with constant shifts, so that they
+/// vectorize; shared by [`BlockQ6K::dequantize_into`] and the CPU's fused product, which reads the
+/// fields in place from either packed layout.
+#[inline(always)]
+pub(crate) fn dequantize_parts(
+    ql: &[u8; 128],
+    qh: &[u8; 64],
+    scales: &[u8; 16],
+    d: f32,
+    out: &mut [f32; QK_K],
+) {
+    for half in 0..2 {
+        let ql = &ql[64 * half..64 * half + 64];
+        let qh = &qh[32 * half..32 * half + 32];
+        let ds: [f32; 8] = std::array::from_fn(|i| d * scales[8 * half + i] as i8 as f32);
+        let y = &mut out[128 * half..128 * half + 128];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            y[l] = ds[is] * q1 as f32;
+            y[l + 32] = ds[is + 2] * q2 as f32;
+            y[l + 64] = ds[is + 4] * q3 as f32;
+            y[l + 96] = ds[is + 6] * q4 as f32;
+        }
+    }
 }
 
 /// Dequantizes a run of blocks into `out` (`256 · blocks.len()` values).

@@ -10,6 +10,7 @@
 use crate::ops::Q6kShape;
 pub(crate) use crate::ops::packed::BlockSource;
 use crate::quant::QK_K;
+use crate::quant::q6k::dequantize_parts;
 
 use super::cpu::{SendPtr, for_each_range};
 
@@ -110,7 +111,7 @@ fn rows_generic<const FMA: bool>(
         acc.iter_mut().for_each(|a| *a = [0.0; 32]);
         for b in 0..nb {
             let (ql, qh, sc, d) = w.parts(row * nb + b);
-            decode_block(
+            dequantize_parts(
                 ql.try_into().expect("128"),
                 qh.try_into().expect("64"),
                 sc.try_into().expect("16"),
@@ -140,29 +141,6 @@ fn rows_generic<const FMA: bool>(
                 }
             }
             out[(row - r0) * m + mi] = lanes[0];
-        }
-    }
-}
-
-/// A block's 256 weights, exactly as ggml dequantizes them (`(d · sc) · (q − 32)`), in loops
-/// with constant shifts so that they vectorize.
-#[inline(always)]
-fn decode_block(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], d: f32, out: &mut [f32; QK_K]) {
-    for half in 0..2 {
-        let ql = &ql[64 * half..64 * half + 64];
-        let qh = &qh[32 * half..32 * half + 32];
-        let ds: [f32; 8] = std::array::from_fn(|i| d * sc[8 * half + i] as i8 as f32);
-        let y = &mut out[128 * half..128 * half + 128];
-        for l in 0..32 {
-            let is = l / 16;
-            let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
-            let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-            y[l] = ds[is] * q1 as f32;
-            y[l + 32] = ds[is + 2] * q2 as f32;
-            y[l + 64] = ds[is + 4] * q3 as f32;
-            y[l + 96] = ds[is + 6] * q4 as f32;
         }
     }
 }
