@@ -2,7 +2,8 @@
 # One GPU-machine call for kernel work: the kernel tests on CUDA and wgpu/Vulkan, the generated
 # CUDA source of the planes kernel, a tuning sweep, and kernel times from Nsight Compute. Build first, here: bash scripts/gpu-build.sh (needs .gpu/q6k_matmul.gz and
 # .gpu/bench.gz); then on the GPU machine, carry [.gpu, .gl]: bash scripts/gpu-perf.sh [STEPS]
-# STEPS: any of test src sweep ncu bench (default: all but bench).
+# STEPS: any of test src sweep ncu bench (default: all but bench). The bench step takes up to
+# 590 s per runtime: run it as RUNTIMES=cuda and RUNTIMES=wgpu in separate device calls.
 set -uo pipefail
 source scripts/gpu-env.sh
 steps=${*:-test src sweep ncu}
@@ -41,7 +42,7 @@ if has ncu; then
     timeout 250 ncu --clock-control none --cache-control all -k regex:q6k_gemv --csv \
         --metrics gpu__time_duration.sum,launch__registers_per_thread,launch__grid_size,launch__block_size,sm__warps_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.avg.per_cycle_active,sm__inst_executed.sum \
         /tmp/bench --backend cuda --shapes "$shapes" --m ${NCU_M:-1,8} --iters 1 --no-baselines \
-        --layouts ${NCU_LAYOUTS:-planes,gguf} --l2-mb 0 ${sweep:+--sweep "$sweep"} > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+        --layouts ${NCU_LAYOUTS:-planes,gguf} --l2-mb 0 --warm-up-ms 0 ${sweep:+--sweep "$sweep"} > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
     python3 - "$OUT/ncu.csv" "$shapes" "${NCU_M:-1,8}" "${NCU_LAYOUTS:-planes,gguf}" "$sweep" <<'PY' || tail -5 "$OUT/ncu.err"
 import csv, sys, collections, statistics
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
@@ -69,7 +70,7 @@ fi
 if has bench; then
     el "full benchmark, CUDA then wgpu/Vulkan"
     for rt in ${RUNTIMES:-cuda wgpu}; do
-        timeout 280 /tmp/bench --backend "$rt" --iters ${ITERS:-20} --layouts planes,gguf --no-fusion \
+        timeout 590 /tmp/bench --backend "$rt" --iters ${ITERS:-20} --layouts planes,gguf --no-fusion \
             --csv "$OUT/bench-$rt.csv" --plot "$OUT/bench-$rt.png" 2>&1 \
             | tee "$OUT/bench-$rt.log" | grep -E "copy bandwidth| stream |skipped|error|panicked"
     done

@@ -12,8 +12,9 @@
 //! percentile spread, in two modes: `call` (one op then a device sync: what one decode step pays,
 //! host overhead included) and `stream` (`--iters` ops back to back, one sync: the device-side
 //! throughput, close to the kernel time when the host enqueues faster than the device runs).
-//! Kernel times from the device's own timers come from Nsight Compute around this binary
-//! (`scripts/gpu-perf.sh ncu`). Weight copies rotate so that their total exceeds the GPU's L2
+//! With `--no-fusion`, a third mode, `kernel`, is the op's device time from the runtime's own
+//! timers where it has them (wgpu with timestamp queries); CUDA kernel times come from Nsight
+//! Compute around this binary (`scripts/gpu-perf.sh ncu`). Weight copies rotate so that their total exceeds the GPU's L2
 //! (`--l2-mb`, 50 for an H100), unless `--same-buffer` (ggml's test-backend-ops way). GB/s counts
 //! the Q6_K bytes; "% of copy" compares it with the copy bandwidth measured at the start.
 
@@ -25,7 +26,9 @@ use burn::tensor::{DType, Distribution, FloatDType, Int, Tensor, TensorData};
 use burn_gguf::ops::{Q6kBackend, Q6kLayout, Q6kShape, pack, q6k_dequantize, q6k_matmul};
 use burn_gguf::quant::{BlockQ6K, q6k};
 use clap::Parser;
+use device_timer::DeviceTimer;
 
+mod device_timer;
 mod plot;
 mod png;
 
@@ -47,14 +50,20 @@ struct Args {
     /// and kernel) and/or `gguf` (the GGUF bytes as words: the first kernel version).
     #[arg(long, default_value = "planes")]
     layouts: String,
-    /// Also time the planes kernel with these launch geometries, as `ROWSxWARPS[xUNITS]` (rows
-    /// and warps per cube, units loaded per iteration), comma-separated (a tuning run: e.g.
-    /// `2x4,4x4x2`).
+    /// Also time the planes kernel, on the backend without fusion, with these launch geometries,
+    /// as `ROWSxWARPS[xUNITS][w]` (rows
+    /// and warps per cube, units loaded per iteration; a trailing `w` takes the
+    /// dequantized-weights path even at M = 1), comma-separated (a tuning run: e.g.
+    /// `2x4,4x4x2,4x4w`).
     #[arg(long)]
     sweep: Option<String>,
     /// Activation rows, comma-separated.
     #[arg(long, default_value = "1,2,4,8,16,64,512")]
     m: String,
+    /// Milliseconds of heavy device work before each case is timed (then 5 warm-up calls), so
+    /// that the GPU's clocks are up; 0 under a profiler.
+    #[arg(long, default_value_t = 300)]
+    warm_up_ms: u128,
     /// Timed iterations per case.
     #[arg(long, default_value_t = 50)]
     iters: usize,
@@ -65,7 +74,8 @@ struct Args {
     #[arg(long)]
     same_buffer: bool,
     /// Also time the op on the runtime's backend without Burn's fusion (`q6k_nofusion`): the
-    /// difference is the fusion layer's share of the host overhead.
+    /// difference is the fusion layer's share of the host overhead. Where the runtime has
+    /// device timers (wgpu), also the op's kernel time (mode `kernel`).
     #[arg(long)]
     no_fusion: bool,
     /// Skip the dense and dequantize baselines.
@@ -98,15 +108,35 @@ fn stat(mut t: Vec<f64>) -> Stat {
     }
 }
 
+/// Keeps the device busy for `ms` milliseconds with a heavy elementwise op, so its clocks are up
+/// when a case is timed. An idle GPU drops its SM clock within seconds (an H100 under Vulkan went
+/// to 345 MHz during a case's CPU-side setup) and a light load — one small kernel per host
+/// round trip — does not bring it back: wgpu kernel times were 3× apart between runs before
+/// this. CUDA kept its clock up in the same runs.
+fn heat<B: Backend>(device: &B::Device, ms: u128) {
+    if ms == 0 {
+        return;
+    }
+    let t = Tensor::<B, 1>::ones([16 << 20], device);
+    let t0 = Instant::now();
+    while t0.elapsed().as_millis() < ms {
+        let outs: Vec<_> = (0..4).map(|_| t.clone().mul_scalar(1.0001)).collect();
+        B::sync(device).expect("sync");
+        drop(outs);
+    }
+}
+
 /// Times `f` (`call` mode: each run synced; `stream` mode: `iters` runs, one sync, 5 repeats).
 /// The outputs are kept until after the sync: with Burn's fusion, an output dropped unused may
 /// never be computed.
 fn time<B: Backend, T>(
     device: &B::Device,
     iters: usize,
+    warm_up_ms: u128,
     mut f: impl FnMut(usize) -> T,
 ) -> (Stat, Stat) {
     let mut keep = Vec::with_capacity(iters);
+    heat::<B>(device, warm_up_ms);
     for i in 0..5 {
         keep.push(f(i));
     }
@@ -133,6 +163,28 @@ fn time<B: Backend, T>(
     (stat(calls), stat(streams))
 }
 
+/// The op's kernel time from the device's timers, one call at a time (`None` where the runtime
+/// has no device timers).
+fn kernel_time<C: Q6kBackend + DeviceTimer>(
+    device: &C::Device,
+    iters: usize,
+    x: &Tensor<C, 2>,
+    w: &[Tensor<C, 1, Int>],
+    shape: Q6kShape,
+) -> Option<Stat> {
+    let mut ts = Vec::new();
+    for i in 0..iters {
+        let mut operands = Some((x.clone(), w[i % w.len()].clone()));
+        let mut call = || {
+            if let Some((x, w)) = operands.take() {
+                let _ = q6k_matmul(x, w, shape);
+            }
+        };
+        ts.push(C::device_time(device, &mut call)?);
+    }
+    (!ts.is_empty()).then(|| stat(ts))
+}
+
 struct Row {
     shape: String,
     m: usize,
@@ -149,7 +201,7 @@ struct Row {
 fn copy_bandwidth<C: Backend>(device: &C::Device) -> Row {
     let n_copy = 64 << 20;
     let src = Tensor::<C, 1>::random([n_copy], Distribution::Normal(0.0, 1.0), device);
-    let (_, copy) = time::<C, _>(device, 10, |_| src.clone().mul_scalar(1.0001));
+    let (_, copy) = time::<C, _>(device, 10, 300, |_| src.clone().mul_scalar(1.0001));
     Row {
         shape: "-".into(),
         m: 0,
@@ -165,7 +217,7 @@ fn gbs(r: &Row) -> f64 {
     r.q6k_bytes as f64 / (r.s.median_us * 1e-6) / 1e9
 }
 
-fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device>>(
+fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
     args: &Args,
     device: &B::Device,
     runtime: &str,
@@ -264,6 +316,7 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device>>(
         let label = format!("{n}x{k}");
         for &m in &ms {
             let x = Tensor::<B, 2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
+            let mut kernels: Vec<(String, Stat)> = Vec::new();
             let mut record = |variant: &str, (call, stream): (Stat, Stat)| {
                 rows.push(Row {
                     shape: label.clone(),
@@ -285,54 +338,76 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device>>(
             for (&(_, variant), packed) in layouts.iter().zip(&packed) {
                 record(
                     variant,
-                    time::<B, _>(device, args.iters, |i| {
+                    time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
                         q6k_matmul(x.clone(), packed[i % copies].clone(), shape)
                     }),
                 );
             }
+            // The op on the runtime's backend without fusion, for --no-fusion and the sweep.
+            let (raw, xr): (Vec<Tensor<C, 1, Int>>, Tensor<C, 2>) =
+                if args.no_fusion || args.sweep.is_some() {
+                    let words = pack(&qbytes, shape, Q6kLayout::Planes);
+                    let raw = (0..copies)
+                        .map(|_| {
+                            Tensor::from_data(
+                                TensorData::new(words.clone(), [words.len()]),
+                                (device, DType::I32),
+                            )
+                        })
+                        .collect();
+                    (raw, Tensor::<C, 2>::from_data(x.to_data(), device))
+                } else {
+                    (vec![], Tensor::<C, 2>::zeros([1, 1], device))
+                };
             if args.no_fusion {
-                let raw: Vec<Tensor<C, 1, Int>> = (0..copies)
-                    .map(|_| {
-                        let words = pack(&qbytes, shape, Q6kLayout::Planes);
-                        Tensor::from_data(
-                            TensorData::new(words.clone(), [words.len()]),
-                            (device, DType::I32),
-                        )
-                    })
-                    .collect();
-                let xr = Tensor::<C, 2>::from_data(x.to_data(), device);
                 record(
                     "q6k_nofusion",
-                    time::<C, _>(device, args.iters, |i| {
+                    time::<C, _>(device, args.iters, args.warm_up_ms, |i| {
                         q6k_matmul(xr.clone(), raw[i % copies].clone(), shape)
                     }),
                 );
+                if let Some(s) = kernel_time(device, args.iters, &xr, &raw, shape) {
+                    kernels.push(("q6k_nofusion".into(), s));
+                }
             }
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             if let Some(sweep) = &args.sweep {
-                let planes = Q6kLayout::Planes.words(shape.blocks());
-                let packed = packed.iter().find(|p| p[0].dims()[0] == planes);
-                for (geometry, packed) in sweep.split(',').zip(std::iter::repeat(packed)) {
-                    let Some(packed) = packed else { break };
+                for geometry in sweep.split(',') {
+                    // A trailing `w`: the dequantized-weights path even for one row.
+                    let weights_path = geometry.ends_with('w');
                     let v: Vec<usize> = geometry
+                        .trim_end_matches('w')
                         .split('x')
-                        .map(|v| v.parse().expect("--sweep ROWSxWARPS[xUNITS]"))
+                        .map(|v| v.parse().expect("--sweep ROWSxWARPS[xUNITS][w]"))
                         .collect();
                     let (r, w, u) = (v[0], v[1], v.get(2).copied().unwrap_or(1));
-                    burn_gguf::kernel::override_planes_geometry(Some((r, w, u)));
+                    burn_gguf::kernel::override_planes_geometry(Some(
+                        burn_gguf::kernel::PlanesTuning {
+                            rows: r,
+                            warps: w,
+                            per_iter: u,
+                            weights_path,
+                        },
+                    ));
+                    // Timed without fusion (the fusion layer's host cost varies from run to
+                    // run on wgpu), with the kernel time where the runtime has device timers.
+                    let name = format!("q6k_r{r}w{w}u{u}{}", if weights_path { "_wt" } else { "" });
                     record(
-                        &format!("q6k_r{r}w{w}u{u}"),
-                        time::<B, _>(device, args.iters, |i| {
-                            q6k_matmul(x.clone(), packed[i % copies].clone(), shape)
+                        &name,
+                        time::<C, _>(device, args.iters, args.warm_up_ms, |i| {
+                            q6k_matmul(xr.clone(), raw[i % copies].clone(), shape)
                         }),
                     );
+                    if let Some(s) = kernel_time(device, args.iters, &xr, &raw, shape) {
+                        kernels.push((name, s));
+                    }
                     burn_gguf::kernel::override_planes_geometry(None);
                 }
             }
             if !args.no_baselines {
                 record(
                     "dense_f32",
-                    time::<B, _>(device, args.iters, |i| {
+                    time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
                         x.clone().matmul(dense32[i % copies].clone())
                     }),
                 );
@@ -340,19 +415,29 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device>>(
                     let x16 = x.clone().cast(FloatDType::F16);
                     record(
                         "dense_f16",
-                        time::<B, _>(device, args.iters, |i| {
+                        time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
                             x16.clone().matmul(dense16[i % copies].clone())
                         }),
                     );
                     record(
                         "dequant_f16_matmul",
-                        time::<B, _>(device, args.iters, |i| {
+                        time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
                             let wd = q6k_dequantize(packed[0][i % copies].clone(), shape)
                                 .cast(FloatDType::F16);
                             x16.clone().matmul(wd.transpose())
                         }),
                     );
                 }
+            }
+            for (variant, s) in kernels {
+                rows.push(Row {
+                    shape: label.clone(),
+                    m,
+                    variant,
+                    mode: "kernel",
+                    s,
+                    q6k_bytes: bytes,
+                });
             }
             print_case(runtime, &rows, &label, m, copy_gbs);
         }

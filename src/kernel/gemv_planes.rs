@@ -45,6 +45,24 @@ pub struct PlanesGeometry {
     pub per_iter: usize,
     /// Whether partial sums meet through plane operations.
     pub use_plane: bool,
+    /// One activation row only: a partial sum per scale byte, `d · sc` applied once per
+    /// sub-block (fewest instructions per weight). Otherwise each weight is first made ggml's
+    /// dequantized value, then multiplied into every activation row.
+    pub scale_sums: bool,
+}
+
+/// A forced launch configuration of the planes kernel, for tuning (see
+/// [`override_planes_geometry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanesTuning {
+    /// Output rows per cube, 1..=8.
+    pub rows: usize,
+    /// Warps per cube, 1..=8.
+    pub warps: usize,
+    /// Units each thread loads before computing, 1 or 2.
+    pub per_iter: usize,
+    /// Take the several-rows path (dequantized weights) even for one activation row.
+    pub weights_path: bool,
 }
 
 /// The four 6-bit codes of sub-block quarter `g` from a `ql` word (low nibbles for g < 2, high
@@ -80,6 +98,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     #[comptime] warps: usize,
     #[comptime] per_iter: usize,
     #[comptime] use_plane: bool,
+    #[comptime] scale_sums: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let lane = UNIT_POS_X as usize;
@@ -175,7 +194,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
                         let byte = (sw >> (8 * s as u32 + 16 * (g % 2))) & 0xFFu32;
                         ds[r] = d[p * rows + r] * f32::cast_from(sign_extend(byte));
                     }
-                    if comptime![m == 1] {
+                    if scale_sums {
                         // One activation row: a partial sum per byte scale, ds applied once
                         // per sub-block (fewest instructions per weight).
                         #[unroll]
@@ -209,7 +228,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
                             qf[r * 4 + 3] =
                                 f32::reinterpret(((q4 >> 8u32) & 0xFF_0000u32) | 0x4B00_0000u32)
                                     - 10_485_760.0f32;
-                            if comptime![m > 1] {
+                            if !scale_sums {
                                 qf[r * 4] *= ds3[r * 3];
                                 qf[r * 4 + 1] *= ds3[r * 3 + 1];
                                 qf[r * 4 + 2] *= ds3[r * 3 + 2];
@@ -221,7 +240,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
                             let xj = x[mi * kv + xv + 8 * g as usize + j];
                             #[unroll]
                             for r in 0..rows {
-                                if comptime![m == 1] {
+                                if scale_sums {
                                     #[unroll]
                                     for i in 0..4usize {
                                         sums[r * 4 + i] += qf[r * 4 + i] * f32::cast_from(xj[i]);
@@ -235,7 +254,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
                             }
                         }
                     }
-                    if comptime![m == 1] {
+                    if scale_sums {
                         #[unroll]
                         for r in 0..rows {
                             let o = r * 4;
@@ -292,16 +311,21 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     }
 }
 
-/// `rows << 16 | warps << 8 | per_iter` set by [`override_planes_geometry`], 0 for none.
+/// `weights_path << 24 | rows << 16 | warps << 8 | per_iter` set by
+/// [`override_planes_geometry`], 0 for none.
 static OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 
-/// Forces the planes kernel's rows and warps per cube (each 1..=8) and units per iteration (1
-/// or 2) for the launches that follow, process-wide, or restores the default choice (`None`). A
-/// tuning hook for the benchmark's `--sweep`; results stay exact whatever the geometry.
-pub fn override_planes_geometry(rows_warps_units: Option<(usize, usize, usize)>) {
-    let v = match rows_warps_units {
-        Some((r, w, u)) if (1..=8).contains(&r) && (1..=8).contains(&w) && (1..=2).contains(&u) => {
-            r << 16 | w << 8 | u
+/// Forces the planes kernel's launch configuration for the launches that follow, process-wide,
+/// or restores the default choice (`None`, or values out of range). A tuning hook for the
+/// benchmark's `--sweep` and the tests; results stay exact whatever the configuration.
+pub fn override_planes_geometry(tuning: Option<PlanesTuning>) {
+    let v = match tuning {
+        Some(t)
+            if (1..=8).contains(&t.rows)
+                && (1..=8).contains(&t.warps)
+                && (1..=2).contains(&t.per_iter) =>
+        {
+            (t.weights_path as usize) << 24 | t.rows << 16 | t.warps << 8 | t.per_iter
         }
         _ => 0,
     };
@@ -317,15 +341,20 @@ pub fn planes_geometry<R: CubeRuntime>(
 ) -> PlanesGeometry {
     let (lanes, use_plane) = super::gemv::lanes_for(client);
     let units = shape.blocks_per_row() * 4;
-    let (rows, warps, per_iter) = match OVERRIDE.load(Ordering::Relaxed) {
-        // Measured on an H100 (PERF.md): 4 rows per cube everywhere; 4 warps up to 2 activation
-        // rows, 1 above (fewer registers per cube, more cubes in flight).
-        0 => (
-            4,
-            units.div_ceil(lanes).clamp(1, if m <= 2 { 4 } else { 1 }),
-            1,
-        ),
-        v => (v >> 16, (v >> 8) & 0xFF, v & 0xFF),
+    let forced = OVERRIDE.load(Ordering::Relaxed);
+    let (rows, warps, per_iter) = match forced {
+        // Measured on an H100 (PERF.md): 4 rows per cube; 4 warps up to 2 activation rows and 1
+        // above on CUDA (fewer registers per cube, more cubes in flight), 4 at every M on wgpu
+        // (Vulkan kernel times at 4096×14336: M = 4 70 µs against 81, M = 8 116 against 401).
+        0 => {
+            let max_warps = if m <= 2 || R::name(client).starts_with("wgpu") {
+                4
+            } else {
+                1
+            };
+            (4, units.div_ceil(lanes).clamp(1, max_warps), 1)
+        }
+        v => ((v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF),
     };
     // Without plane operations, every unit's sums go through shared memory: keep it within the
     // 16 KiB WebGPU guarantees.
@@ -335,6 +364,7 @@ pub fn planes_geometry<R: CubeRuntime>(
         lanes,
         per_iter,
         use_plane,
+        scale_sums: m == 1 && forced >> 24 == 0,
     };
     while !use_plane && g.rows * m * g.lanes * g.warps * 4 > 16 * 1024 && g.warps > 1 {
         g.warps /= 2;
@@ -387,6 +417,7 @@ pub(crate) fn launch<R: CubeRuntime>(
             g.warps,
             g.per_iter,
             g.use_plane,
+            g.scale_sums,
             dtype.into(),
         );
     }

@@ -8,7 +8,7 @@ mod gemv_planes;
 
 pub use dequantize::q6k_dequantize;
 pub use gemv::{ROWS_PER_CUBE, q6k_gemv, q6k_gemv_msl_source};
-pub use gemv_planes::{PlanesGeometry, override_planes_geometry, planes_geometry};
+pub use gemv_planes::{PlanesGeometry, PlanesTuning, override_planes_geometry, planes_geometry};
 
 use burn::tensor::DType;
 use burn_cubecl::{CubeRuntime, tensor::CubeTensor};
