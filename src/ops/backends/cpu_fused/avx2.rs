@@ -2,10 +2,11 @@
 //! x86-64 CPUs that have both).
 //!
 //! Per block: the 256 six-bit codes are decoded 32 at a time with byte masks into `q − 32` as
-//! signed bytes (one small stack buffer); then, per 16-weight sub-block, the codes are widened to
-//! f32 once for all activation rows, multiplied into each row's activations, and the sub-block's
-//! sum is scaled by ggml's `d · scale` with one fused multiply-add:
-//! `acc += (d·sc) · Σ x·(q − 32)`. Up to eight activation rows share each decoded block.
+//! signed bytes (one small stack buffer, the codes of the blocks ahead prefetched); then, per
+//! 16-weight sub-block, the codes are widened to f32 once for all activation rows. With one row
+//! the sub-block's sum is scaled by ggml's `d · sc` with one fused multiply-add,
+//! `acc += (d·sc) · Σ x·(q − 32)`; with several, ggml's weight `(d·sc)·(q − 32)` is made once
+//! and multiplied into every row. Up to eight activation rows share each decoded block.
 
 use std::arch::x86_64::*;
 
