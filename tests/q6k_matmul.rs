@@ -204,6 +204,12 @@ fn check_3d<B: Q6kBackend>(name: &str, device: &B::Device, dense: Dense) {
     }
 }
 
+/// The values of a layer's bias, which the layers under test always have.
+fn bias_values<B: Backend>(bias: &Option<burn::module::Param<Tensor<B, 1>>>) -> Vec<f32> {
+    let bias = bias.as_ref().expect("a bias");
+    bias.val().into_data().to_vec::<f32>().unwrap()
+}
+
 /// `Q6kLinear` against `Linear` with the dequantized weight, and its constructors' contracts.
 fn check_linear<B: Q6kBackend>(name: &str, device: &B::Device, dense_mm: Dense) {
     let mut rng = Rng::fresh(name);
@@ -232,14 +238,7 @@ fn check_linear<B: Q6kBackend>(name: &str, device: &B::Device, dense_mm: Dense) 
     // whose precision is the backend's matmul (TF32 on CUDA); the two products may run
     // different matmul kernels (autotuned), so they are not compared with each other.
     let w = q.dequantize_weight().into_data().to_vec::<f32>().unwrap(); // [512, 96]
-    let bias = linear
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
+    let bias = bias_values(&linear.bias);
     for (i, (p, r)) in a.iter().zip(&b).enumerate() {
         let (row, o) = (i / 96, i % 96);
         let (mut exact, mut abs) = (bias[o] as f64, bias[o].abs() as f64);
@@ -597,14 +596,7 @@ fn check_record<B: Q6kBackend>(name: &str, device: &B::Device) {
     let from_old = fresh.load_file(&old_path, &recorder, device).unwrap();
     assert_eq!(from_old.q6k_bytes(), w.bytes, "{name}: GGUF-layout record");
     let xs = x.into_data().to_vec::<f32>().unwrap();
-    let bias = q
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
+    let bias = bias_values(&q.bias);
     let got = from_old.forward(Tensor::<B, 2>::from_data(
         TensorData::new(xs.clone(), [3, 768]),
         device,

@@ -92,13 +92,7 @@ fn pass<const MR: usize, const A: usize>(
         let mut acc = [[_mm256_setzero_ps(); A]; MR];
         for b in 0..nb {
             let (ql, qh, sc, d) = w.parts(row * nb + b);
-            decode(
-                ql.try_into().expect("128"),
-                qh.try_into().expect("64"),
-                sc.try_into().expect("16"),
-                d,
-                &mut block,
-            );
+            decode(ql, qh, sc, d, &mut block);
             let xb = b * QK_K;
             // Sub-blocks in groups of `A`, so every accumulator index is a constant once the
             // inner loops unroll (a dynamic index would keep the accumulators in memory).

@@ -21,23 +21,18 @@ mod avx2;
 mod avx512;
 
 impl<'a> BlockSource<'a> {
-    /// `ql`, `qh`, scales and `d` of block `i`.
+    /// `ql`, `qh`, scales and `d` of block `i`, as the fixed-size parts every decoder takes.
     #[inline(always)]
-    fn parts(&self, i: usize) -> (&'a [u8], &'a [u8], &'a [u8], f32) {
+    fn parts(&self, i: usize) -> (&'a [u8; 128], &'a [u8; 64], &'a [u8; 16], f32) {
         match self {
             BlockSource::Gguf(b) => {
                 let b = &b[i];
-                (
-                    &b.ql[..],
-                    &b.qh[..],
-                    bytemuck::cast_slice(&b.scales[..]),
-                    b.d().to_f32(),
-                )
+                (&b.ql, &b.qh, bytemuck::cast_ref(&b.scales), b.d().to_f32())
             }
             BlockSource::Planes(p) => (
-                p.ql(i),
-                p.qh(i),
-                p.scales(i),
+                p.ql(i).try_into().expect("128 ql bytes"),
+                p.qh(i).try_into().expect("64 qh bytes"),
+                p.scales(i).try_into().expect("16 scale bytes"),
                 half::f16::from_le_bytes(p.d(i)).to_f32(),
             ),
         }
@@ -110,13 +105,7 @@ fn rows_portable(
         acc.iter_mut().for_each(|a| *a = [0.0; 32]);
         for b in 0..nb {
             let (ql, qh, sc, d) = w.parts(row * nb + b);
-            dequantize_parts(
-                ql.try_into().expect("128"),
-                qh.try_into().expect("64"),
-                sc.try_into().expect("16"),
-                d,
-                &mut wb,
-            );
+            dequantize_parts(ql, qh, sc, d, &mut wb);
             for (mi, a) in acc.iter_mut().enumerate() {
                 let xb: &[f32; QK_K] = x[mi * k + b * QK_K..][..QK_K].try_into().expect("256");
                 for (xc, wc) in xb.chunks_exact(32).zip(wb.chunks_exact(32)) {
