@@ -3,7 +3,8 @@
 # CUDA source of the planes kernel, a tuning sweep, and kernel times from Nsight Compute. Build first, here: bash scripts/gpu-build.sh (needs .gpu/q6k_matmul.gz and
 # .gpu/bench.gz); then on the GPU machine, carry [.gpu, .gl]: bash scripts/gpu-perf.sh [STEPS]
 # STEPS: any of test src sweep ncu bench (default: all but bench). The bench step takes up to
-# 590 s per runtime: run it as RUNTIMES=cuda and RUNTIMES=wgpu in separate device calls.
+# 6–7 minutes per runtime on an H100 (session 5: CUDA 425 s, wgpu 354 s): run it as RUNTIMES=cuda and
+# RUNTIMES=wgpu in separate device calls.
 set -uo pipefail
 source scripts/gpu-env.sh
 steps=${*:-test src sweep ncu}
@@ -70,7 +71,7 @@ fi
 if has bench; then
     el "full benchmark, CUDA then wgpu/Vulkan"
     for rt in ${RUNTIMES:-cuda wgpu}; do
-        timeout 590 /tmp/bench --backend "$rt" --iters ${ITERS:-20} --layouts planes,gguf --no-fusion \
+        timeout 590 /tmp/bench --backend "$rt" ${ITERS:+--iters $ITERS} --layouts planes,gguf --no-fusion \
             --csv "$OUT/bench-$rt.csv" --plot "$OUT/bench-$rt.png" 2>&1 \
             | tee "$OUT/bench-$rt.log" | grep -E "copy bandwidth| stream |skipped|error|panicked"
     done

@@ -634,22 +634,26 @@ fn check_kernels<R: burn_cubecl::CubeRuntime>(name: &str, device: &R::Device) {
     let mut rng = Rng::fresh(name);
     // The default launch geometry, then forced ones (rows and warps per cube, units per
     // iteration): the tuning runs may pick any of them.
-    let tuning = |rows, warps, per_iter, weights_path| {
+    let tuning = |rows, warps, per_iter, weights_path, pipeline| {
         Some(burn_gguf::kernel::PlanesTuning {
             rows,
             warps,
             per_iter,
             weights_path,
+            pipeline,
         })
     };
     let geometries = [
         None,
-        tuning(1, 1, 2, false),
-        tuning(3, 2, 1, false),
-        tuning(4, 4, 2, false),
-        tuning(8, 1, 1, false),
+        tuning(1, 1, 2, false, false),
+        tuning(3, 2, 1, false, false),
+        tuning(4, 4, 2, false, false),
+        tuning(8, 1, 1, false, false),
         // One activation row through the several-rows (dequantized weights) path.
-        tuning(2, 3, 1, true),
+        tuning(2, 3, 1, true, false),
+        // Pipelined loads, with tails: 40 units a row on 32 threads, 48 on 2 × 2 × 32.
+        tuning(4, 1, 1, false, true),
+        tuning(3, 2, 2, false, true),
     ];
     let cases = [
         (512, 37, 1),
@@ -658,6 +662,8 @@ fn check_kernels<R: burn_cubecl::CubeRuntime>(name: &str, device: &R::Device) {
         (14336, 9, 2),
         (768, 11, 3),
         (1280, 23, 1),
+        (2560, 7, 1),
+        (3072, 13, 4),
     ];
     for (ci, (k, n, m)) in cases.into_iter().enumerate() {
         for layout in LAYOUTS {

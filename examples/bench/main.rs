@@ -51,17 +51,18 @@ struct Args {
     #[arg(long, default_value = "planes")]
     layouts: String,
     /// Also time the planes kernel, on the backend without fusion, with these launch geometries,
-    /// as `ROWSxWARPS[xUNITS][w]` (rows
-    /// and warps per cube, units loaded per iteration; a trailing `w` takes the
-    /// dequantized-weights path even at M = 1), comma-separated (a tuning run: e.g.
-    /// `2x4,4x4x2,4x4w`).
+    /// as `ROWSxWARPS[xUNITS][w][p]` (rows and warps per cube, units loaded per iteration; `w`
+    /// takes the dequantized-weights path even at M = 1, `p` pipelines the loads), comma-separated
+    /// (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`).
     #[arg(long)]
     sweep: Option<String>,
     /// Activation rows, comma-separated.
     #[arg(long, default_value = "1,2,4,8,16,64,512")]
     m: String,
-    /// Milliseconds of heavy device work before each case is timed (then 5 warm-up calls), so
-    /// that the GPU's clocks are up; 0 under a profiler.
+    /// Milliseconds of compute-bound device work at least before each case is timed (ten times
+    /// as long after an idle stretch: start-up, a shape's setup on the CPU), continued until the
+    /// work runs at full speed again, so that the GPU's clocks are up; then 5 warm-up calls. 0
+    /// under a profiler; not used on the CPU (ndarray).
     #[arg(long, default_value_t = 300)]
     warm_up_ms: u128,
     /// Timed iterations per case.
@@ -108,23 +109,62 @@ fn stat(mut t: Vec<f64>) -> Stat {
     }
 }
 
-/// Keeps the device busy for `ms` milliseconds with a heavy elementwise op, so its clocks are up
-/// when a case is timed. An idle GPU drops its SM clock within seconds (an H100 under Vulkan went
-/// to 345 MHz during a case's CPU-side setup) and a light load — one small kernel per host
-/// round trip — does not bring it back: wgpu kernel times were 3× apart between runs before
-/// this. CUDA kept its clock up in the same runs.
+/// Keeps the device busy with compute-bound work (1024² f32 matmuls, whose speed follows the SM
+/// clock) for at least `ms` milliseconds and then until the clock is back up: until the fastest
+/// rounds of the last two 200 ms windows agree within 5 % and are within 10 % of the fastest
+/// round this backend type has run in this process (at most 15 s, with a note; Burn's fusion
+/// runs its own matmul, so each backend type has its own best). An idle GPU drops its SM clock within
+/// seconds; an H100 under Vulkan fell to 345 MHz during a shape's CPU-side setup and, under load,
+/// stayed there about 1.5 s before taking another 5 s to climb back to 1,980 MHz in steps of
+/// 6–50 % (`nvidia-smi` sampled every 100 ms), so a fixed warm-up timed kernels mid-climb. CUDA
+/// kept its clock up in the same runs.
 fn heat<B: Backend>(device: &B::Device, ms: u128) {
+    static BEST: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
     if ms == 0 {
         return;
     }
-    let t = Tensor::<B, 1>::ones([16 << 20], device);
+    let a = Tensor::<B, 2>::ones([1024, 1024], device).mul_scalar(0.001);
     let t0 = Instant::now();
-    while t0.elapsed().as_millis() < ms {
-        let outs: Vec<_> = (0..4).map(|_| t.clone().mul_scalar(1.0001)).collect();
+    let (mut last, mut window_min, mut window_start) =
+        (f64::INFINITY, f64::INFINITY, Instant::now());
+    loop {
+        let round = Instant::now();
+        let outs: Vec<_> = (0..8).map(|_| a.clone().matmul(a.clone())).collect();
         B::sync(device).expect("sync");
         drop(outs);
+        window_min = window_min.min(round.elapsed().as_secs_f64());
+        if window_start.elapsed().as_millis() < 200 {
+            continue;
+        }
+        let best = {
+            let mut bests = BEST.lock().expect("best");
+            let name = std::any::type_name::<B>();
+            let i = match bests.iter().position(|(n, _)| *n == name) {
+                Some(i) => i,
+                None => {
+                    bests.push((name, f64::INFINITY));
+                    bests.len() - 1
+                }
+            };
+            bests[i].1 = bests[i].1.min(window_min);
+            bests[i].1
+        };
+        let settled =
+            window_min <= last * 1.05 && last <= window_min * 1.05 && window_min <= best * 1.1;
+        (last, window_min, window_start) = (window_min, f64::INFINITY, Instant::now());
+        if t0.elapsed().as_millis() >= ms && settled {
+            return;
+        }
+        if t0.elapsed().as_secs() >= 15 {
+            eprintln!("note: the device's speed did not settle within 15 s of warm-up");
+            return;
+        }
     }
 }
+
+/// How much longer than `--warm-up-ms` the device is heated at least after an idle stretch
+/// (start-up, a shape's CPU-side setup), when its clock has dropped furthest.
+const AFTER_IDLE: u128 = 10;
 
 /// Times `f` (`call` mode: each run synced; `stream` mode: `iters` runs, one sync, 5 repeats).
 /// The outputs are kept until after the sync: with Burn's fusion, an output dropped unused may
@@ -194,14 +234,18 @@ struct Row {
     q6k_bytes: usize,
 }
 
-/// Device copy bandwidth, read + write, in GB/s: `y = x · 1.0001` over a 256 MiB f32 tensor on
+/// Device copy bandwidth, read + write, in GB/s: `y = x · 1.0001` over a 128 MiB f32 tensor on
 /// `C`, the runtime's backend *without* Burn's fusion (which merges the elementwise ops of a
 /// stream that share an input into one kernel: one read for many writes, a rate above the
 /// hardware's). Every op reads all of `x` and writes a new output, kept alive until the sync.
-fn copy_bandwidth<C: Backend>(device: &C::Device) -> Row {
-    let n_copy = 64 << 20;
+fn copy_bandwidth<C: Backend>(device: &C::Device, warm_up_ms: u128) -> Row {
+    // 128 MiB in and out: 5× an H100's L2, and within the 128 MiB storage binding WebGPU
+    // guarantees (lavapipe's limit).
+    let n_copy = 32 << 20;
     let src = Tensor::<C, 1>::random([n_copy], Distribution::Normal(0.0, 1.0), device);
-    let (_, copy) = time::<C, _>(device, 10, 300, |_| src.clone().mul_scalar(1.0001));
+    let (_, copy) = time::<C, _>(device, 10, warm_up_ms * AFTER_IDLE, |_| {
+        src.clone().mul_scalar(1.0001)
+    });
     Row {
         shape: "-".into(),
         m: 0,
@@ -222,7 +266,7 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
     device: &B::Device,
     runtime: &str,
 ) -> Vec<Row> {
-    let copy = copy_bandwidth::<C>(device);
+    let copy = copy_bandwidth::<C>(device, args.warm_up_ms);
     let copy_gbs = gbs(&copy);
     println!("{runtime}: copy bandwidth (read + write, no fusion) {copy_gbs:.0} GB/s");
     let mut rows = vec![copy];
@@ -264,6 +308,7 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
             out_features: n,
             in_features: k,
         };
+        let shape_start = Instant::now();
         let bytes = shape.n_bytes();
         let copies = if args.same_buffer {
             1
@@ -314,6 +359,11 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
             vec![]
         };
         let label = format!("{n}x{k}");
+        println!(
+            "{runtime} {label}: weights made, quantized and uploaded in {:.1} s",
+            shape_start.elapsed().as_secs_f64()
+        );
+        heat::<B>(device, args.warm_up_ms * AFTER_IDLE);
         for &m in &ms {
             let x = Tensor::<B, 2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
             let mut kernels: Vec<(String, Stat)> = Vec::new();
@@ -373,12 +423,15 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             if let Some(sweep) = &args.sweep {
                 for geometry in sweep.split(',') {
-                    // A trailing `w`: the dequantized-weights path even for one row.
-                    let weights_path = geometry.ends_with('w');
-                    let v: Vec<usize> = geometry
-                        .trim_end_matches('w')
+                    // `w`: the dequantized-weights path even for one row; `p`: pipelined loads.
+                    let dims = geometry.trim_end_matches(['w', 'p']);
+                    let (weights_path, pipeline) = (
+                        geometry[dims.len()..].contains('w'),
+                        geometry[dims.len()..].contains('p'),
+                    );
+                    let v: Vec<usize> = dims
                         .split('x')
-                        .map(|v| v.parse().expect("--sweep ROWSxWARPS[xUNITS][w]"))
+                        .map(|v| v.parse().expect("--sweep ROWSxWARPS[xUNITS][w][p]"))
                         .collect();
                     let (r, w, u) = (v[0], v[1], v.get(2).copied().unwrap_or(1));
                     burn_gguf::kernel::override_planes_geometry(Some(
@@ -387,11 +440,16 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
                             warps: w,
                             per_iter: u,
                             weights_path,
+                            pipeline,
                         },
                     ));
                     // Timed without fusion (the fusion layer's host cost varies from run to
                     // run on wgpu), with the kernel time where the runtime has device timers.
-                    let name = format!("q6k_r{r}w{w}u{u}{}", if weights_path { "_wt" } else { "" });
+                    let name = format!(
+                        "q6k_r{r}w{w}u{u}{}{}",
+                        if weights_path { "_wt" } else { "" },
+                        if pipeline { "_p" } else { "" }
+                    );
                     record(
                         &name,
                         time::<C, _>(device, args.iters, args.warm_up_ms, |i| {
@@ -440,7 +498,15 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
                 });
             }
             print_case(runtime, &rows, &label, m, copy_gbs);
+            if let Some(path) = &args.csv {
+                write_csv(path, &args.backend, &rows);
+            }
         }
+        println!(
+            "{runtime} {label}: {:.1} s in all (first calls of each kernel and matmul shape \
+             include compiling and autotuning)",
+            shape_start.elapsed().as_secs_f64()
+        );
     }
     rows
 }
@@ -476,6 +542,33 @@ fn print_case(runtime: &str, rows: &[Row], shape: &str, m: usize, copy_gbs: f64)
     }
 }
 
+/// Writes `rows` as CSV to `path` (rewritten after every case, so that a run cut short keeps
+/// what it measured).
+fn write_csv(path: &std::path::Path, runtime: &str, rows: &[Row]) {
+    let mut f = std::fs::File::create(path).expect("create csv");
+    writeln!(
+        f,
+        "runtime,shape,m,variant,mode,median_us,p10_us,p90_us,q6k_bytes"
+    )
+    .unwrap();
+    for r in rows {
+        writeln!(
+            f,
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{}",
+            runtime,
+            r.shape,
+            r.m,
+            r.variant,
+            r.mode,
+            r.s.median_us,
+            r.s.p10_us,
+            r.s.p90_us,
+            r.q6k_bytes
+        )
+        .unwrap();
+    }
+}
+
 /// Reads CSVs this benchmark wrote: the measurements and each runtime's copy bandwidth.
 fn read_csvs(paths: &str) -> (Vec<plot::Point>, Vec<(String, f64)>) {
     let (mut points, mut copy) = (Vec::new(), Vec::new());
@@ -506,13 +599,16 @@ fn read_csvs(paths: &str) -> (Vec<plot::Point>, Vec<(String, f64)>) {
 }
 
 fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
     if let Some(from) = &args.plot_from {
         let path = args.plot.clone().unwrap_or_else(|| "bench.png".into());
         let (points, copy) = read_csvs(from);
         std::fs::write(&path, plot::plot(&points, &copy)).expect("write the plot");
         println!("wrote {}", path.display());
         return;
+    }
+    if args.backend == "ndarray" {
+        args.warm_up_ms = 0;
     }
     let rows = match args.backend.as_str() {
         #[cfg(feature = "ndarray")]
@@ -537,28 +633,7 @@ fn main() {
         }
     };
     if let Some(path) = &args.csv {
-        let mut f = std::fs::File::create(path).expect("create csv");
-        writeln!(
-            f,
-            "runtime,shape,m,variant,mode,median_us,p10_us,p90_us,q6k_bytes"
-        )
-        .unwrap();
-        for r in &rows {
-            writeln!(
-                f,
-                "{},{},{},{},{},{:.3},{:.3},{:.3},{}",
-                args.backend,
-                r.shape,
-                r.m,
-                r.variant,
-                r.mode,
-                r.s.median_us,
-                r.s.p10_us,
-                r.s.p90_us,
-                r.q6k_bytes
-            )
-            .unwrap();
-        }
+        write_csv(path, &args.backend, &rows);
     }
     if let Some(path) = &args.plot {
         let point = |r: &Row| plot::Point {

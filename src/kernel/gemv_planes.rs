@@ -49,6 +49,9 @@ pub struct PlanesGeometry {
     /// sub-block (fewest instructions per weight). Otherwise each weight is first made ggml's
     /// dequantized value, then multiplied into every activation row.
     pub scale_sums: bool,
+    /// Software pipelining: the loads of a thread's next units are issued before its current
+    /// ones are decoded (two register slots).
+    pub pipeline: bool,
 }
 
 /// A forced launch configuration of the planes kernel, for tuning (see
@@ -63,6 +66,8 @@ pub struct PlanesTuning {
     pub per_iter: usize,
     /// Take the several-rows path (dequantized weights) even for one activation row.
     pub weights_path: bool,
+    /// Software pipelining (see [`PlanesGeometry::pipeline`]).
+    pub pipeline: bool,
 }
 
 /// The four 6-bit codes of sub-block quarter `g` from a `ql` word (low nibbles for g < 2, high
@@ -79,6 +84,191 @@ fn codes(ql: u32, qh: u32, #[comptime] g: u32) -> u32 {
         hi = (qh >> (2 * g - 4)) & 0x3030_3030u32;
     }
     lo | hi
+}
+
+/// Issues the loads of the `per_iter` units starting at unit `u` (stride `threads`) into slot
+/// `slot` of `words` / `d`: per (unit, row) `ql` A (4 words), `ql` B (4), `qh` (4), the two scale
+/// words of the unit's half, and the block's `d`. A unit past the end loads the last unit again
+/// (in bounds; it is skipped when computed), a row past the end the last row (never written).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_units<V: Size>(
+    w: &Array<Vector<u32, V>>,
+    words: &mut Array<u32>,
+    d: &mut Array<f32>,
+    u: usize,
+    units: usize,
+    row0: usize,
+    n: usize,
+    nb: usize,
+    qh_base: usize,
+    sc_base: usize,
+    d_base: usize,
+    #[comptime] slot: usize,
+    #[comptime] per_iter: usize,
+    #[comptime] rows: usize,
+    #[comptime] threads: usize,
+) {
+    #[unroll]
+    for p in 0..per_iter {
+        let up = (u + p * threads).min(units - 1);
+        let b = up / 4;
+        let h = (up / 2) % 2;
+        let s = up % 2;
+        #[unroll]
+        for r in 0..rows {
+            let row = (row0 + r).min(n - 1);
+            let t = row * nb + b;
+            let qa = w[1 + 8 * t + 4 * h + s];
+            let qb = w[1 + 8 * t + 4 * h + 2 + s];
+            let qh = w[qh_base + 4 * t + 2 * h + s];
+            let sc = w[sc_base + t];
+            let dv = w[d_base + t / 8];
+            let o = ((slot * per_iter + p) * rows + r) * 14;
+            #[unroll]
+            for j in 0..4usize {
+                words[o + j] = qa[j];
+                words[o + 4 + j] = qb[j];
+                words[o + 8 + j] = qh[j];
+            }
+            let mut s_lo = sc[0];
+            let mut s_hi = sc[1];
+            if h == 1 {
+                s_lo = sc[2];
+                s_hi = sc[3];
+            }
+            words[o + 12] = s_lo;
+            words[o + 13] = s_hi;
+            let dj = (t / 2) % 4;
+            let mut dw = dv[0];
+            if dj == 1 {
+                dw = dv[1];
+            }
+            if dj == 2 {
+                dw = dv[2];
+            }
+            if dj == 3 {
+                dw = dv[3];
+            }
+            d[(slot * per_iter + p) * rows + r] =
+                f16_bits_to_f32((dw >> (16 * (t % 2)) as u32) & 0xFFFFu32);
+        }
+    }
+}
+
+/// Multiplies the units loaded in slot `slot` (see [`load_units`]), those starting at unit `u`,
+/// into `acc[r · m + mi]` for every row `r` of the cube and activation row `mi`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn compute_units<F: Float, V: Size>(
+    x: &Array<Vector<F, V>>,
+    words: &Array<u32>,
+    d: &Array<f32>,
+    acc: &mut Array<f32>,
+    u: usize,
+    units: usize,
+    kv: usize,
+    #[comptime] slot: usize,
+    #[comptime] per_iter: usize,
+    #[comptime] rows: usize,
+    #[comptime] threads: usize,
+    #[comptime] m: usize,
+    #[comptime] scale_sums: bool,
+) {
+    let mut ds = Array::<f32>::new(rows);
+    let mut qf = Array::<f32>::new(rows * 4);
+    let mut sums = Array::<f32>::new(rows * 4);
+    let mut ds3 = Array::<f32>::new(rows * 3);
+    #[unroll]
+    for p in 0..per_iter {
+        let up = u + p * threads;
+        let base = (slot * per_iter + p) * rows;
+        if up < units {
+            let b = up / 4;
+            let h = (up / 2) % 2;
+            let s = up % 2;
+            let xv = b * 64 + 32 * h + 4 * s;
+            #[unroll]
+            for g in 0..4u32 {
+                #[unroll]
+                for r in 0..rows {
+                    // Sub-block 8h + 2g + s: byte s + 2(g % 2) of this half's scale word g / 2.
+                    let sw = words[(base + r) * 14 + 12 + (g / 2) as usize];
+                    let byte = (sw >> (8 * s as u32 + 16 * (g % 2))) & 0xFFu32;
+                    ds[r] = d[base + r] * f32::cast_from(sign_extend(byte));
+                }
+                if scale_sums {
+                    // One activation row: a partial sum per byte scale, ds applied once
+                    // per sub-block (fewest instructions per weight).
+                    #[unroll]
+                    for i in 0..rows * 4 {
+                        sums[i] = 0.0f32;
+                    }
+                } else {
+                    // Several rows: the weights themselves, (d · sc) · (q − 32), exactly
+                    // ggml's dequantized values, are multiplied into each row.
+                    #[unroll]
+                    for r in 0..rows {
+                        ds3[r * 3] = ds[r];
+                        ds3[r * 3 + 1] = ds[r] * 0.003_906_25f32;
+                        ds3[r * 3 + 2] = ds[r] * 0.000_015_258_789f32;
+                    }
+                }
+                #[unroll]
+                for j in 0..4usize {
+                    #[unroll]
+                    for r in 0..rows {
+                        let o = (base + r) * 14;
+                        let q4 = codes(words[o + 4 * (g % 2) as usize + j], words[o + 8 + j], g);
+                        // Byte i of q4 as 2^(8i) · (q − 32) (2^16 for the top byte), exactly.
+                        qf[r * 4] =
+                            f32::reinterpret((q4 & 0xFFu32) | 0x4B00_0000u32) - 8_388_640.0f32;
+                        qf[r * 4 + 1] =
+                            f32::reinterpret((q4 & 0xFF00u32) | 0x4B00_0000u32) - 8_396_800.0f32;
+                        qf[r * 4 + 2] = f32::reinterpret((q4 & 0xFF_0000u32) | 0x4B00_0000u32)
+                            - 10_485_760.0f32;
+                        qf[r * 4 + 3] =
+                            f32::reinterpret(((q4 >> 8u32) & 0xFF_0000u32) | 0x4B00_0000u32)
+                                - 10_485_760.0f32;
+                        if !scale_sums {
+                            qf[r * 4] *= ds3[r * 3];
+                            qf[r * 4 + 1] *= ds3[r * 3 + 1];
+                            qf[r * 4 + 2] *= ds3[r * 3 + 2];
+                            qf[r * 4 + 3] *= ds3[r * 3 + 2];
+                        }
+                    }
+                    #[unroll]
+                    for mi in 0..m {
+                        let xj = x[mi * kv + xv + 8 * g as usize + j];
+                        #[unroll]
+                        for r in 0..rows {
+                            if scale_sums {
+                                #[unroll]
+                                for i in 0..4usize {
+                                    sums[r * 4 + i] += qf[r * 4 + i] * f32::cast_from(xj[i]);
+                                }
+                            } else {
+                                #[unroll]
+                                for i in 0..4usize {
+                                    acc[r * m + mi] += qf[r * 4 + i] * f32::cast_from(xj[i]);
+                                }
+                            }
+                        }
+                    }
+                }
+                if scale_sums {
+                    #[unroll]
+                    for r in 0..rows {
+                        let o = r * 4;
+                        let sum = sums[o]
+                            + sums[o + 1] * 0.003_906_25f32
+                            + (sums[o + 2] + sums[o + 3]) * 0.000_015_258_789f32;
+                        acc[r] += ds[r] * sum;
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cube(launch_unchecked)]
@@ -99,6 +289,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     #[comptime] per_iter: usize,
     #[comptime] use_plane: bool,
     #[comptime] scale_sums: bool,
+    #[comptime] pipeline: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let lane = UNIT_POS_X as usize;
@@ -120,154 +311,92 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     for i in 0..rows * m {
         acc[i] = 0.0f32;
     }
-    // Per (unit, row): ql A (4 words), ql B (4), qh (4), the two scale words of this half.
-    let mut words = Array::<u32>::new(per_iter * rows * 14);
-    let mut d = Array::<f32>::new(per_iter * rows);
-    let mut ds = Array::<f32>::new(rows);
-    let mut qf = Array::<f32>::new(rows * 4);
-    let mut sums = Array::<f32>::new(rows * 4);
-    let mut ds3 = Array::<f32>::new(rows * 3);
-
-    let mut u = tid;
-    while u < units {
-        // Every load of the iteration's `per_iter` units is issued before any use. A unit past
-        // the end loads the last unit again (in bounds) and is skipped below.
-        #[unroll]
-        for p in 0..per_iter {
-            let up = (u + p * threads).min(units - 1);
-            let b = up / 4;
-            let h = (up / 2) % 2;
-            let s = up % 2;
-            #[unroll]
-            for r in 0..rows {
-                // Rows past the end read the last row again; their sums are never written.
-                let row = (row0 + r).min(n - 1);
-                let t = row * nb + b;
-                let qa = w[1 + 8 * t + 4 * h + s];
-                let qb = w[1 + 8 * t + 4 * h + 2 + s];
-                let qh = w[qh_base + 4 * t + 2 * h + s];
-                let sc = w[sc_base + t];
-                let dv = w[d_base + t / 8];
-                let o = (p * rows + r) * 14;
-                #[unroll]
-                for j in 0..4usize {
-                    words[o + j] = qa[j];
-                    words[o + 4 + j] = qb[j];
-                    words[o + 8 + j] = qh[j];
-                }
-                let mut s_lo = sc[0];
-                let mut s_hi = sc[1];
-                if h == 1 {
-                    s_lo = sc[2];
-                    s_hi = sc[3];
-                }
-                words[o + 12] = s_lo;
-                words[o + 13] = s_hi;
-                let dj = (t / 2) % 4;
-                let mut dw = dv[0];
-                if dj == 1 {
-                    dw = dv[1];
-                }
-                if dj == 2 {
-                    dw = dv[2];
-                }
-                if dj == 3 {
-                    dw = dv[3];
-                }
-                d[p * rows + r] = f16_bits_to_f32((dw >> (16 * (t % 2)) as u32) & 0xFFFFu32);
-            }
+    let step = comptime![threads * per_iter];
+    if pipeline {
+        // Software pipelining, two register slots: the next `per_iter` units' loads are issued
+        // before the current ones are decoded, so every thread keeps bytes in flight while it
+        // computes.
+        let mut words = Array::<u32>::new(2 * per_iter * rows * 14);
+        let mut d = Array::<f32>::new(2 * per_iter * rows);
+        let mut u = tid;
+        if u < units {
+            load_units::<V>(
+                w, &mut words, &mut d, u, units, row0, n, nb, qh_base, sc_base, d_base, 0usize,
+                per_iter, rows, threads,
+            );
         }
-        #[unroll]
-        for p in 0..per_iter {
-            let up = u + p * threads;
-            if up < units {
-                let b = up / 4;
-                let h = (up / 2) % 2;
-                let s = up % 2;
-                let xv = b * 64 + 32 * h + 4 * s;
-                #[unroll]
-                for g in 0..4u32 {
-                    #[unroll]
-                    for r in 0..rows {
-                        // Sub-block 8h + 2g + s: byte s + 2(g % 2) of this half's scale word g / 2.
-                        let sw = words[(p * rows + r) * 14 + 12 + (g / 2) as usize];
-                        let byte = (sw >> (8 * s as u32 + 16 * (g % 2))) & 0xFFu32;
-                        ds[r] = d[p * rows + r] * f32::cast_from(sign_extend(byte));
-                    }
-                    if scale_sums {
-                        // One activation row: a partial sum per byte scale, ds applied once
-                        // per sub-block (fewest instructions per weight).
-                        #[unroll]
-                        for i in 0..rows * 4 {
-                            sums[i] = 0.0f32;
-                        }
-                    } else {
-                        // Several rows: the weights themselves, (d · sc) · (q − 32), exactly
-                        // ggml's dequantized values, are multiplied into each row.
-                        #[unroll]
-                        for r in 0..rows {
-                            ds3[r * 3] = ds[r];
-                            ds3[r * 3 + 1] = ds[r] * 0.003_906_25f32;
-                            ds3[r * 3 + 2] = ds[r] * 0.000_015_258_789f32;
-                        }
-                    }
-                    #[unroll]
-                    for j in 0..4usize {
-                        #[unroll]
-                        for r in 0..rows {
-                            let o = (p * rows + r) * 14;
-                            let q4 =
-                                codes(words[o + 4 * (g % 2) as usize + j], words[o + 8 + j], g);
-                            // Byte i of q4 as 2^(8i) · (q − 32) (2^16 for the top byte), exactly.
-                            qf[r * 4] =
-                                f32::reinterpret((q4 & 0xFFu32) | 0x4B00_0000u32) - 8_388_640.0f32;
-                            qf[r * 4 + 1] = f32::reinterpret((q4 & 0xFF00u32) | 0x4B00_0000u32)
-                                - 8_396_800.0f32;
-                            qf[r * 4 + 2] = f32::reinterpret((q4 & 0xFF_0000u32) | 0x4B00_0000u32)
-                                - 10_485_760.0f32;
-                            qf[r * 4 + 3] =
-                                f32::reinterpret(((q4 >> 8u32) & 0xFF_0000u32) | 0x4B00_0000u32)
-                                    - 10_485_760.0f32;
-                            if !scale_sums {
-                                qf[r * 4] *= ds3[r * 3];
-                                qf[r * 4 + 1] *= ds3[r * 3 + 1];
-                                qf[r * 4 + 2] *= ds3[r * 3 + 2];
-                                qf[r * 4 + 3] *= ds3[r * 3 + 2];
-                            }
-                        }
-                        #[unroll]
-                        for mi in 0..m {
-                            let xj = x[mi * kv + xv + 8 * g as usize + j];
-                            #[unroll]
-                            for r in 0..rows {
-                                if scale_sums {
-                                    #[unroll]
-                                    for i in 0..4usize {
-                                        sums[r * 4 + i] += qf[r * 4 + i] * f32::cast_from(xj[i]);
-                                    }
-                                } else {
-                                    #[unroll]
-                                    for i in 0..4usize {
-                                        acc[r * m + mi] += qf[r * 4 + i] * f32::cast_from(xj[i]);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    if scale_sums {
-                        #[unroll]
-                        for r in 0..rows {
-                            let o = r * 4;
-                            let sum = sums[o]
-                                + sums[o + 1] * 0.003_906_25f32
-                                + (sums[o + 2] + sums[o + 3]) * 0.000_015_258_789f32;
-                            acc[r] += ds[r] * sum;
-                        }
-                    }
-                }
-            }
+        while u < units {
+            load_units::<V>(
+                w,
+                &mut words,
+                &mut d,
+                u + step,
+                units,
+                row0,
+                n,
+                nb,
+                qh_base,
+                sc_base,
+                d_base,
+                1usize,
+                per_iter,
+                rows,
+                threads,
+            );
+            compute_units::<F, V>(
+                x, &words, &d, &mut acc, u, units, kv, 0usize, per_iter, rows, threads, m,
+                scale_sums,
+            );
+            load_units::<V>(
+                w,
+                &mut words,
+                &mut d,
+                u + 2 * step,
+                units,
+                row0,
+                n,
+                nb,
+                qh_base,
+                sc_base,
+                d_base,
+                0usize,
+                per_iter,
+                rows,
+                threads,
+            );
+            compute_units::<F, V>(
+                x,
+                &words,
+                &d,
+                &mut acc,
+                u + step,
+                units,
+                kv,
+                1usize,
+                per_iter,
+                rows,
+                threads,
+                m,
+                scale_sums,
+            );
+            u += 2 * step;
         }
-        u += threads * per_iter;
+    } else {
+        // Every load of the iteration's `per_iter` units is issued before any use.
+        let mut words = Array::<u32>::new(per_iter * rows * 14);
+        let mut d = Array::<f32>::new(per_iter * rows);
+        let mut u = tid;
+        while u < units {
+            load_units::<V>(
+                w, &mut words, &mut d, u, units, row0, n, nb, qh_base, sc_base, d_base, 0usize,
+                per_iter, rows, threads,
+            );
+            compute_units::<F, V>(
+                x, &words, &d, &mut acc, u, units, kv, 0usize, per_iter, rows, threads, m,
+                scale_sums,
+            );
+            u += step;
+        }
     }
 
     if use_plane {
@@ -311,7 +440,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     }
 }
 
-/// `weights_path << 24 | rows << 16 | warps << 8 | per_iter` set by
+/// `pipeline << 25 | weights_path << 24 | rows << 16 | warps << 8 | per_iter` set by
 /// [`override_planes_geometry`], 0 for none.
 static OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 
@@ -325,7 +454,11 @@ pub fn override_planes_geometry(tuning: Option<PlanesTuning>) {
                 && (1..=8).contains(&t.warps)
                 && (1..=2).contains(&t.per_iter) =>
         {
-            (t.weights_path as usize) << 24 | t.rows << 16 | t.warps << 8 | t.per_iter
+            (t.pipeline as usize) << 25
+                | (t.weights_path as usize) << 24
+                | t.rows << 16
+                | t.warps << 8
+                | t.per_iter
         }
         _ => 0,
     };
@@ -364,7 +497,8 @@ pub fn planes_geometry<R: CubeRuntime>(
         lanes,
         per_iter,
         use_plane,
-        scale_sums: m == 1 && forced >> 24 == 0,
+        scale_sums: m == 1 && (forced >> 24) & 1 == 0,
+        pipeline: (forced >> 25) & 1 == 1,
     };
     while !use_plane && g.rows * m * g.lanes * g.warps * 4 > 16 * 1024 && g.warps > 1 {
         g.warps /= 2;
@@ -418,6 +552,7 @@ pub(crate) fn launch<R: CubeRuntime>(
             g.per_iter,
             g.use_plane,
             g.scale_sums,
+            g.pipeline,
             dtype.into(),
         );
     }
