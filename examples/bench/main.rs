@@ -113,11 +113,11 @@ fn stat(mut t: Vec<f64>) -> Stat {
 /// clock) for at least `ms` milliseconds and then until the clock is back up: until the fastest
 /// rounds of the last two 200 ms windows agree within 5 % and are within 10 % of the fastest
 /// round this backend type has run in this process (at most 15 s, with a note; Burn's fusion
-/// runs its own matmul, so each backend type has its own best). An idle GPU drops its SM clock within
-/// seconds; an H100 under Vulkan fell to 345 MHz during a shape's CPU-side setup and, under load,
-/// stayed there about 1.5 s before taking another 5 s to climb back to 1,980 MHz in steps of
-/// 6–50 % (`nvidia-smi` sampled every 100 ms), so a fixed warm-up timed kernels mid-climb. CUDA
-/// kept its clock up in the same runs.
+/// runs its own matmul, so each backend type keeps its own best). An idle GPU drops its SM clock
+/// within seconds; an H100 under Vulkan fell to 345 MHz during a shape's CPU-side setup and,
+/// under load, stayed there about 1.5 s before taking another 5 s to climb back to 1,980 MHz in
+/// steps of 6–50 % (`nvidia-smi` sampled every 100 ms), so a fixed warm-up timed kernels
+/// mid-climb. CUDA kept its clock up in the same runs.
 fn heat<B: Backend>(device: &B::Device, ms: u128) {
     static BEST: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
     if ms == 0 {
@@ -239,8 +239,8 @@ struct Row {
 /// stream that share an input into one kernel: one read for many writes, a rate above the
 /// hardware's). Every op reads all of `x` and writes a new output, kept alive until the sync.
 fn copy_bandwidth<C: Backend>(device: &C::Device, warm_up_ms: u128) -> Row {
-    // 128 MiB in and out: 5× an H100's L2, and within the 128 MiB storage binding WebGPU
-    // guarantees (lavapipe's limit).
+    // 128 MiB in and out: 2.5× an H100's L2, and within the 128 MiB storage binding that WebGPU
+    // guarantees (256 MiB failed on lavapipe).
     let n_copy = 32 << 20;
     let src = Tensor::<C, 1>::random([n_copy], Distribution::Normal(0.0, 1.0), device);
     let (_, copy) = time::<C, _>(device, 10, warm_up_ms * AFTER_IDLE, |_| {

@@ -19,6 +19,11 @@
 //!
 //! Each unit's partial sums meet through `plane_sum` and, across warps, shared memory; where the
 //! device has no plane operations, through shared memory alone.
+//!
+//! `load_units` issues a thread's loads and `compute_units` decodes and multiplies them. A
+//! comptime variant, `pipeline`, keeps two register slots and issues the next units' loads before
+//! decoding the current ones; it measured slower on an H100 (more registers, fewer warps: PERF.md,
+//! v5-p) and is reachable through [`override_planes_geometry`] only.
 
 use burn::tensor::DType;
 use burn_cubecl::{
