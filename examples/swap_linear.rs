@@ -2,8 +2,8 @@
 //! by tensor name, compare.
 //!
 //! ```text
-//! cargo run --release --example swap_linear                      # wgpu
-//! cargo run --release --features ndarray --example swap_linear   # CPU
+//! cargo run --release --example swap_linear                    # a GPU if any, else the CPU
+//! cargo run --release --example swap_linear -- --backend flex  # the CPU
 //! ```
 //!
 //! The change to a model is three lines per layer: the field's type, and how it is built
@@ -15,25 +15,23 @@ mod backend;
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
-use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use burn_gguf::gguf::{GgufFile, GgufWriter};
 use burn_gguf::nn::Q6kLinear;
-use burn_gguf::ops::Q6kBackend;
 use burn_gguf::quant::GgmlType;
 use clap::Parser;
 
 /// A user's model, as written today.
 #[derive(Module, Debug)]
-struct Mlp<B: Backend> {
-    fc1: Linear<B>,
-    fc2: Linear<B>,
-    fc3: Linear<B>,
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
     act: Relu,
 }
 
-impl<B: Backend> Mlp<B> {
-    fn new(device: &B::Device) -> Self {
+impl Mlp {
+    fn new(device: &Device) -> Self {
         Mlp {
             fc1: LinearConfig::new(512, 1024).init(device),
             fc2: LinearConfig::new(1024, 768).init(device),
@@ -42,7 +40,7 @@ impl<B: Backend> Mlp<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let x = self.act.forward(self.fc1.forward(x));
         let x = self.act.forward(self.fc2.forward(x));
         self.fc3.forward(x)
@@ -51,16 +49,16 @@ impl<B: Backend> Mlp<B> {
 
 /// The same model with the three-line change: `Linear` → `Q6kLinear`.
 #[derive(Module, Debug)]
-struct QuantizedMlp<B: Backend> {
-    fc1: Q6kLinear<B>,
-    fc2: Q6kLinear<B>,
-    fc3: Q6kLinear<B>,
+struct QuantizedMlp {
+    fc1: Q6kLinear,
+    fc2: Q6kLinear,
+    fc3: Q6kLinear,
     act: Relu,
 }
 
-impl<B: Q6kBackend> QuantizedMlp<B> {
+impl QuantizedMlp {
     /// Quantizes a trained model (ggml's Q6_K quantizer, bit-exact).
-    fn from_model(m: &Mlp<B>) -> Result<Self, Box<dyn std::error::Error>> {
+    fn from_model(m: &Mlp) -> Result<Self, Box<dyn std::error::Error>> {
         Ok(QuantizedMlp {
             fc1: Q6kLinear::from_linear(&m.fc1)?,
             fc2: Q6kLinear::from_linear(&m.fc2)?,
@@ -70,7 +68,7 @@ impl<B: Q6kBackend> QuantizedMlp<B> {
     }
 
     /// Loads the layers by tensor name (`fc1.weight`, `fc1.bias`, …).
-    fn from_gguf(file: &GgufFile, device: &B::Device) -> Result<Self, Box<dyn std::error::Error>> {
+    fn from_gguf(file: &GgufFile, device: &Device) -> Result<Self, Box<dyn std::error::Error>> {
         Ok(QuantizedMlp {
             fc1: Q6kLinear::from_gguf(file, "fc1.weight", device)?,
             fc2: Q6kLinear::from_gguf(file, "fc2.weight", device)?,
@@ -86,20 +84,16 @@ impl<B: Q6kBackend> QuantizedMlp<B> {
         let layers = [("fc1", &self.fc1), ("fc2", &self.fc2), ("fc3", &self.fc3)];
         let mut biases = Vec::new();
         for (name, layer) in layers {
-            let dims = [layer.d_input as u64, layer.d_output as u64];
+            // GGUF dims are `ne`: the input features first.
+            let dims = [layer.d_input() as u64, layer.d_output() as u64];
             w.add_tensor(
                 format!("{name}.weight"),
                 &dims,
                 GgmlType::Q6_K,
-                layer.q6k_bytes(),
+                layer.gguf_bytes()?,
             )?;
             if let Some(b) = &layer.bias {
-                let values = b
-                    .val()
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .unwrap();
+                let values = host(b.val());
                 biases.push((name, bytemuck::cast_slice(&values).to_vec()));
             }
         }
@@ -114,7 +108,7 @@ impl<B: Q6kBackend> QuantizedMlp<B> {
         Ok(w.to_bytes())
     }
 
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let x = self.act.forward(self.fc1.forward(x));
         let x = self.act.forward(self.fc2.forward(x));
         self.fc3.forward(x)
@@ -127,8 +121,8 @@ impl<B: Q6kBackend> QuantizedMlp<B> {
 
 #[derive(Parser)]
 struct Args {
-    /// Runtime: wgpu, cuda or ndarray (each needs its cargo feature); default: the first built
-    /// of cuda, ndarray, wgpu.
+    /// Device: cuda, wgpu or flex (each needs its cargo feature); default: cuda where built,
+    /// else a GPU through wgpu where the machine has one, else flex (the CPU).
     #[arg(long)]
     backend: Option<String>,
     /// Rows of the input batch.
@@ -136,13 +130,14 @@ struct Args {
     batch: usize,
 }
 
-fn host(t: Tensor<impl Backend, 2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+/// A tensor's values, read back to the host as f32.
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().unwrap()
 }
 
-fn run<B: Q6kBackend>(args: &Args, device: &B::Device) -> Result<(), Box<dyn std::error::Error>> {
-    let model = Mlp::<B>::new(device);
-    let x = Tensor::<B, 2>::random([args.batch, 512], Distribution::Normal(0.0, 1.0), device);
+fn run(args: &Args, device: &Device) -> Result<(), Box<dyn std::error::Error>> {
+    let model = Mlp::new(device);
+    let x = Tensor::<2>::random([args.batch, 512], Distribution::Normal(0.0, 1.0), device);
     let y = host(model.forward(x.clone()));
     let f32_bytes = model.num_params() * 4;
 
@@ -152,13 +147,16 @@ fn run<B: Q6kBackend>(args: &Args, device: &B::Device) -> Result<(), Box<dyn std
     let path = std::env::temp_dir().join(format!("swap_linear.{}.gguf", std::process::id()));
     std::fs::write(&path, &bytes)?;
     let file = GgufFile::open(&path)?;
-    let loaded = QuantizedMlp::<B>::from_gguf(&file, device)?;
+    let loaded = QuantizedMlp::from_gguf(&file, device)?;
+    drop(file);
     std::fs::remove_file(&path)?;
-    assert_eq!(
-        loaded.fc2.q6k_bytes(),
-        quantized.fc2.q6k_bytes(),
-        "exact round trip"
-    );
+    for (a, b) in [
+        (&loaded.fc1, &quantized.fc1),
+        (&loaded.fc2, &quantized.fc2),
+        (&loaded.fc3, &quantized.fc3),
+    ] {
+        assert_eq!(a.gguf_bytes()?, b.gguf_bytes()?, "exact round trip");
+    }
     let yq = host(loaded.forward(x.clone()));
 
     // How far apart. End to end: the relative RMS error, next to Q6_K's relative weight error.
@@ -176,7 +174,7 @@ fn run<B: Q6kBackend>(args: &Args, device: &B::Device) -> Result<(), Box<dyn std
         (&model.fc2, &loaded.fc2),
         (&model.fc3, &loaded.fc3),
     ] {
-        let (d_in, d_out) = (q.d_input, q.d_output);
+        let (d_in, d_out) = (q.d_input(), q.d_output());
         let w = host(dense.weight.val());
         let wq = host(q.dequantize_weight());
         let xs = host(input.clone());
@@ -232,16 +230,7 @@ fn run<B: Q6kBackend>(args: &Args, device: &B::Device) -> Result<(), Box<dyn std
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let backend = backend::backend_name(args.backend.as_deref());
-    match backend.as_str() {
-        #[cfg(feature = "ndarray")]
-        "ndarray" => run::<burn::backend::NdArray>(&args, &Default::default()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => run::<burn::backend::Wgpu>(&args, &Default::default()),
-        #[cfg(feature = "cuda")]
-        "cuda" => run::<burn::backend::Cuda>(&args, &Default::default()),
-        other => {
-            Err(format!("backend {other:?} is not built in; build with --features {other}").into())
-        }
-    }
+    let picked = backend::device(args.backend.as_deref())?;
+    eprintln!("device: {picked}");
+    run(&args, &picked.device)
 }

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds the Q6_K test binary with CUDA + wgpu for the GPU machine (no nvcc needed: cudarc loads
-# libcuda/libnvrtc at run time) and puts it, compressed, in .gpu/ (ignored by git, carried to the
-# device). Keeps its own target dir so the CI build is not invalidated.
+# Builds the test binaries, the benchmark and the examples with CUDA + wgpu + Flex for the GPU
+# machine (no nvcc needed: cudarc loads libcuda/libnvrtc at run time) and puts them, compressed,
+# in .gpu/ (ignored by git, carried to the device). Keeps its own target dir so the CI build is
+# not invalidated. cubecl-cuda 0.11 links LLVM 23.1: scripts/cuda-llvm.sh installs it offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/cuda-llvm.sh >/dev/null
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
 export CARGO_TARGET_DIR=${BURN_GGUF_GPU_TARGET:-$HOME/.cache/burn-gguf/target-gpu}
 # test_bin NAME: builds tests/NAME.rs and prints the executable's path.
 test_bin() {
-    cargo test --release --features cuda,wgpu,ndarray,autodiff --test "$1" --no-run --message-format=json \
+    cargo test --release --features cuda,wgpu,flex,autodiff --test "$1" --no-run --message-format=json \
         | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
@@ -23,7 +25,7 @@ strip -o .gpu/gemma3_test "$(test_bin gemma3)"
 gzip -9f .gpu/gemma3_test
 # The benchmark and the examples, same features.
 for e in bench gemma3 swap_linear; do
-    cargo build --release --features cuda,wgpu,ndarray,autodiff --example "$e"
+    cargo build --release --features cuda,wgpu,flex,autodiff --example "$e"
     strip -o ".gpu/$e" "$CARGO_TARGET_DIR/release/examples/$e"
     gzip -9f ".gpu/$e"
 done

@@ -12,7 +12,7 @@ export BURN_GGUF_CUDA=1 BURN_GGUF_REQUIRE_WGPU=1 BURN_GGUF_ROOT=$PWD
 gzip -dc .gpu/q6k_matmul.gz > /tmp/q6k_matmul && chmod +x /tmp/q6k_matmul
 
 status=0
-echo "=== suite: CUDA + wgpu (Vulkan) + NdArray"
+echo "=== suite: CUDA + wgpu (Vulkan) + Flex"
 /tmp/q6k_matmul --test-threads=1 --nocapture 2>&1 | tee "$OUT/suite.log" | grep -E "^test |test result|SKIP|panicked|wgpu device" || true
 grep -q "test result: ok" "$OUT/suite.log" || status=1
 

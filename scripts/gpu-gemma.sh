@@ -21,7 +21,7 @@ export BURN_GGUF_CUDA=1 BURN_GGUF_GEMMA3_WGPU=1
 gzip -dc .gpu/swap_linear.gz > /tmp/swap_linear && chmod +x /tmp/swap_linear
 gzip -dc .gpu/gemma3.gz > /tmp/gemma3_example && chmod +x /tmp/gemma3_example
 status=0
-echo "=== tests/gemma3.rs: CUDA, wgpu, NdArray against llama.cpp"
+echo "=== tests/gemma3.rs: CUDA, wgpu, Flex against llama.cpp"
 if [ -f .gpu/gemma3_test.gz ]; then
     gzip -dc .gpu/gemma3_test.gz > /tmp/gemma3_test && chmod +x /tmp/gemma3_test
     timeout 400 /tmp/gemma3_test --test-threads=1 --nocapture gemma3_matches_llama_cpp_cuda gemma3_matches_llama_cpp_wgpu \

@@ -42,7 +42,7 @@ if has ncu; then
     el "ncu: $shapes, M=${NCU_M:-1,8}, default geometry${sweep:+ then $sweep}"
     timeout 250 ncu --clock-control none --cache-control all -k regex:q6k_gemv --csv \
         --metrics gpu__time_duration.sum,launch__registers_per_thread,launch__grid_size,launch__block_size,sm__warps_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.avg.per_cycle_active,sm__inst_executed.sum \
-        /tmp/bench --backend cuda --shapes "$shapes" --m ${NCU_M:-1,8} --iters 1 --no-baselines \
+        /tmp/bench --backend cuda --shapes "$shapes" --m ${NCU_M:-1,8} --iters 1 --no-baselines --no-kernel-times \
         --layouts ${NCU_LAYOUTS:-planes,gguf} --l2-mb 0 --warm-up-ms 0 ${sweep:+--sweep "$sweep"} > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
     python3 - "$OUT/ncu.csv" "$shapes" "${NCU_M:-1,8}" "${NCU_LAYOUTS:-planes,gguf}" "$sweep" <<'PY' || tail -5 "$OUT/ncu.err"
 import csv, sys, collections, statistics

@@ -9,11 +9,14 @@
 //!   quantizer, byte-exact.
 //! - [`tokenizer`]: the SentencePiece tokenizer of a GGUF file's vocabulary, token for token
 //!   llama.cpp's.
-//! - `ops`, `nn`, `kernel` (with a backend feature): the `Q6kBackend` extension trait with the
-//!   fused Q6_K matmul (one CubeCL kernel for CUDA, wgpu and Metal; a threaded CPU path for
-//!   NdArray; Fusion and Autodiff), the `Q6kLinear` module, and loading GGUF tensors into Burn.
+//! - [`cpu`]: the quantized products in pure Rust over packed words (threaded, reading the
+//!   blocks in place; AVX2 and AVX-512 builds picked at run time).
+//! - `ops`, `nn`, `kernel`, `models` (with a backend feature, Burn 0.22): the `QuantBackend`
+//!   extension trait — one op for every GGUF block format, a weight handle that says what it
+//!   holds (one CubeCL kernel for CUDA, wgpu and Metal; Flex on the CPU; Fusion and Autodiff) —,
+//!   the `QuantLinear` / `Q6kLinear` module, loading GGUF tensors into Burn, and Gemma 3.
 //!
-//! The core (`gguf`, `quant`) needs neither a GPU nor Burn: build with
+//! The core (`gguf`, `quant`, `cpu`, `tokenizer`) needs neither a GPU nor Burn: build with
 //! `default-features = false` to get only it.
 //!
 //! ```
@@ -36,17 +39,21 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cpu;
 pub mod gguf;
+mod parallel;
 pub mod quant;
 pub mod tokenizer;
 
+#[cfg(feature = "backend")]
+mod dims;
 #[cfg(feature = "cube")]
 pub mod kernel;
-#[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]
+#[cfg(feature = "backend")]
 pub mod models;
-#[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]
+#[cfg(feature = "backend")]
 pub mod nn;
-#[cfg(any(feature = "wgpu", feature = "cuda", feature = "ndarray"))]
+#[cfg(feature = "backend")]
 pub mod ops;
 
 /// The README's examples, compiled and run as doctests.

@@ -1,6 +1,6 @@
 //! The `gemma3` and `swap_linear` example binaries, run the way the README runs them.
 
-#![cfg(feature = "ndarray")]
+#![cfg(feature = "flex")]
 
 mod common;
 
@@ -26,7 +26,7 @@ fn example(name: &str) -> PathBuf {
 #[test]
 fn swap_linear_agrees_within_q6k_error() {
     let out = Command::new(example("swap_linear"))
-        .args(["--backend", "ndarray", "--batch", "3"])
+        .args(["--backend", "flex", "--batch", "3"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -80,7 +80,7 @@ fn gemma3_generates_on_the_cpu() {
     let out = Command::new(example("gemma3"))
         .args([
             "--backend",
-            "ndarray",
+            "flex",
             "-n",
             "6",
             "--prompt",
@@ -101,14 +101,14 @@ fn gemma3_generates_on_the_cpu() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("fused Q6_K (kept quantized): 9 tensors"),
+        stderr.contains("kept quantized (fused): 9 tensors"),
         "{stderr}"
     );
     assert!(stderr.contains("tokens/s"), "{stderr}");
 
     // A file that is not a Gemma 3 model: one error line, exit status 1.
     let out = Command::new(example("gemma3"))
-        .args(["--backend", "ndarray", "--prompt", "x", "--model"])
+        .args(["--backend", "flex", "--prompt", "x", "--model"])
         .arg(common::fixture("metadata.gguf"))
         .output()
         .unwrap();

@@ -22,17 +22,17 @@
 //! one step per prompt, with llama.cpp margins of 0.03–0.08).
 //!
 //! Needs the model file (`scripts/fetch-gemma.sh`); skipped, saying so, without it unless
-//! `BURN_GGUF_REQUIRE_GEMMA=1`. Runs on NdArray; on wgpu with `BURN_GGUF_GEMMA3_WGPU=1` (a GPU:
+//! `BURN_GGUF_REQUIRE_GEMMA=1`. Runs on Flex; on wgpu with `BURN_GGUF_GEMMA3_WGPU=1` (a GPU:
 //! lavapipe would take long) and on CUDA with `BURN_GGUF_CUDA=1`.
 
-#![cfg(any(feature = "ndarray", feature = "wgpu", feature = "cuda"))]
+#![cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
 
 mod common;
 
+use burn::tensor::{Device, Tensor};
 use burn_gguf::gguf::GgufFile;
 use burn_gguf::models::gemma3::{Gemma3, KvCache};
 use burn_gguf::models::sampling::{Sampler, argmax};
-use burn_gguf::ops::Q6kBackend;
 use burn_gguf::tokenizer::Tokenizer;
 use common::{fixture, gemma_path};
 use serde_json::Value;
@@ -60,9 +60,9 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn host(t: burn::tensor::Tensor<impl burn::tensor::backend::Backend, 2>) -> (Vec<f32>, usize) {
+fn host(t: Tensor<2>) -> (Vec<f32>, usize) {
     let [_, v] = t.dims();
-    (t.into_data().convert::<f32>().to_vec::<f32>().unwrap(), v)
+    (t.into_data().try_into_vec_as::<f32>().unwrap(), v)
 }
 
 /// Compares our logits at one position with a reference's top logits `[[id, logit], ..]`
@@ -129,7 +129,7 @@ impl Stats {
 /// Every prompt teacher-forced in one batch (prompt + llama.cpp's greedy tokens) against both
 /// references, then the first `greedy_prompts` prompts generated freely (the prompt as a batch,
 /// then one token at a time over the KV cache).
-fn check<B: Q6kBackend>(label: &str, device: &B::Device, exact_tol: f32, greedy_prompts: usize) {
+fn check(label: &str, device: &Device, exact_tol: f32, greedy_prompts: usize) {
     let Some(path) = gemma_path(label) else {
         return;
     };
@@ -139,7 +139,7 @@ fn check<B: Q6kBackend>(label: &str, device: &B::Device, exact_tol: f32, greedy_
     );
     let file = GgufFile::open(&path).unwrap();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
-    let (model, summary) = Gemma3::<B>::from_gguf(&file, device, |_| {}).unwrap();
+    let (model, summary) = Gemma3::from_gguf(&file, device, |_| {}).unwrap();
     eprintln!("{label}: loaded\n{summary}");
     let (mut vs_exact, mut failures) = (Stats::default(), Vec::new());
     let prompts = llama["prompts"].as_array().unwrap();
@@ -247,15 +247,10 @@ fn check<B: Q6kBackend>(label: &str, device: &B::Device, exact_tol: f32, greedy_
     );
 }
 
-#[cfg(feature = "ndarray")]
+#[cfg(feature = "flex")]
 #[test]
-fn gemma3_matches_llama_cpp_ndarray() {
-    check::<burn::backend::NdArray>(
-        "gemma3_matches_llama_cpp_ndarray",
-        &Default::default(),
-        F32_TOL,
-        1,
-    );
+fn gemma3_matches_llama_cpp_flex() {
+    check("gemma3_matches_llama_cpp_flex", &Device::flex(), F32_TOL, 1);
 }
 
 #[cfg(feature = "wgpu")]
@@ -267,9 +262,9 @@ fn gemma3_matches_llama_cpp_wgpu() {
         );
         return;
     }
-    check::<burn::backend::Wgpu>(
+    check(
         "gemma3_matches_llama_cpp_wgpu",
-        &Default::default(),
+        &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
         F32_TOL,
         4,
     );
@@ -284,9 +279,9 @@ fn gemma3_matches_llama_cpp_cuda() {
         );
         return;
     }
-    check::<burn::backend::Cuda>(
+    check(
         "gemma3_matches_llama_cpp_cuda",
-        &Default::default(),
+        &Device::cuda(0),
         TF32_TOL,
         4,
     );
@@ -294,10 +289,9 @@ fn gemma3_matches_llama_cpp_cuda() {
 
 /// Hyperparameters and tensors that break the model's rules give typed errors naming the key or
 /// tensor, never a panic.
-#[cfg(feature = "ndarray")]
+#[cfg(feature = "flex")]
 #[test]
 fn gemma3_rejects_bad_files_with_typed_errors() {
-    use burn::backend::NdArray;
     use burn_gguf::gguf::{GgufWriter, MetadataValue};
     use burn_gguf::models::gemma3::{Gemma3Config, Gemma3Error};
     use burn_gguf::quant::GgmlType;
@@ -360,12 +354,12 @@ fn gemma3_rejects_bad_files_with_typed_errors() {
         }
         GgufFile::from_bytes(w.to_bytes()).unwrap()
     };
-    let load =
-        |f: &GgufFile| Gemma3::<NdArray>::from_gguf(f, &Default::default(), |_| {}).map(|_| ());
+    let device = Device::flex();
+    let load = |f: &GgufFile| Gemma3::from_gguf(f, &device, |_| {}).map(|_| ());
 
     // The well-formed file loads and runs.
     let ok = build(&|_| {}, None);
-    let (model, summary) = Gemma3::<NdArray>::from_gguf(&ok, &Default::default(), |_| {}).unwrap();
+    let (model, summary) = Gemma3::from_gguf(&ok, &device, |_| {}).unwrap();
     assert_eq!(summary.tensors.len(), 15);
     let mut cache = KvCache::new(model.config());
     let logits = model.forward(&[1, 2, 3], &mut cache).unwrap();
@@ -396,7 +390,7 @@ fn gemma3_rejects_bad_files_with_typed_errors() {
     assert!(e.to_string().contains("layer_norm_rms_epsilon"), "{e}");
     // The context length bounds the cache.
     let short = build(&|kv| kv[1].1 = 4u32.into(), None);
-    let (model, _) = Gemma3::<NdArray>::from_gguf(&short, &Default::default(), |_| {}).unwrap();
+    let (model, _) = Gemma3::from_gguf(&short, &device, |_| {}).unwrap();
     let mut cache = KvCache::new(model.config());
     assert!(matches!(
         model.forward(&[1, 2, 3, 4, 5], &mut cache),

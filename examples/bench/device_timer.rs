@@ -1,38 +1,26 @@
-//! Kernel times from the runtime's device timers, where it has them: wgpu with timestamp
-//! queries (Vulkan, Metal, DX12). CubeCL 0.10's CUDA runtime times on the host, so CUDA kernel
-//! times come from Nsight Compute instead (`scripts/gpu-perf.sh ncu`).
+//! Kernel times from the runtime's device timers, where it has them: wgpu with timestamp queries
+//! (Vulkan, Metal, DX12) and, since CubeCL 0.11, CUDA (a pair of events recorded in the stream).
+//! A runtime without them (wgpu on an adapter without timestamp queries) times on the host, and
+//! the benchmark reports no `kernel` mode there. Nsight Compute around this binary stays the
+//! reference for CUDA (`scripts/gpu-perf.sh ncu`): an event is stamped when the stream reaches
+//! it, so the host's launch of the kernel after the window opened on an idle stream falls inside
+//! the window.
 
-use burn::tensor::backend::Backend;
-
-/// Device-side timing of the GPU work a closure submits.
-pub trait DeviceTimer: Backend {
-    /// The device time of `f`'s work in seconds, or `None` where the runtime times on the host.
-    fn device_time(_device: &Self::Device, _f: &mut (dyn FnMut() + Send)) -> Option<f64> {
-        None
-    }
+/// Whether `device`'s runtime times profiling windows on the device.
+#[cfg(feature = "cube")]
+pub fn has_device_timer(device: &cubecl::Device) -> bool {
+    device.client().properties().timing_method == cubecl::profile::TimingMethod::Device
 }
 
-#[cfg(feature = "ndarray")]
-impl DeviceTimer for burn::backend::NdArray {}
-
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-impl<R, F, I, BT> DeviceTimer for burn_cubecl::CubeBackend<R, F, I, BT>
-where
-    R: burn_cubecl::CubeRuntime,
-    F: burn_cubecl::FloatElement,
-    I: burn_cubecl::IntElement,
-    BT: burn_cubecl::BoolElement,
-{
-    fn device_time(device: &Self::Device, f: &mut (dyn FnMut() + Send)) -> Option<f64> {
-        let client = R::client(device);
-        if client.properties().timing_method != cubecl::profile::TimingMethod::Device {
-            return None;
-        }
-        let (_, d) = client.profile(f, "q6k").ok()?;
-        Some(
-            cubecl::future::block_on(d.resolve())
-                .duration()
-                .as_secs_f64(),
-        )
+/// The device time, in seconds, of the GPU work `f` submits on `device`; `None` where the runtime
+/// times on the host, the window could not be opened, or it measured nothing.
+#[cfg(feature = "cube")]
+pub fn device_time(device: &cubecl::Device, f: impl FnOnce() + Send) -> Option<f64> {
+    if !has_device_timer(device) {
+        return None;
     }
+    let client = device.client();
+    let (_, duration) = client.profile(f, "burn_gguf::quant_matmul").ok()?;
+    let ticks = cubecl::future::block_on(duration.resolve())?;
+    Some(ticks.duration().as_secs_f64())
 }

@@ -3,7 +3,7 @@
 //! same shape, and "dequantize to f16, then matmul" (what a user without this crate would do).
 //!
 //! ```text
-//! cargo run --release --example bench --features ndarray -- --backend ndarray
+//! cargo run --release --example bench -- --backend flex
 //! cargo run --release --example bench --features cuda -- --backend cuda --csv bench.csv --plot bench.png
 //! cargo run --release --example bench -- --plot all.png --plot-from bench-cuda.csv,bench-wgpu.csv
 //! ```
@@ -12,21 +12,21 @@
 //! percentile spread, in two modes: `call` (one op then a device sync: what one decode step pays,
 //! host overhead included) and `stream` (`--iters` ops back to back, one sync: the device-side
 //! throughput, close to the kernel time when the host enqueues faster than the device runs).
-//! With `--no-fusion`, a third mode, `kernel`, is the op's device time from the runtime's own
-//! timers where it has them (wgpu with timestamp queries); CUDA kernel times come from Nsight
-//! Compute around this binary (`scripts/gpu-perf.sh ncu`). Weight copies rotate so that their total exceeds the GPU's L2
-//! (`--l2-mb`, 50 for an H100), unless `--same-buffer` (ggml's test-backend-ops way). GB/s counts
-//! the Q6_K bytes; "% of copy" compares it with the copy bandwidth measured at the start.
+//! With `--no-fusion` (and for `--sweep`), a third mode, `kernel`, is the op's device time from
+//! the runtime's own timers where it has them (wgpu with timestamp queries; CUDA events since
+//! CubeCL 0.11: `device_timer.rs`; `--no-kernel-times` skips it); Nsight Compute around this
+//! binary stays the reference for CUDA kernel times (`scripts/gpu-perf.sh ncu`). Weight copies
+//! rotate so that their total exceeds the GPU's L2 (`--l2-mb`, 50 for an H100), unless
+//! `--same-buffer` (ggml's test-backend-ops way). GB/s counts the Q6_K bytes; "% of copy"
+//! compares it with the copy bandwidth measured at the start.
 
 use std::io::Write;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Distribution, FloatDType, Int, Tensor, TensorData};
-use burn_gguf::ops::{Q6kBackend, Q6kLayout, Q6kShape, pack, q6k_dequantize, q6k_matmul};
-use burn_gguf::quant::{BlockQ6K, q6k};
+use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor, TensorData};
+use burn_gguf::ops::{quant_dequantize, quant_matmul, upload_words};
+use burn_gguf::quant::{BlockQ6K, PackedLayout, QuantWeightDesc, pack, q6k};
 use clap::Parser;
-use device_timer::DeviceTimer;
 
 mod device_timer;
 mod plot;
@@ -35,7 +35,7 @@ mod png;
 #[derive(Parser)]
 #[command(name = "bench", about = "Q6_K matmul benchmark (burn-gguf)")]
 struct Args {
-    /// Runtime: ndarray, wgpu or cuda (each needs its cargo feature).
+    /// Runtime: flex (the CPU), wgpu, cuda or metal (each needs its cargo feature).
     #[arg(long, default_value = "wgpu")]
     backend: String,
     /// Shapes as NxK (out x in features), comma-separated. K must be a multiple of 256 (Q6_K's
@@ -46,14 +46,17 @@ struct Args {
         default_value = "4096x4096,4096x14336,14336x4096,640x2048,262144x768"
     )]
     shapes: String,
-    /// Device layouts of the Q6_K weight to time: `planes` (aligned planes, the default layout
-    /// and kernel) and/or `gguf` (the GGUF bytes as words: the first kernel version).
+    /// Device layouts of the Q6_K weight to time: `planes` (aligned planes,
+    /// `PackedLayout::Q6kPlanes`: the default layout and kernel) and/or `gguf` (the GGUF bytes as
+    /// words, `PackedLayout::Gguf`: the first kernel version).
     #[arg(long, default_value = "planes")]
     layouts: String,
     /// Also time the planes kernel, on the backend without fusion, with these launch geometries,
-    /// as `ROWSxWARPS[xUNITS][w][p]` (rows and warps per cube, units loaded per iteration; `w`
-    /// takes the dequantized-weights path even at M = 1, `p` pipelines the loads), comma-separated
-    /// (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`).
+    /// as `ROWSxWARPS[xUNITS][w][p]` (rows and warps per cube, 1..=8, units loaded per
+    /// iteration, 1 or 2; `w` takes the dequantized-weights path even at M = 1, `p` pipelines the
+    /// loads), comma-separated (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`). Each is passed to
+    /// `burn_gguf::kernel::quant_gemv` as an explicit `PlanesTuning`; M above the fused kernel's
+    /// limit (`kernel::MAX_ROWS`) is skipped. CubeCL runtimes only.
     #[arg(long)]
     sweep: Option<String>,
     /// Activation rows, comma-separated.
@@ -62,7 +65,7 @@ struct Args {
     /// Milliseconds of compute-bound device work at least before each case is timed (ten times
     /// as long after an idle stretch: start-up, a shape's setup on the CPU), continued until the
     /// work runs at full speed again, so that the GPU's clocks are up; then 5 warm-up calls. 0
-    /// under a profiler; not used on the CPU (ndarray).
+    /// under a profiler; not used on the CPU (flex).
     #[arg(long, default_value_t = 300)]
     warm_up_ms: u128,
     /// Timed iterations per case.
@@ -74,11 +77,17 @@ struct Args {
     /// Time one weight buffer only (cache-resident where it fits).
     #[arg(long)]
     same_buffer: bool,
-    /// Also time the op on the runtime's backend without Burn's fusion (`q6k_nofusion`): the
-    /// difference is the fusion layer's share of the host overhead. Where the runtime has
-    /// device timers (wgpu), also the op's kernel time (mode `kernel`).
+    /// Also time the op on the runtime's backend without Burn's fusion (`q6k_nofusion`: Burn's
+    /// `CubeBackend` on tensors built by hand, through `QuantBackend::quant_matmul`): the
+    /// difference is the fusion layer's share of the host overhead. Where the runtime has device
+    /// timers, also the op's kernel time (mode `kernel`). Flex has no fusion layer: nothing to add.
     #[arg(long)]
     no_fusion: bool,
+    /// Skip the `kernel` mode (device timers) of `--no-fusion` and `--sweep`: each variant then
+    /// launches exactly 11 times with `--iters 1` (5 warm-up, 1 call, 5 stream), as a profiler
+    /// script counting launches expects.
+    #[arg(long)]
+    no_kernel_times: bool,
     /// Skip the dense and dequantize baselines.
     #[arg(long)]
     no_baselines: bool,
@@ -109,36 +118,153 @@ fn stat(mut t: Vec<f64>) -> Stat {
     }
 }
 
+/// Where a case runs: Burn's tensor API on a device (fused on the GPU runtimes: Burn's `Cube`
+/// backend is `Fusion<CubeBackend>` in this crate's GPU builds), or Burn's CubeCL backend
+/// *without* fusion on the same runtime device, through `CubeTensor`s built by hand.
+#[derive(Clone)]
+enum Target {
+    Burn(Device),
+    #[cfg(feature = "cube")]
+    Unfused(cubecl::Device),
+}
+
+impl Target {
+    /// Waits for the device's queued work.
+    fn sync(&self) {
+        match self {
+            Target::Burn(device) => device.sync().expect("sync"),
+            #[cfg(feature = "cube")]
+            Target::Unfused(device) => cube::sync(device),
+        }
+    }
+
+    /// Which warm-up record this target keeps (fusion runs its own matmul).
+    fn kind(&self) -> &'static str {
+        match self {
+            Target::Burn(_) => "burn",
+            #[cfg(feature = "cube")]
+            Target::Unfused(_) => "cube-unfused",
+        }
+    }
+
+    /// One warm-up round: 8 matmuls of 1024² f32 on this target, then a sync.
+    fn heater(&self) -> Box<dyn FnMut() + '_> {
+        match self {
+            Target::Burn(device) => {
+                let a = Tensor::<2>::ones([1024, 1024], device).mul_scalar(0.001);
+                Box::new(move || {
+                    let outs: Vec<_> = (0..8).map(|_| a.clone().matmul(a.clone())).collect();
+                    device.sync().expect("sync");
+                    drop(outs);
+                })
+            }
+            #[cfg(feature = "cube")]
+            Target::Unfused(device) => {
+                let a = cube::upload(device, &vec![0.001f32; 1 << 20], &[1024, 1024], cube::F32);
+                Box::new(move || {
+                    let outs: Vec<_> = (0..8).map(|_| cube::matmul(a.clone(), a.clone())).collect();
+                    cube::sync(device);
+                    drop(outs);
+                })
+            }
+        }
+    }
+}
+
+/// The runtime device of `device` when it is a CubeCL one (wgpu, CUDA, Metal), as the target
+/// without fusion: the same `cubecl::Device`, hence the same client, memory and kernel caches.
+#[cfg(feature = "cube")]
+#[allow(unreachable_patterns)]
+fn unfused_target(device: &Device) -> Option<Target> {
+    match device.as_dispatch() {
+        burn::backend::DispatchDevice::Cube(d) => Some(Target::Unfused(d.clone())),
+        _ => None,
+    }
+}
+
+/// No CubeCL runtime in this build: no target without fusion.
+#[cfg(not(feature = "cube"))]
+fn unfused_target(_device: &Device) -> Option<Target> {
+    None
+}
+
+/// Burn's CubeCL backend without fusion, on `CubeTensor`s built by hand from a `cubecl::Device`
+/// (a fused build's tensors are Fusion tensors; `Tensor::try_into_primitive` does not give a
+/// bare `CubeBackend` primitive there).
+#[cfg(feature = "cube")]
+mod cube {
+    use burn::backend::Backend;
+    use burn::backend::ops::FloatTensorOps;
+    use burn::tensor::{DType, Distribution, FloatDType, Scalar, Shape};
+    use burn_cubecl::CubeBackend;
+    use burn_cubecl::tensor::CubeTensor;
+
+    pub const F32: DType = DType::F32;
+    pub const U32: DType = DType::U32;
+
+    /// `values` uploaded as a contiguous tensor of `shape` and `dtype` (`T` must be `dtype`'s
+    /// element type: the bytes are taken as they are).
+    pub fn upload<T: bytemuck::Pod>(
+        device: &cubecl::Device,
+        values: &[T],
+        shape: &[usize],
+        dtype: DType,
+    ) -> CubeTensor {
+        let client = device.client();
+        let handle = client.create_from_slice(bytemuck::cast_slice(values));
+        CubeTensor::new_contiguous(client, device.clone(), Shape::from(shape), handle, dtype)
+    }
+
+    pub fn sync(device: &cubecl::Device) {
+        <CubeBackend as Backend>::sync(device).expect("sync");
+    }
+
+    pub fn matmul(a: CubeTensor, b: CubeTensor) -> CubeTensor {
+        CubeBackend::float_matmul(a, b)
+    }
+
+    pub fn random_normal(device: &cubecl::Device, n: usize) -> CubeTensor {
+        CubeBackend::float_random(
+            Shape::from([n]),
+            Distribution::Normal(0.0, 1.0),
+            device,
+            FloatDType::F32,
+        )
+    }
+
+    pub fn mul_scalar(a: CubeTensor, s: f64) -> CubeTensor {
+        CubeBackend::float_mul_scalar(a, Scalar::from(s))
+    }
+}
+
 /// Keeps the device busy with compute-bound work (1024² f32 matmuls, whose speed follows the SM
 /// clock) for at least `ms` milliseconds and then until the clock is back up: until the fastest
 /// rounds of the last two 200 ms windows agree within 5 % and are within 10 % of the fastest
-/// round this backend type has run in this process (at most 15 s, with a note; Burn's fusion
-/// runs its own matmul, so each backend type keeps its own best). An idle GPU drops its SM clock
-/// within seconds; an H100 under Vulkan fell to 345 MHz during a shape's CPU-side setup and,
-/// under load, stayed there about 1.5 s before taking another 5 s to climb back to 1,980 MHz in
-/// steps of 6–50 % (`nvidia-smi` sampled every 100 ms), so a fixed warm-up timed kernels
-/// mid-climb. CUDA kept its clock up in the same runs.
-fn heat<B: Backend>(device: &B::Device, ms: u128) {
+/// round this target has run in this process (at most 15 s, with a note; Burn's fusion runs its
+/// own matmul, so the fused and the unfused target each keep their own best). An idle GPU drops
+/// its SM clock within seconds; an H100 under Vulkan fell to 345 MHz during a shape's CPU-side
+/// setup and, under load, stayed there about 1.5 s before taking another 5 s to climb back to
+/// 1,980 MHz in steps of 6–50 % (`nvidia-smi` sampled every 100 ms), so a fixed warm-up timed
+/// kernels mid-climb. CUDA kept its clock up in the same runs.
+fn heat(target: &Target, ms: u128) {
     static BEST: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
     if ms == 0 {
         return;
     }
-    let a = Tensor::<B, 2>::ones([1024, 1024], device).mul_scalar(0.001);
+    let mut run_round = target.heater();
     let t0 = Instant::now();
     let (mut last, mut window_min, mut window_start) =
         (f64::INFINITY, f64::INFINITY, Instant::now());
     loop {
         let round = Instant::now();
-        let outs: Vec<_> = (0..8).map(|_| a.clone().matmul(a.clone())).collect();
-        B::sync(device).expect("sync");
-        drop(outs);
+        run_round();
         window_min = window_min.min(round.elapsed().as_secs_f64());
         if window_start.elapsed().as_millis() < 200 {
             continue;
         }
         let best = {
             let mut bests = BEST.lock().expect("best");
-            let name = std::any::type_name::<B>();
+            let name = target.kind();
             let i = match bests.iter().position(|(n, _)| *n == name) {
                 Some(i) => i,
                 None => {
@@ -166,27 +292,27 @@ fn heat<B: Backend>(device: &B::Device, ms: u128) {
 /// (start-up, a shape's CPU-side setup), when its clock has dropped furthest.
 const AFTER_IDLE: u128 = 10;
 
-/// Times `f` (`call` mode: each run synced; `stream` mode: `iters` runs, one sync, 5 repeats).
-/// The outputs are kept until after the sync: with Burn's fusion, an output dropped unused may
-/// never be computed.
-fn time<B: Backend, T>(
-    device: &B::Device,
+/// Times `f` on `target` (`call` mode: each run synced; `stream` mode: `iters` runs, one sync, 5
+/// repeats). The outputs are kept until after the sync: with Burn's fusion, an output dropped
+/// unused may never be computed.
+fn time<T>(
+    target: &Target,
     iters: usize,
     warm_up_ms: u128,
     mut f: impl FnMut(usize) -> T,
 ) -> (Stat, Stat) {
     let mut keep = Vec::with_capacity(iters);
-    heat::<B>(device, warm_up_ms);
+    heat(target, warm_up_ms);
     for i in 0..5 {
         keep.push(f(i));
     }
-    B::sync(device).expect("sync");
+    target.sync();
     keep.clear();
     let mut calls = Vec::with_capacity(iters);
     for i in 0..iters {
         let t0 = Instant::now();
         let out = f(i);
-        B::sync(device).expect("sync");
+        target.sync();
         calls.push(t0.elapsed().as_secs_f64());
         drop(out);
     }
@@ -196,31 +322,24 @@ fn time<B: Backend, T>(
         for i in 0..iters {
             keep.push(f(i));
         }
-        B::sync(device).expect("sync");
+        target.sync();
         streams.push(t0.elapsed().as_secs_f64() / iters as f64);
         keep.clear();
     }
     (stat(calls), stat(streams))
 }
 
-/// The op's kernel time from the device's timers, one call at a time (`None` where the runtime
-/// has no device timers).
-fn kernel_time<C: Q6kBackend + DeviceTimer>(
-    device: &C::Device,
+/// The device time of `launch(i)`'s kernels, one call at a time (`None` where the runtime has no
+/// device timers).
+#[cfg(feature = "cube")]
+fn kernel_time(
+    device: &cubecl::Device,
     iters: usize,
-    x: &Tensor<C, 2>,
-    w: &[Tensor<C, 1, Int>],
-    shape: Q6kShape,
+    mut launch: impl FnMut(usize) + Send,
 ) -> Option<Stat> {
     let mut ts = Vec::new();
     for i in 0..iters {
-        let mut operands = Some((x.clone(), w[i % w.len()].clone()));
-        let mut call = || {
-            if let Some((x, w)) = operands.take() {
-                let _ = q6k_matmul(x, w, shape);
-            }
-        };
-        ts.push(C::device_time(device, &mut call)?);
+        ts.push(device_timer::device_time(device, || launch(i))?);
     }
     (!ts.is_empty()).then(|| stat(ts))
 }
@@ -235,17 +354,30 @@ struct Row {
 }
 
 /// Device copy bandwidth, read + write, in GB/s: `y = x · 1.0001` over a 128 MiB f32 tensor on
-/// `C`, the runtime's backend *without* Burn's fusion (which merges the elementwise ops of a
+/// `target`, the runtime's backend *without* Burn's fusion (which merges the elementwise ops of a
 /// stream that share an input into one kernel: one read for many writes, a rate above the
 /// hardware's). Every op reads all of `x` and writes a new output, kept alive until the sync.
-fn copy_bandwidth<C: Backend>(device: &C::Device, warm_up_ms: u128) -> Row {
+fn copy_bandwidth(target: &Target, warm_up_ms: u128) -> Row {
     // 128 MiB in and out: 2.5× an H100's L2, and within the 128 MiB storage binding that WebGPU
     // guarantees (256 MiB failed on lavapipe).
     let n_copy = 32 << 20;
-    let src = Tensor::<C, 1>::random([n_copy], Distribution::Normal(0.0, 1.0), device);
-    let (_, copy) = time::<C, _>(device, 10, warm_up_ms * AFTER_IDLE, |_| {
-        src.clone().mul_scalar(1.0001)
-    });
+    let copy = match target {
+        Target::Burn(device) => {
+            let src = Tensor::<1>::random([n_copy], Distribution::Normal(0.0, 1.0), device);
+            let (_, copy) = time(target, 10, warm_up_ms * AFTER_IDLE, |_| {
+                src.clone().mul_scalar(1.0001)
+            });
+            copy
+        }
+        #[cfg(feature = "cube")]
+        Target::Unfused(device) => {
+            let src = cube::random_normal(device, n_copy);
+            let (_, copy) = time(target, 10, warm_up_ms * AFTER_IDLE, |_| {
+                cube::mul_scalar(src.clone(), 1.0001)
+            });
+            copy
+        }
+    };
     Row {
         shape: "-".into(),
         m: 0,
@@ -261,33 +393,169 @@ fn gbs(r: &Row) -> f64 {
     r.q6k_bytes as f64 / (r.s.median_us * 1e-6) / 1e9
 }
 
-fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
-    args: &Args,
-    device: &B::Device,
-    runtime: &str,
-) -> Vec<Row> {
-    let copy = copy_bandwidth::<C>(device, args.warm_up_ms);
+/// One `--sweep` entry, `ROWSxWARPS[xUNITS][w][p]`, as the tuning passed to the kernel.
+#[cfg(feature = "cube")]
+fn parse_geometry(geometry: &str) -> burn_gguf::kernel::PlanesTuning {
+    // `w`: the dequantized-weights path even for one row; `p`: pipelined loads.
+    let dims = geometry.trim_end_matches(['w', 'p']);
+    let suffix = &geometry[dims.len()..];
+    let v: Vec<usize> = dims
+        .split('x')
+        .map(|v| v.parse().expect("--sweep ROWSxWARPS[xUNITS][w][p]"))
+        .collect();
+    let rows = v[0];
+    let warps = v.get(1).copied().unwrap_or(0);
+    let per_iter = v.get(2).copied().unwrap_or(1);
+    // The kernel ignores a tuning out of these ranges (it takes its default geometry), which
+    // would time the default under the tuning's name.
+    assert!(
+        v.len() <= 3
+            && (1..=8).contains(&rows)
+            && (1..=8).contains(&warps)
+            && (1..=2).contains(&per_iter),
+        "--sweep {geometry:?}: ROWSxWARPS[xUNITS] with rows and warps in 1..=8, units 1 or 2"
+    );
+    burn_gguf::kernel::PlanesTuning {
+        rows,
+        warps,
+        per_iter,
+        weights_path: suffix.contains('w'),
+        pipeline: suffix.contains('p'),
+    }
+}
+
+/// The unfused operands of one case: the activations and the planes-layout weight copies, as
+/// `CubeTensor`s on the runtime device.
+#[cfg(feature = "cube")]
+struct Unfused {
+    device: cubecl::Device,
+    target: Target,
+    x: burn_cubecl::tensor::CubeTensor,
+    w: Vec<burn_cubecl::tensor::CubeTensor>,
+    desc: QuantWeightDesc,
+}
+
+#[cfg(feature = "cube")]
+impl Unfused {
+    /// `--no-fusion`: the op through `QuantBackend` on Burn's `CubeBackend` (fused kernel up to
+    /// `FUSED_MAX_ROWS` rows, dequantize + matmul above), timed and, where the runtime has device
+    /// timers, its kernel time.
+    fn op(
+        &self,
+        args: &Args,
+        record: &mut impl FnMut(&str, (Stat, Stat)),
+        kernels: &mut Vec<(String, Stat)>,
+    ) {
+        use burn_cubecl::CubeBackend;
+        use burn_gguf::ops::QuantBackend;
+        let (x, w, desc) = (&self.x, &self.w, self.desc);
+        record(
+            "q6k_nofusion",
+            time(&self.target, args.iters, args.warm_up_ms, |i| {
+                <CubeBackend as QuantBackend>::quant_matmul(x.clone(), w[i % w.len()].clone(), desc)
+            }),
+        );
+        if args.no_kernel_times {
+            return;
+        }
+        let launch = |i: usize| {
+            let _ = <CubeBackend as QuantBackend>::quant_matmul(
+                x.clone(),
+                w[i % w.len()].clone(),
+                desc,
+            );
+        };
+        if let Some(s) = kernel_time(&self.device, args.iters, launch) {
+            kernels.push(("q6k_nofusion".into(), s));
+        }
+    }
+
+    /// `--sweep`: the planes kernel with each forced geometry, timed without fusion (the fusion
+    /// layer's host cost varies from run to run on wgpu), with the kernel time where the runtime
+    /// has device timers.
+    fn sweep(
+        &self,
+        args: &Args,
+        sweep: &str,
+        record: &mut impl FnMut(&str, (Stat, Stat)),
+        kernels: &mut Vec<(String, Stat)>,
+    ) {
+        use burn_gguf::kernel::quant_gemv;
+        let (x, w, desc) = (&self.x, &self.w, self.desc);
+        for geometry in sweep.split(',') {
+            let t = parse_geometry(geometry.trim());
+            let name = format!(
+                "q6k_r{}w{}u{}{}{}",
+                t.rows,
+                t.warps,
+                t.per_iter,
+                if t.weights_path { "_wt" } else { "" },
+                if t.pipeline { "_p" } else { "" }
+            );
+            let gemv = |i: usize| {
+                quant_gemv(x.clone(), w[i % w.len()].clone(), desc, Some(t))
+                    .unwrap_or_else(|e| panic!("--sweep {geometry}: {e}"))
+            };
+            record(
+                &name,
+                time(&self.target, args.iters, args.warm_up_ms, &gemv),
+            );
+            if args.no_kernel_times {
+                continue;
+            }
+            let launch = |i: usize| {
+                let _ = gemv(i);
+            };
+            if let Some(s) = kernel_time(&self.device, args.iters, launch) {
+                kernels.push((name, s));
+            }
+        }
+    }
+}
+
+fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
+    let target = Target::Burn(device.clone());
+    let unfused = unfused_target(device);
+    let copy = copy_bandwidth(unfused.as_ref().unwrap_or(&target), args.warm_up_ms);
     let copy_gbs = gbs(&copy);
     println!("{runtime}: copy bandwidth (read + write, no fusion) {copy_gbs:.0} GB/s");
     let mut rows = vec![copy];
-    let layouts: Vec<(Q6kLayout, &'static str)> = args
+    let layouts: Vec<(PackedLayout, &'static str)> = args
         .layouts
         .split(',')
         .map(|l| match l.trim() {
-            "planes" => (Q6kLayout::Planes, "q6k"),
-            "gguf" => (Q6kLayout::Gguf, "q6k_gguf_layout"),
+            "planes" => (PackedLayout::Q6kPlanes, "q6k"),
+            "gguf" => (PackedLayout::Gguf, "q6k_gguf_layout"),
             other => panic!("--layouts: {other:?} is neither planes nor gguf"),
         })
         .collect();
+    if unfused.is_none() && args.no_fusion {
+        println!("{runtime}: no fusion layer on this backend, --no-fusion adds nothing");
+    }
+    if unfused.is_none() && args.sweep.is_some() {
+        println!("{runtime}: --sweep needs a CubeCL runtime (wgpu, cuda, metal), skipped");
+    }
+    if unfused.is_none() && args.no_kernel_times {
+        println!("{runtime}: no kernel mode on this backend, --no-kernel-times changes nothing");
+    }
+    #[cfg(feature = "cube")]
+    if let Some(Target::Unfused(d)) = &unfused
+        && (args.no_fusion || args.sweep.is_some())
+        && !args.no_kernel_times
+        && !device_timer::has_device_timer(d)
+    {
+        println!("{runtime}: the runtime has no device timers, no kernel mode");
+    }
 
-    // f16 baselines only where the backend has f16 (NdArray has none): probe once, quietly.
+    // f16 baselines only where the backend has f16: ask the device, then probe once, quietly.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let f16_ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let t = Tensor::<B, 2>::ones([2, 2], device).cast(FloatDType::F16);
-        let _ = t.clone().matmul(t).into_data();
-    }))
-    .is_ok();
+    let f16_ok = device.supports_dtype(FloatDType::F16)
+        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let t = Tensor::<2>::ones([2, 2], device).cast(FloatDType::F16);
+            let _ = t.clone().matmul(t).into_data();
+        }))
+        .is_ok();
     std::panic::set_hook(hook);
     if !f16_ok {
         println!("{runtime}: no f16 support, the f16 baselines are skipped");
@@ -300,16 +568,15 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
     for spec in args.shapes.split(',') {
         let (n, k) = spec.split_once('x').expect("NxK");
         let (n, k): (usize, usize) = (n.trim().parse().unwrap(), k.trim().parse().unwrap());
-        if !k.is_multiple_of(256) {
-            println!("{runtime}: {n}x{k} skipped: Q6_K needs K to be a multiple of 256");
-            continue;
-        }
-        let shape = Q6kShape {
-            out_features: n,
-            in_features: k,
+        let desc = match QuantWeightDesc::q6k(n, k) {
+            Ok(desc) => desc,
+            Err(e) => {
+                println!("{runtime}: {n}x{k} skipped: {e}");
+                continue;
+            }
         };
         let shape_start = Instant::now();
-        let bytes = shape.n_bytes();
+        let bytes = desc.n_bytes();
         let copies = if args.same_buffer {
             1
         } else {
@@ -317,29 +584,27 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
         };
         // One random weight, quantized once, uploaded `copies` times (distinct device buffers).
         let w: Vec<f32> = {
-            let t = Tensor::<B, 1>::random([n * k], Distribution::Normal(0.0, 0.02), device);
-            t.into_data().convert::<f32>().to_vec().unwrap()
+            let t = Tensor::<1>::random([n * k], Distribution::Normal(0.0, 0.02), device);
+            t.into_data().try_into_vec_as::<f32>().unwrap()
         };
         let qbytes = BlockQ6K::slice_as_bytes(&q6k::quantize(&w, 0).unwrap()).to_vec();
-        let packed: Vec<Vec<Tensor<B, 1, Int>>> = layouts
+        let descs: Vec<QuantWeightDesc> = layouts
             .iter()
-            .map(|&(layout, _)| {
-                let words = pack(&qbytes, shape, layout);
+            .map(|&(layout, _)| desc.with_layout(layout).expect("Q6_K has both layouts"))
+            .collect();
+        let packed: Vec<Vec<Tensor<1, Int>>> = descs
+            .iter()
+            .map(|&d| {
+                let words = pack(&qbytes, d).expect("pack");
                 (0..copies)
-                    .map(|_| {
-                        Tensor::from_data(
-                            TensorData::new(words.clone(), [words.len()]),
-                            (device, DType::I32),
-                        )
-                    })
+                    .map(|_| upload_words(words.clone(), device))
                     .collect()
             })
             .collect();
-        let dense32: Vec<Tensor<B, 2>> = if args.no_baselines {
+        let dense32: Vec<Tensor<2>> = if args.no_baselines {
             vec![]
         } else {
-            let d =
-                Tensor::<B, 2>::from_data(TensorData::new(w.clone(), [n, k]), device).transpose();
+            let d = Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), device).transpose();
             (0..copies)
                 .map(|i| {
                     if i == 0 {
@@ -350,7 +615,7 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
                 })
                 .collect()
         };
-        let dense16: Vec<Tensor<B, 2>> = if f16_ok {
+        let dense16: Vec<Tensor<2>> = if f16_ok {
             dense32
                 .iter()
                 .map(|d| d.clone().cast(FloatDType::F16))
@@ -358,14 +623,27 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
         } else {
             vec![]
         };
+        // The planes-layout copies once more as bare `CubeTensor`s, for the target without fusion
+        // (--no-fusion, --sweep).
+        #[cfg(feature = "cube")]
+        let raw_w: Option<(cubecl::Device, Vec<burn_cubecl::tensor::CubeTensor>)> = match &unfused {
+            Some(Target::Unfused(dev)) if args.no_fusion || args.sweep.is_some() => {
+                let words = pack(&qbytes, desc).expect("pack");
+                let w = (0..copies)
+                    .map(|_| cube::upload(dev, &words, &[words.len()], cube::U32))
+                    .collect();
+                Some((dev.clone(), w))
+            }
+            _ => None,
+        };
         let label = format!("{n}x{k}");
         println!(
             "{runtime} {label}: weights made, quantized and uploaded in {:.1} s",
             shape_start.elapsed().as_secs_f64()
         );
-        heat::<B>(device, args.warm_up_ms * AFTER_IDLE);
+        heat(&target, args.warm_up_ms * AFTER_IDLE);
         for &m in &ms {
-            let x = Tensor::<B, 2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
+            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
             let mut kernels: Vec<(String, Stat)> = Vec::new();
             let mut record = |variant: &str, (call, stream): (Stat, Stat)| {
                 rows.push(Row {
@@ -385,87 +663,44 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
                     q6k_bytes: bytes,
                 });
             };
-            for (&(_, variant), packed) in layouts.iter().zip(&packed) {
+            for ((&(_, variant), &d), packed) in layouts.iter().zip(&descs).zip(&packed) {
                 record(
                     variant,
-                    time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
-                        q6k_matmul(x.clone(), packed[i % copies].clone(), shape)
+                    time(&target, args.iters, args.warm_up_ms, |i| {
+                        quant_matmul(x.clone(), packed[i % copies].clone(), d)
                     }),
                 );
             }
             // The op on the runtime's backend without fusion, for --no-fusion and the sweep.
-            let (raw, xr): (Vec<Tensor<C, 1, Int>>, Tensor<C, 2>) =
-                if args.no_fusion || args.sweep.is_some() {
-                    let words = pack(&qbytes, shape, Q6kLayout::Planes);
-                    let raw = (0..copies)
-                        .map(|_| {
-                            Tensor::from_data(
-                                TensorData::new(words.clone(), [words.len()]),
-                                (device, DType::I32),
-                            )
-                        })
-                        .collect();
-                    (raw, Tensor::<C, 2>::from_data(x.to_data(), device))
-                } else {
-                    (vec![], Tensor::<C, 2>::zeros([1, 1], device))
+            #[cfg(feature = "cube")]
+            if let Some((dev, w)) = &raw_w {
+                let xs: Vec<f32> = x.to_data().try_into_vec_as::<f32>().unwrap();
+                let raw = Unfused {
+                    device: dev.clone(),
+                    target: Target::Unfused(dev.clone()),
+                    x: cube::upload(dev, &xs, &[m, k], cube::F32),
+                    w: w.clone(),
+                    desc,
                 };
-            if args.no_fusion {
-                record(
-                    "q6k_nofusion",
-                    time::<C, _>(device, args.iters, args.warm_up_ms, |i| {
-                        q6k_matmul(xr.clone(), raw[i % copies].clone(), shape)
-                    }),
-                );
-                if let Some(s) = kernel_time(device, args.iters, &xr, &raw, shape) {
-                    kernels.push(("q6k_nofusion".into(), s));
+                if args.no_fusion {
+                    raw.op(args, &mut record, &mut kernels);
                 }
-            }
-            #[cfg(any(feature = "wgpu", feature = "cuda"))]
-            if let Some(sweep) = &args.sweep {
-                for geometry in sweep.split(',') {
-                    // `w`: the dequantized-weights path even for one row; `p`: pipelined loads.
-                    let dims = geometry.trim_end_matches(['w', 'p']);
-                    let (weights_path, pipeline) = (
-                        geometry[dims.len()..].contains('w'),
-                        geometry[dims.len()..].contains('p'),
-                    );
-                    let v: Vec<usize> = dims
-                        .split('x')
-                        .map(|v| v.parse().expect("--sweep ROWSxWARPS[xUNITS][w][p]"))
-                        .collect();
-                    let (r, w, u) = (v[0], v[1], v.get(2).copied().unwrap_or(1));
-                    burn_gguf::kernel::override_planes_geometry(Some(
-                        burn_gguf::kernel::PlanesTuning {
-                            rows: r,
-                            warps: w,
-                            per_iter: u,
-                            weights_path,
-                            pipeline,
-                        },
-                    ));
-                    // Timed without fusion (the fusion layer's host cost varies from run to
-                    // run on wgpu), with the kernel time where the runtime has device timers.
-                    let name = format!(
-                        "q6k_r{r}w{w}u{u}{}{}",
-                        if weights_path { "_wt" } else { "" },
-                        if pipeline { "_p" } else { "" }
-                    );
-                    record(
-                        &name,
-                        time::<C, _>(device, args.iters, args.warm_up_ms, |i| {
-                            q6k_matmul(xr.clone(), raw[i % copies].clone(), shape)
-                        }),
-                    );
-                    if let Some(s) = kernel_time(device, args.iters, &xr, &raw, shape) {
-                        kernels.push((name, s));
+                if let Some(sweep) = &args.sweep {
+                    if m <= burn_gguf::kernel::MAX_ROWS {
+                        raw.sweep(args, sweep, &mut record, &mut kernels);
+                    } else {
+                        println!(
+                            "{runtime} {label} M={m}: --sweep skipped (the fused kernel takes \
+                             up to {} rows)",
+                            burn_gguf::kernel::MAX_ROWS
+                        );
                     }
-                    burn_gguf::kernel::override_planes_geometry(None);
                 }
             }
             if !args.no_baselines {
                 record(
                     "dense_f32",
-                    time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
+                    time(&target, args.iters, args.warm_up_ms, |i| {
                         x.clone().matmul(dense32[i % copies].clone())
                     }),
                 );
@@ -473,15 +708,21 @@ fn run<B: Q6kBackend, C: Q6kBackend<Device = B::Device> + DeviceTimer>(
                     let x16 = x.clone().cast(FloatDType::F16);
                     record(
                         "dense_f16",
-                        time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
+                        time(&target, args.iters, args.warm_up_ms, |i| {
                             x16.clone().matmul(dense16[i % copies].clone())
                         }),
                     );
+                    // The first layout's weight dequantized to f32 (as a user holding the
+                    // dequantized weight has it), cast to f16, then an f16 matmul.
                     record(
                         "dequant_f16_matmul",
-                        time::<B, _>(device, args.iters, args.warm_up_ms, |i| {
-                            let wd = q6k_dequantize(packed[0][i % copies].clone(), shape)
-                                .cast(FloatDType::F16);
+                        time(&target, args.iters, args.warm_up_ms, |i| {
+                            let wd = quant_dequantize(
+                                packed[0][i % copies].clone(),
+                                descs[0],
+                                FloatDType::F32,
+                            )
+                            .cast(FloatDType::F16);
                             x16.clone().matmul(wd.transpose())
                         }),
                     );
@@ -598,6 +839,28 @@ fn read_csvs(paths: &str) -> (Vec<plot::Point>, Vec<(String, f64)>) {
     (points, copy)
 }
 
+/// The device `--backend` names, or an error for one this build lacks.
+fn device(backend: &str) -> Result<Device, String> {
+    #[allow(unused_imports)]
+    use burn::tensor::DeviceKind;
+    Ok(match backend {
+        #[cfg(feature = "flex")]
+        "flex" => Device::flex(),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::wgpu(DeviceKind::DefaultDevice),
+        #[cfg(feature = "cuda")]
+        "cuda" => Device::cuda(0),
+        #[cfg(feature = "metal")]
+        "metal" => Device::metal(DeviceKind::DefaultDevice),
+        "ndarray" => return Err("ndarray is gone with Burn 0.22: use --backend flex".into()),
+        other => {
+            return Err(format!(
+                "backend {other:?} is not built in (features: flex, wgpu, cuda, metal)"
+            ));
+        }
+    })
+}
+
 fn main() {
     let mut args = Args::parse();
     if let Some(from) = &args.plot_from {
@@ -607,31 +870,14 @@ fn main() {
         println!("wrote {}", path.display());
         return;
     }
-    if args.backend == "ndarray" {
+    let device = device(&args.backend).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    });
+    if args.backend == "flex" {
         args.warm_up_ms = 0;
     }
-    let rows = match args.backend.as_str() {
-        #[cfg(feature = "ndarray")]
-        "ndarray" => run::<burn::backend::NdArray, burn::backend::NdArray>(
-            &args,
-            &Default::default(),
-            "ndarray",
-        ),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => run::<
-            burn::backend::Wgpu,
-            burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>,
-        >(&args, &Default::default(), "wgpu"),
-        #[cfg(feature = "cuda")]
-        "cuda" => run::<
-            burn::backend::Cuda,
-            burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>,
-        >(&args, &Default::default(), "cuda"),
-        other => {
-            eprintln!("error: backend {other:?} is not built in (features: ndarray, wgpu, cuda)");
-            std::process::exit(1);
-        }
-    };
+    let rows = run(&args, &device, &args.backend);
     if let Some(path) = &args.csv {
         write_csv(path, &args.backend, &rows);
     }

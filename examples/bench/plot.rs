@@ -1,6 +1,7 @@
 //! The benchmark's PNG: per shape, time (µs, log scale) and the Q6_K bytes' effective bandwidth as
 //! a % of the measured copy bandwidth, against M (log scale); one line per runtime and variant
-//! (stream mode: the device-side throughput). Solid lines are CUDA, dashed wgpu, dotted ndarray.
+//! (stream mode: the device-side throughput). Solid lines are CUDA, dashed wgpu, dotted the rest
+//! (flex, metal).
 
 use super::png::Canvas;
 

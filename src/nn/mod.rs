@@ -1,7 +1,9 @@
-//! Burn modules over GGUF weights.
+//! Burn modules over GGUF weights, and loading GGUF tensors into Burn.
 
 mod gguf_linear;
-mod q6k_linear;
+mod load;
+mod quant_linear;
 
 pub use gguf_linear::GgufLinear;
-pub use q6k_linear::{Q6kLinear, Q6kLinearConfig, Q6kLinearError};
+pub use load::{load_float_tensor, to_burn_shape};
+pub use quant_linear::{Q6kLinear, Q6kLinearConfig, QuantLinear, QuantLinearError};

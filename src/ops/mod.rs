@@ -1,130 +1,173 @@
-//! The Burn-facing layer: every line that touches Burn's API lives under this module and
-//! [`crate::nn`], so a port to a newer Burn stays contained.
+//! The quantized-weight op: [`QuantBackend`], one Burn backend extension for every GGUF block
+//! format, and the `Tensor`-level functions over it ([`quant_matmul`], [`quant_dequantize`]).
 //!
-//! [`Q6kBackend`] is the extension trait with the fused Q6_K matmul. Its default methods are the
-//! CPU path (read the tensors to the host, compute with [`crate::quant`]'s block code, upload), so
-//! any backend can join with an empty impl; the CubeCL backend (wgpu, CUDA, Metal) overrides them
-//! with the kernel and falls back to the CPU path only when the kernel reports it cannot run.
+//! A quantized weight is a 1-D `Int` tensor of `U32` words plus the [`QuantWeightDesc`] that says
+//! what they hold (ggml type, on-device layout, shape): a [`QuantWeight`]. Every method takes that
+//! pair; each backend dispatches on the type inside. The trait is implemented for the CubeCL
+//! backend (CUDA, wgpu, Metal: one kernel source), for Burn's Fusion wrapper around it (generated;
+//! the op is registered lazily and runs on the inner backend), for Flex (threaded Rust reading the
+//! blocks in place) and for Autodiff (gradient to the input, the weight frozen). A device of any
+//! other backend panics with Burn's "Backend not supported for custom op" message; there is no
+//! silent host fallback.
 
 mod backends;
-mod load;
-pub(crate) mod packed;
 
-pub use crate::quant::Q6kLayout;
-pub use backends::cpu;
-pub use load::{load_float_tensor, to_burn_shape};
-pub(crate) use packed::with_last_dim;
-pub use packed::{Q6kShape, pack, packed_blocks, packed_words, unpack, words_from_data};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::tensor::{DType, Device, FloatDType, Int, Shape, Tensor, TensorData};
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{Int, Tensor, TensorPrimitive};
+use crate::quant::{PackError, QuantWeightDesc, pack, unpack};
 
-/// Largest number of activation rows for which the fused matrix-vector kernel runs; above it the
-/// op dequantizes the weight to the activations' float type and calls Burn's matmul.
+/// Largest number of activation rows the fused matrix-vector products take; above it the Cube
+/// backend dequantizes the weight on the device and calls Burn's matmul.
 pub const FUSED_MAX_ROWS: usize = 8;
 
-/// A Burn backend with the Q6_K matmul. `packed` is a 1-D Int tensor of little-endian 32-bit
-/// words holding the Q6_K bytes of a `[out_features, in_features]` weight in either layout (see
-/// [`pack`]: GGUF order, or aligned planes, which the fast kernels read); any 32- or 64-bit int
-/// dtype holding those bit patterns is accepted.
-pub trait Q6kBackend: Backend {
-    /// `y[.., n] = Σ_k x[.., k] · W[n, k]`: `x` of any rank with last dim `in_features`; the
-    /// result has x's dtype, with f32 accumulation.
-    fn q6k_matmul(
+/// A Burn backend with the quantized-weight products. `weight` holds a packed weight's words as
+/// `U32` (see [`QuantWeight`]); `desc` says what they hold. Activations may be any float dtype;
+/// results have the activations' dtype, accumulated in f32.
+#[backend_extension(
+    Cube: cfg(feature = "cube"),
+    Fusion: cfg(feature = "cube"),
+    Flex: cfg(feature = "flex"),
+    Autodiff: cfg(feature = "autodiff"),
+)]
+pub trait QuantBackend: Backend {
+    /// `y[.., n] = Σ_k x[.., k] · W[n, k]`: `x` of any rank with last dim `in_features`.
+    #[fusion(id = "burn_gguf::quant_matmul", dtype = x, shape = {
+        let mut s = x.clone();
+        let last = s.num_dims() - 1;
+        s[last] = desc.out_features;
+        s
+    })]
+    fn quant_matmul(
         x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        shape: Q6kShape,
-    ) -> FloatTensor<Self> {
-        cpu::matmul::<Self>(x, packed, shape)
-    }
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+    ) -> FloatTensor<Self>;
 
-    /// `g_x[.., k] = Σ_n g_y[.., n] · W[n, k]`: the gradient of [`Q6kBackend::q6k_matmul`] with
-    /// respect to `x`, computed from the quantized weight.
-    fn q6k_matmul_t(
+    /// `g_x[.., k] = Σ_n g_y[.., n] · W[n, k]`: the gradient of [`QuantBackend::quant_matmul`]
+    /// with respect to `x`, computed from the quantized weight.
+    #[fusion(id = "burn_gguf::quant_matmul_t", dtype = grad_y, shape = {
+        let mut s = grad_y.clone();
+        let last = s.num_dims() - 1;
+        s[last] = desc.in_features;
+        s
+    })]
+    fn quant_matmul_t(
         grad_y: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        shape: Q6kShape,
-    ) -> FloatTensor<Self> {
-        cpu::matmul_t::<Self>(grad_y, packed, shape)
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+    ) -> FloatTensor<Self>;
+
+    /// The weight dequantized to a `[out_features, in_features]` tensor of `dtype`, bit-exact with
+    /// ggml's dequantizer (up to `dtype`'s rounding).
+    #[fusion(id = "burn_gguf::quant_dequantize", dtype = (*dtype).into(),
+             shape = Shape::from([desc.out_features, desc.in_features]))]
+    fn quant_dequantize(
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self>;
+}
+
+/// A quantized weight on a device: its packed words (a 1-D `U32` tensor) and what they hold.
+#[derive(Clone, Debug)]
+pub struct QuantWeight {
+    /// The packed words, `desc.n_words()` of them.
+    pub words: Tensor<1, Int>,
+    /// Type, layout and shape.
+    pub desc: QuantWeightDesc,
+}
+
+impl QuantWeight {
+    /// Packs a weight's GGUF `bytes` in `desc`'s layout and uploads the words.
+    pub fn from_gguf_bytes(
+        bytes: &[u8],
+        desc: QuantWeightDesc,
+        device: &Device,
+    ) -> Result<Self, PackError> {
+        Ok(QuantWeight {
+            words: upload_words(pack(bytes, desc)?, device),
+            desc,
+        })
     }
 
-    /// The weight dequantized to a `[out_features, in_features]` f32 tensor (bit-exact with ggml).
-    fn q6k_dequantize(packed: IntTensor<Self>, shape: Q6kShape) -> FloatTensor<Self> {
-        cpu::dequantize::<Self>(packed, shape)
+    /// The exact GGUF bytes, read back from the device. Errors if the words do not hold `desc`'s
+    /// weight (e.g. after loading a record of another shape or layout).
+    pub fn to_gguf_bytes(&self) -> Result<Vec<u8>, PackError> {
+        unpack(&read_words(self.words.clone()), self.desc)
     }
 
-    /// A backend's own dense product for a few activation rows, where it beats Burn's matmul:
-    /// `x` `[rows, k]` times `weight` (`[k, n]`, or `[n, k]` when `transposed`: `x · weightᵀ`),
-    /// giving `[rows, n]`. `None` (the default) means: use Burn's matmul. NdArray overrides it
-    /// because burn-ndarray's matmul copies both operands on every call, the whole weight
-    /// included.
-    fn dense_rows(
-        x: &FloatTensor<Self>,
-        weight: &FloatTensor<Self>,
-        transposed: bool,
-    ) -> Option<FloatTensor<Self>> {
-        let _ = (x, weight, transposed);
-        None
+    /// `x · Wᵀ` for `x` `[.., in_features]`: see [`quant_matmul`].
+    pub fn matmul<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        quant_matmul(x, self.words.clone(), self.desc)
+    }
+
+    /// W as `[out_features, in_features]` f32: see [`quant_dequantize`].
+    pub fn dequantize(&self) -> Tensor<2> {
+        quant_dequantize(self.words.clone(), self.desc, FloatDType::F32)
+    }
+
+    /// Bytes the words take on the device.
+    pub fn memory_bytes(&self) -> usize {
+        self.words.dims()[0] * 4
     }
 }
 
-/// A training backend whose inner (non-autodiff) backend also has the op, so that
-/// `model.valid()` keeps working.
-pub trait Q6kAutodiffBackend: Q6kBackend + AutodiffBackend<InnerBackend: Q6kBackend> {}
-
-impl<B> Q6kAutodiffBackend for B where B: Q6kBackend + AutodiffBackend<InnerBackend: Q6kBackend> {}
-
-/// `y = x · Wᵀ` with W a packed Q6_K `[out_features, in_features]` weight.
-pub fn q6k_matmul<B: Q6kBackend, const D: usize>(
-    x: Tensor<B, D>,
-    packed: Tensor<B, 1, Int>,
-    shape: Q6kShape,
-) -> Tensor<B, D> {
-    let y = B::q6k_matmul(x.into_primitive().tensor(), packed.into_primitive(), shape);
-    Tensor::from_primitive(TensorPrimitive::Float(y))
+/// Uploads packed words exactly, as a `U32` tensor (without an explicit dtype Burn would convert
+/// the values to the device's default int type).
+pub fn upload_words(words: Vec<u32>, device: &Device) -> Tensor<1, Int> {
+    let n = words.len();
+    Tensor::from_data(TensorData::new(words, [n]), (device, DType::U32))
 }
 
-/// `x · weight` (`weight` `[k, n]`), or `x · weightᵀ` when `transposed` (`weight` `[n, k]`), for
-/// `x` of any rank with last dim `k`: the backend's [`Q6kBackend::dense_rows`] for up to
-/// [`FUSED_MAX_ROWS`] rows where it has one, else Burn's matmul.
-pub fn dense_matmul<B: Q6kBackend, const D: usize>(
-    x: Tensor<B, D>,
-    weight: &Tensor<B, 2>,
-    transposed: bool,
-) -> Tensor<B, D> {
-    let dims = x.dims();
-    let k = dims[D - 1];
-    let rows = dims[..D - 1].iter().product::<usize>();
-    let [a, b] = weight.dims();
-    let n = if transposed { a } else { b };
-    if rows <= FUSED_MAX_ROWS {
-        let x2 = x.clone().reshape([rows, k]);
-        let (xp, wp) = (
-            x2.into_primitive().tensor(),
-            weight.clone().into_primitive().tensor(),
-        );
-        if let Some(y) = B::dense_rows(&xp, &wp, transposed) {
-            let mut out = dims;
-            out[D - 1] = n;
-            return Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y)).reshape(out);
-        }
-    }
-    if transposed {
-        // [n, k] · [k, rows]: the (large) weight stays the contiguous left operand.
-        let mut out = dims;
-        out[D - 1] = n;
-        let y = weight.clone().matmul(x.reshape([rows, k]).transpose());
-        y.transpose().reshape(out)
-    } else {
-        x.matmul(weight.clone().unsqueeze())
+/// The words of a packed weight, read back from its device.
+pub fn read_words(words: Tensor<1, Int>) -> Vec<u32> {
+    let data = words.into_data();
+    match data.dtype() {
+        DType::U32 => data.try_into_vec::<u32>().expect("u32 data"),
+        // Another int dtype holding the same bit patterns (e.g. words uploaded as I32).
+        _ => data
+            .try_into_vec_as::<i64>()
+            .expect("int data")
+            .into_iter()
+            .map(|w| w as u32)
+            .collect(),
     }
 }
 
-/// The packed weight dequantized to `[out_features, in_features]`.
-pub fn q6k_dequantize<B: Q6kBackend>(packed: Tensor<B, 1, Int>, shape: Q6kShape) -> Tensor<B, 2> {
-    Tensor::from_primitive(TensorPrimitive::Float(B::q6k_dequantize(
-        packed.into_primitive(),
-        shape,
-    )))
+/// `y = x · Wᵀ` for `x` of any rank with last dim `desc.in_features`, W the packed weight
+/// `weight` (see [`QuantWeight`]); the result has x's dtype and last dim `desc.out_features`.
+///
+/// Up to [`FUSED_MAX_ROWS`] rows of `x` take the fused product, which reads every weight byte
+/// once for all rows; larger batches dequantize on the device and run Burn's matmul (Cube) or the
+/// threaded CPU product (Flex). Under autodiff the gradient flows to `x` only.
+///
+/// # Panics
+/// If `x`'s last dim is not `desc.in_features`, or `weight` does not hold `desc`'s words (both
+/// are checked when a [`QuantWeight`] or a [`crate::nn::QuantLinear`] is built).
+pub fn quant_matmul<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<1, Int>,
+    desc: QuantWeightDesc,
+) -> Tensor<D> {
+    assert_eq!(
+        x.dims()[D - 1],
+        desc.in_features,
+        "quant_matmul: x's last dim must be in_features of {desc:?}"
+    );
+    let y =
+        <Dispatch as QuantBackend>::quant_matmul(x.into_dispatch(), weight.into_dispatch(), desc);
+    Tensor::from_dispatch(y)
+}
+
+/// The packed weight dequantized to `[out_features, in_features]` of `dtype` (a constant under
+/// autodiff: the weight is frozen).
+pub fn quant_dequantize(
+    weight: Tensor<1, Int>,
+    desc: QuantWeightDesc,
+    dtype: FloatDType,
+) -> Tensor<2> {
+    let y = <Dispatch as QuantBackend>::quant_dequantize(weight.into_dispatch(), desc, dtype);
+    Tensor::from_dispatch(y)
 }

@@ -1,15 +1,16 @@
 //! ggml block formats in pure Rust: the type table, bit-exact dequantizers for every type real
-//! GGUF models carry, and ggml's reference Q6_K quantizer.
+//! GGUF models carry, ggml's reference Q6_K quantizer, and the packed form the fused ops take
+//! ([`QuantWeightDesc`], [`pack`], [`unpack`]).
 //!
 //! Nothing here needs a GPU or a Burn backend.
 
 mod dequant;
 mod ggml_type;
-pub mod planes;
+mod packed;
 pub mod q6k;
 
 pub use ggml_type::{DEQUANTIZABLE, GgmlType, dequantizable_list};
-pub use planes::Q6kLayout;
+pub use packed::{FUSED_TYPES, PackError, PackedLayout, QuantWeightDesc, pack, unpack};
 pub use q6k::{BlockQ6K, QK_K};
 
 use thiserror::Error;
@@ -120,15 +121,4 @@ pub fn dequantize(
     let mut out = vec![0f32; n_elements];
     dequantize_into(ggml_type, bytes, &mut out)?;
     Ok(out)
-}
-
-/// How many threads to use for `items` independent pieces of work: `requested`, or every
-/// available core if 0, never more than `items`, at least 1.
-pub(crate) fn thread_count(requested: usize, items: usize) -> usize {
-    let n = if requested == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        requested
-    };
-    n.min(items).max(1)
 }

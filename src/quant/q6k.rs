@@ -8,6 +8,11 @@
 
 use half::f16;
 
+pub mod planes;
+mod source;
+
+pub use source::BlockSource;
+
 /// Weights per Q6_K block (`QK_K`).
 pub const QK_K: usize = 256;
 
@@ -229,7 +234,7 @@ pub fn quantize(x: &[f32], threads: usize) -> Option<Vec<BlockQ6K>> {
         return None;
     }
     let mut out = vec![BlockQ6K::ZERO; x.len() / QK_K];
-    let threads = crate::quant::thread_count(threads, out.len());
+    let threads = crate::parallel::thread_count(threads, out.len());
     let per = out.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         for (xs, ys) in x.chunks(per * QK_K).zip(out.chunks_mut(per)) {

@@ -264,3 +264,28 @@ pub fn llama_vocab_dir(test: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// The default wgpu device, if it can run a tensor op; else `None` with a SKIP line. Without any
+/// Vulkan/Metal/DX12 driver (not even lavapipe) wgpu panics, so the probe runs under
+/// `catch_unwind`. With `BURN_GGUF_REQUIRE_WGPU=1` a missing adapter fails the test.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device(test: &str) -> Option<burn::tensor::Device> {
+    use burn::tensor::{Device, DeviceKind, Tensor};
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    // Read the values back: `into_data` alone may leave the read (and the failure) lazy.
+    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Tensor::<1>::zeros([1], &device)
+            .into_data()
+            .try_into_vec::<f32>()
+            .map(|v| v.len())
+    }));
+    if matches!(probe, Ok(Ok(1))) {
+        return Some(device);
+    }
+    assert!(
+        std::env::var("BURN_GGUF_REQUIRE_WGPU").as_deref() != Ok("1"),
+        "{test}: BURN_GGUF_REQUIRE_WGPU=1 but no wgpu adapter is available (install mesa-vulkan-drivers)"
+    );
+    eprintln!("SKIP {test}: no wgpu adapter (no GPU and no lavapipe)");
+    None
+}

@@ -2,30 +2,28 @@
 
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use super::cache::KvCache;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use crate::nn::GgufLinear;
-use crate::ops::Q6kBackend;
 
 /// One layer's attention.
 #[derive(Module, Debug)]
-pub struct Attention<B: Backend> {
+pub struct Attention {
     /// `attn_q`: d_model → n_heads · head_dim.
-    pub q: GgufLinear<B>,
+    pub q: GgufLinear,
     /// `attn_k`: d_model → n_kv_heads · head_dim.
-    pub k: GgufLinear<B>,
+    pub k: GgufLinear,
     /// `attn_v`: d_model → n_kv_heads · head_dim.
-    pub v: GgufLinear<B>,
+    pub v: GgufLinear,
     /// `attn_output`: n_heads · head_dim → d_model.
-    pub o: GgufLinear<B>,
+    pub o: GgufLinear,
     /// `attn_q_norm`, per head.
-    pub q_norm: RmsNorm<B>,
+    pub q_norm: RmsNorm,
     /// `attn_k_norm`, per head.
-    pub k_norm: RmsNorm<B>,
+    pub k_norm: RmsNorm,
     /// Query heads.
     pub n_heads: usize,
     /// Key/value heads.
@@ -36,20 +34,20 @@ pub struct Attention<B: Backend> {
     pub scale: f64,
 }
 
-impl<B: Q6kBackend> Attention<B> {
+impl Attention {
     /// Attends `x` (`[batch, positions, d_model]`, the positions following those in `cache`)
     /// over the cache and itself. `mask` is [`causal_mask`]'s for this layer's window.
     pub fn forward(
         &self,
-        x: Tensor<B, 3>,
+        x: Tensor<3>,
         layer: usize,
-        rope: &RopeTables<B>,
-        mask: &Tensor<B, 4, Bool>,
-        cache: &mut KvCache<B>,
-    ) -> Tensor<B, 3> {
+        rope: &RopeTables,
+        mask: &Tensor<4, Bool>,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
         let q = self.q_norm.forward(heads(self.q.forward(x.clone()), nh));
         let k = self.k_norm.forward(heads(self.k.forward(x.clone()), nkv));
         let v = heads(self.v.forward(x), nkv);
@@ -78,14 +76,14 @@ impl<B: Q6kBackend> Attention<B> {
 /// `true` = masked. A query at p sees keys at q ≤ p, and with a window only those with
 /// p − q < window (llama.cpp's `LLAMA_SWA_TYPE_STANDARD`); slots past p are masked, so unused
 /// cache slots never count.
-pub fn causal_mask<B: Backend>(
+pub fn causal_mask(
     start: usize,
     t: usize,
     keys: usize,
     groups: usize,
     window: Option<usize>,
-    device: &B::Device,
-) -> Tensor<B, 4, Bool> {
+    device: &Device,
+) -> Tensor<4, Bool> {
     let s = keys;
     let mut mask = Vec::with_capacity(groups * t * s);
     for _ in 0..groups {

@@ -1,7 +1,6 @@
 //! The key/value cache of a generation.
 
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 
 use super::Gemma3Config;
 
@@ -15,14 +14,14 @@ const MIN_CAPACITY: usize = 256;
 /// past [`len`](Self::len) are masked out of attention. Sliding-window layers keep every position
 /// too and mask the old ones, so one position counter serves all layers.
 #[derive(Clone, Debug)]
-pub struct KvCache<B: Backend> {
-    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
     capacity: usize,
     max: usize,
 }
 
-impl<B: Backend> KvCache<B> {
+impl KvCache {
     /// An empty cache for a model.
     pub fn new(config: &Gemma3Config) -> Self {
         KvCache {
@@ -71,15 +70,15 @@ impl<B: Backend> KvCache<B> {
     pub(super) fn append(
         &mut self,
         layer: usize,
-        k: Tensor<B, 4>,
-        v: Tensor<B, 4>,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        k: Tensor<4>,
+        v: Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>) {
         let [b, h, t, d] = k.dims();
         let (start, cap) = (self.len, self.capacity);
-        let grow = |old: Option<Tensor<B, 4>>, like: &Tensor<B, 4>| match old {
+        let grow = |old: Option<Tensor<4>>, like: &Tensor<4>| match old {
             Some(buf) if buf.dims()[2] == cap => buf,
             old => {
-                let buf = Tensor::<B, 4>::zeros([b, h, cap, d], &like.device());
+                let buf = Tensor::<4>::zeros([b, h, cap, d], &like.device());
                 match old {
                     Some(o) => {
                         let n = o.dims()[2].min(start);

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::gguf::{GgufError, GgufFile};
-use crate::nn::Q6kLinearError;
+use crate::nn::QuantLinearError;
 
 /// Why a Gemma 3 model could not be loaded or run.
 #[derive(Debug, Error)]
@@ -58,7 +58,7 @@ pub enum Gemma3Error {
     Gguf(#[from] GgufError),
     /// Building a projection failed.
     #[error(transparent)]
-    Linear(#[from] Q6kLinearError),
+    Linear(#[from] QuantLinearError),
 }
 
 /// Gemma 3 hyperparameters.

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use burn::module::Param;
-use burn::tensor::backend::Backend;
+use burn::tensor::Device;
 
 use super::attention::Attention;
 use super::mlp::Mlp;
@@ -12,14 +12,14 @@ use super::norm::RmsNorm;
 use super::{Gemma3Config, Gemma3Error};
 use crate::gguf::GgufFile;
 use crate::nn::GgufLinear;
-use crate::ops::{Q6kBackend, load_float_tensor};
+use crate::nn::load_float_tensor;
 use crate::quant::GgmlType;
 
 /// How a tensor of the file is held on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TensorPlacement {
-    /// Q6_K bytes, run by the fused kernel.
-    FusedQ6k,
+    /// Its GGUF blocks, run by the fused quantized product.
+    Quantized,
     /// Dequantized once at load to the backend's float type.
     Dequantized,
     /// Stored as float in the file, loaded as is.
@@ -35,6 +35,8 @@ pub struct LoadedTensor {
     pub ggml_type: GgmlType,
     /// How it is held.
     pub placement: TensorPlacement,
+    /// Elements.
+    pub elements: u64,
     /// Bytes in the file.
     pub file_bytes: usize,
     /// Bytes on the device.
@@ -59,7 +61,7 @@ impl LoadSummary {
         self.tensors
             .iter()
             .map(|t| match t.placement {
-                TensorPlacement::FusedQ6k => t.file_bytes * 256 * 4 / 210,
+                TensorPlacement::Quantized => t.elements as usize * 4,
                 _ => t.device_bytes,
             })
             .sum()
@@ -77,6 +79,7 @@ impl LoadSummary {
             name: name.to_string(),
             ggml_type: info.ggml_type,
             placement,
+            elements: info.n_elements(),
             file_bytes: info.n_bytes().unwrap_or(0) as usize,
             device_bytes,
         });
@@ -87,7 +90,7 @@ impl fmt::Display for LoadSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
         for (placement, what) in [
-            (TensorPlacement::FusedQ6k, "fused Q6_K (kept quantized)"),
+            (TensorPlacement::Quantized, "kept quantized (fused)"),
             (TensorPlacement::Dequantized, "dequantized at load"),
             (TensorPlacement::Float, "float in the file"),
         ] {
@@ -110,7 +113,7 @@ impl fmt::Display for LoadSummary {
                 types.join(", "),
                 mib(bytes)
             )?;
-            if placement == TensorPlacement::FusedQ6k {
+            if placement == TensorPlacement::Quantized {
                 let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
                 writeln!(f, "    {}", names.join(", "))?;
             }
@@ -135,9 +138,9 @@ pub struct LoadEvent<'a> {
     pub name: &'a str,
 }
 
-struct Loader<'a, B: Backend, F: FnMut(LoadEvent)> {
+struct Loader<'a, F: FnMut(LoadEvent)> {
     file: &'a GgufFile,
-    device: &'a B::Device,
+    device: &'a Device,
     config: &'a Gemma3Config,
     summary: LoadSummary,
     progress: F,
@@ -145,7 +148,7 @@ struct Loader<'a, B: Backend, F: FnMut(LoadEvent)> {
     total: usize,
 }
 
-impl<B: Backend, F: FnMut(LoadEvent)> Loader<'_, B, F> {
+impl<F: FnMut(LoadEvent)> Loader<'_, F> {
     fn tick(&mut self, name: &str) {
         self.done += 1;
         (self.progress)(LoadEvent {
@@ -167,9 +170,9 @@ impl<B: Backend, F: FnMut(LoadEvent)> Loader<'_, B, F> {
         Ok(())
     }
 
-    fn norm(&mut self, name: &str, width: usize) -> Result<RmsNorm<B>, Gemma3Error> {
+    fn norm(&mut self, name: &str, width: usize) -> Result<RmsNorm, Gemma3Error> {
         self.expect_dims(name, &[width as u64])?;
-        let weight = load_float_tensor::<B, 1>(self.file, name, self.device)?;
+        let weight = load_float_tensor::<1>(self.file, name, self.device)?;
         let info = self.file.require_tensor(name)?;
         let placement = if info.ggml_type.is_quantized() {
             TensorPlacement::Dequantized
@@ -185,16 +188,11 @@ impl<B: Backend, F: FnMut(LoadEvent)> Loader<'_, B, F> {
         })
     }
 
-    fn linear(
-        &mut self,
-        name: &str,
-        d_in: usize,
-        d_out: usize,
-    ) -> Result<GgufLinear<B>, Gemma3Error> {
+    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<GgufLinear, Gemma3Error> {
         self.expect_dims(name, &[d_in as u64, d_out as u64])?;
         let linear = GgufLinear::from_gguf(self.file, name, self.device)?;
         let placement = if linear.is_fused() {
-            TensorPlacement::FusedQ6k
+            TensorPlacement::Quantized
         } else if self.file.require_tensor(name)?.ggml_type.is_quantized() {
             TensorPlacement::Dequantized
         } else {
@@ -207,17 +205,17 @@ impl<B: Backend, F: FnMut(LoadEvent)> Loader<'_, B, F> {
     }
 }
 
-impl<B: Q6kBackend> Gemma3<B> {
+impl Gemma3 {
     /// Loads a `gemma3` GGUF onto `device`, checking every tensor's dims against the
     /// hyperparameters. `progress` is called after each tensor.
     pub fn from_gguf(
         file: &GgufFile,
-        device: &B::Device,
+        device: &Device,
         progress: impl FnMut(LoadEvent),
     ) -> Result<(Self, LoadSummary), Gemma3Error> {
         let config = Gemma3Config::from_gguf(file)?;
         let c = &config;
-        let mut l = Loader::<B, _> {
+        let mut l = Loader::<_> {
             file,
             device,
             config: c,
@@ -231,7 +229,7 @@ impl<B: Q6kBackend> Gemma3<B> {
             "token_embd.weight",
             &[c.d_model as u64, c.vocab_size as u64],
         )?;
-        let embed = load_float_tensor::<B, 2>(file, "token_embd.weight", device)?;
+        let embed = load_float_tensor::<2>(file, "token_embd.weight", device)?;
         let bytes = c.vocab_size * c.d_model * embed.dtype().size();
         let placement = if file
             .require_tensor("token_embd.weight")?

@@ -6,12 +6,13 @@
 //! a GELU(tanh)-gated MLP; final norm and the output projection tied to the embedding.
 //!
 //! Norm weights are used as stored: llama.cpp's converter has already added Gemma's `+1`.
-//! Every Q6_K projection is a fused [`GgufLinear::Q6k`](crate::nn::GgufLinear); other quantized
-//! types are dequantized once at load ([`LoadSummary`] says which went where).
+//! Every projection of a type with a fused product (Q6_K) is a
+//! [`GgufLinear::Quant`](crate::nn::GgufLinear); other quantized types are dequantized once at
+//! load ([`LoadSummary`] says which went where).
 //!
 //! ```no_run
-//! # #[cfg(feature = "ndarray")] {
-//! use burn::backend::NdArray;
+//! # #[cfg(feature = "flex")] {
+//! use burn::tensor::Device;
 //! use burn_gguf::gguf::GgufFile;
 //! use burn_gguf::models::gemma3::{Gemma3, KvCache};
 //! use burn_gguf::models::sampling::Sampler;
@@ -19,7 +20,7 @@
 //!
 //! let file = GgufFile::open("gemma-3-270m-q4_k_m.gguf")?;
 //! let tokenizer = Tokenizer::from_gguf(&file)?;
-//! let (model, summary) = Gemma3::<NdArray>::from_gguf(&file, &Default::default(), |_| {})?;
+//! let (model, summary) = Gemma3::from_gguf(&file, &Device::flex(), |_| {})?;
 //! println!("{summary}");
 //! let prompt = tokenizer.encode("The capital of France is", true, false)?;
 //! let mut cache = KvCache::new(model.config());

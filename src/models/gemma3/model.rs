@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use burn::module::{Module, Param};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::attention::{Attention, causal_mask};
@@ -13,36 +12,35 @@ use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
 use crate::models::sampling::Sampler;
-use crate::ops::{Q6kBackend, dense_matmul};
 
 /// One transformer block: norms before and after both attention and the MLP.
 #[derive(Module, Debug)]
-pub struct Block<B: Backend> {
+pub struct Block {
     /// `attn_norm`.
-    pub attn_norm: RmsNorm<B>,
+    pub attn_norm: RmsNorm,
     /// The attention.
-    pub attn: Attention<B>,
+    pub attn: Attention,
     /// `post_attention_norm`.
-    pub post_attn_norm: RmsNorm<B>,
+    pub post_attn_norm: RmsNorm,
     /// `ffn_norm`.
-    pub ffn_norm: RmsNorm<B>,
+    pub ffn_norm: RmsNorm,
     /// The MLP.
-    pub mlp: Mlp<B>,
+    pub mlp: Mlp,
     /// `post_ffw_norm`.
-    pub post_ffn_norm: RmsNorm<B>,
+    pub post_ffn_norm: RmsNorm,
     /// Whether the layer attends globally (else: sliding window).
     pub global: bool,
 }
 
 /// A Gemma 3 text model loaded from a GGUF file ([`Gemma3::from_gguf`]).
 #[derive(Module, Debug)]
-pub struct Gemma3<B: Backend> {
+pub struct Gemma3 {
     /// `token_embd.weight`, `[vocab, d_model]`; also the output projection (tied).
-    pub embed: Param<Tensor<B, 2>>,
+    pub embed: Param<Tensor<2>>,
     /// The blocks.
-    pub layers: Vec<Block<B>>,
+    pub layers: Vec<Block>,
     /// `output_norm`.
-    pub output_norm: RmsNorm<B>,
+    pub output_norm: RmsNorm,
     #[module(skip)]
     pub(super) config: Gemma3Config,
 }
@@ -62,7 +60,7 @@ pub struct Generation {
     pub generated_steps: usize,
 }
 
-impl<B: Q6kBackend> Gemma3<B> {
+impl Gemma3 {
     /// The hyperparameters.
     pub fn config(&self) -> &Gemma3Config {
         &self.config
@@ -70,11 +68,7 @@ impl<B: Q6kBackend> Gemma3<B> {
 
     /// Runs `tokens` (the positions after those in `cache`, which it extends) and returns the
     /// final hidden states after `output_norm`, `[1, tokens, d_model]`.
-    pub fn hidden(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache<B>,
-    ) -> Result<Tensor<B, 3>, Gemma3Error> {
+    pub fn hidden(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor<3>, Gemma3Error> {
         let c = &self.config;
         if tokens.is_empty() {
             return Err(Gemma3Error::EmptyInput);
@@ -94,7 +88,7 @@ impl<B: Q6kBackend> Gemma3<B> {
         }
         let device = self.embed.val().device();
         let ids: Vec<i32> = tokens.iter().map(|&id| id as i32).collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [t]), &device);
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [t]), &device);
         let mut x = self
             .embed
             .val()
@@ -113,8 +107,8 @@ impl<B: Q6kBackend> Gemma3<B> {
             &device,
         );
         let keys = cache.reserve(t);
-        let mask_local = causal_mask::<B>(start, t, keys, groups, Some(c.sliding_window), &device);
-        let mask_global = causal_mask::<B>(start, t, keys, groups, None, &device);
+        let mask_local = causal_mask(start, t, keys, groups, Some(c.sliding_window), &device);
+        let mask_global = causal_mask(start, t, keys, groups, None, &device);
         for (i, layer) in self.layers.iter().enumerate() {
             let (rope, mask) = if layer.global {
                 (&rope_global, &mask_global)
@@ -133,16 +127,13 @@ impl<B: Q6kBackend> Gemma3<B> {
     }
 
     /// Logits of hidden states `[n, d_model]`: `[n, vocab]` (the embedding as output projection).
-    pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        dense_matmul(hidden, &self.embed.val(), true)
+    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        // [vocab, d] · [d, n], transposed back: the large table stays the contiguous left operand.
+        self.embed.val().matmul(hidden.transpose()).transpose()
     }
 
     /// Runs `tokens` after `cache` and returns the logits of every position, `[tokens, vocab]`.
-    pub fn forward(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache<B>,
-    ) -> Result<Tensor<B, 2>, Gemma3Error> {
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor<2>, Gemma3Error> {
         let hidden = self.hidden(tokens, cache)?;
         Ok(self.logits(hidden.reshape([tokens.len(), self.config.d_model])))
     }
@@ -151,8 +142,8 @@ impl<B: Q6kBackend> Gemma3<B> {
     pub fn forward_last(
         &self,
         tokens: &[u32],
-        cache: &mut KvCache<B>,
-    ) -> Result<Tensor<B, 1>, Gemma3Error> {
+        cache: &mut KvCache,
+    ) -> Result<Tensor<1>, Gemma3Error> {
         let hidden = self.hidden(tokens, cache)?;
         let last = hidden
             .narrow(1, tokens.len() - 1, 1)
@@ -167,7 +158,7 @@ impl<B: Q6kBackend> Gemma3<B> {
         &self,
         prompt: &[u32],
         max_new_tokens: usize,
-        cache: &mut KvCache<B>,
+        cache: &mut KvCache,
         sampler: &mut Sampler,
         mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<Generation, Gemma3Error> {
@@ -187,8 +178,7 @@ impl<B: Q6kBackend> Gemma3<B> {
         loop {
             let values = logits
                 .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
+                .try_into_vec_as::<f32>()
                 .unwrap_or_default();
             let token = sampler.sample(&values);
             if first_token_at.is_none() {

@@ -2,20 +2,19 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 
 /// `y = x / √(mean(x²) + ε) · w` over the last dim.
 #[derive(Module, Debug)]
-pub struct RmsNorm<B: Backend> {
+pub struct RmsNorm {
     /// The scale, as stored in the file.
-    pub weight: Param<Tensor<B, 1>>,
+    pub weight: Param<Tensor<1>>,
     /// ε.
     pub eps: f64,
 }
 
-impl<B: Backend> RmsNorm<B> {
+impl RmsNorm {
     /// Normalizes over the last dim.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let mean_sq = x.clone().powi_scalar(2).mean_dim(D - 1);
         let inv = mean_sq.add_scalar(self.eps).sqrt().recip();
         x * inv * self.weight.val().unsqueeze()

@@ -1,16 +1,15 @@
 //! NEOX-style ("rotate half") rotary position embedding, with angles computed as ggml does.
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// cos/sin tables for a run of positions, shaped `[1, 1, positions, head_dim / 2]`.
 #[derive(Clone, Debug)]
-pub struct RopeTables<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
+pub struct RopeTables {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
 }
 
-impl<B: Backend> RopeTables<B> {
+impl RopeTables {
     /// Tables for positions `start .. start + len`: pair `i` of a head rotates by
     /// `scale · pos · base^(−2i/head_dim)`, the angle computed as ggml's `rope_cache_init` does
     /// (f32, each pair's frequency the previous one's times `base^(−2/head_dim)`), so the
@@ -21,7 +20,7 @@ impl<B: Backend> RopeTables<B> {
         head_dim: usize,
         base: f32,
         scale: f32,
-        device: &B::Device,
+        device: &Device,
     ) -> Self {
         let half = head_dim / 2;
         let theta_scale = base.powf(-2.0 / head_dim as f32);
@@ -47,7 +46,7 @@ impl<B: Backend> RopeTables<B> {
 
     /// Rotates `x` (`[batch, heads, positions, head_dim]`): element `i` of the first half pairs
     /// with element `i` of the second half.
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let half = x.dims()[3] / 2;
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.narrow(3, half, half);

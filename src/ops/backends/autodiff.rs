@@ -1,90 +1,94 @@
 //! `Autodiff<B>`: the gradient flows to the activations only (`g_x = g_y · W`, computed from the
-//! quantized weight); the packed weight is an Int tensor, never a graph node, so it is frozen by
-//! construction and no f32 copy of it is kept.
+//! quantized weight); the packed weight is an `Int` tensor, never a graph node, so it is frozen by
+//! construction and no float copy of it is kept.
 
-use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Autodiff, AutodiffBackend};
+use burn::tensor::FloatDType;
 
-use crate::ops::{Q6kBackend, Q6kShape};
+use crate::ops::QuantBackend;
+use crate::quant::QuantWeightDesc;
 
 /// `x · Wᵀ` (`transposed: false`) or `g · W` (`transposed: true`) on the inner backend.
-fn product<B: Q6kBackend>(
+fn product<B: QuantBackend>(
     input: FloatTensor<B>,
-    packed: IntTensor<B>,
-    shape: Q6kShape,
+    weight: IntTensor<B>,
+    desc: QuantWeightDesc,
     transposed: bool,
 ) -> FloatTensor<B> {
     if transposed {
-        B::q6k_matmul_t(input, packed, shape)
+        B::quant_matmul_t(input, weight, desc)
     } else {
-        B::q6k_matmul(input, packed, shape)
+        B::quant_matmul(input, weight, desc)
     }
 }
 
 /// The backward step of either product: the adjoint of one is the other.
 #[derive(Debug)]
-struct Q6kBackward {
+struct QuantBackward {
     transposed: bool,
 }
 
-impl<B: Q6kBackend> Backward<B, 1> for Q6kBackward {
-    type State = (IntTensor<B>, Q6kShape);
+impl<B: QuantBackend> Backward<B, 1> for QuantBackward {
+    type State = (IntTensor<B>, QuantWeightDesc);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (packed, shape) = ops.state;
+        let (weight, desc) = ops.state;
         let adjoint = !self.transposed;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            product::<B>(g, packed, shape, adjoint)
+            product::<B>(g, weight, desc, adjoint)
         });
     }
 }
 
 /// Records the product in the graph when the input is tracked. The input itself is not needed
 /// for the backward pass: nothing to checkpoint.
-fn tracked<B: Q6kBackend, C: CheckpointStrategy>(
+fn tracked<B: QuantBackend, C: CheckpointStrategy>(
     input: FloatTensor<Autodiff<B, C>>,
-    packed: IntTensor<B>,
-    shape: Q6kShape,
+    weight: IntTensor<B>,
+    desc: QuantWeightDesc,
     transposed: bool,
 ) -> FloatTensor<Autodiff<B, C>> {
-    match (Q6kBackward { transposed })
-        .prepare::<C>([input.node.clone()])
+    let (input, node) = input.into_parts();
+    match (QuantBackward { transposed })
+        .prepare::<C>([node])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let out = product::<B>(input.primitive, packed.clone(), shape, transposed);
-            prep.finish((packed, shape), out)
+            let out = product::<B>(input, weight.clone(), desc, transposed);
+            prep.finish((weight, desc), out)
         }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(product::<B>(input.primitive, packed, shape, transposed))
-        }
+        OpsKind::UnTracked(prep) => prep.finish(product::<B>(input, weight, desc, transposed)),
     }
 }
 
-impl<B: Q6kBackend, C: CheckpointStrategy> Q6kBackend for Autodiff<B, C> {
-    fn q6k_matmul(
+impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
+    fn quant_matmul(
         x: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        shape: Q6kShape,
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
     ) -> FloatTensor<Self> {
-        tracked::<B, C>(x, packed, shape, false)
+        tracked::<B, C>(x, weight, desc, false)
     }
 
-    fn q6k_matmul_t(
+    fn quant_matmul_t(
         grad_y: FloatTensor<Self>,
-        packed: IntTensor<Self>,
-        shape: Q6kShape,
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
     ) -> FloatTensor<Self> {
-        tracked::<B, C>(grad_y, packed, shape, true)
+        tracked::<B, C>(grad_y, weight, desc, true)
     }
 
-    fn q6k_dequantize(packed: IntTensor<Self>, shape: Q6kShape) -> FloatTensor<Self> {
+    fn quant_dequantize(
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
         // A constant of the graph: the weight is frozen.
-        <Self as AutodiffBackend>::from_inner(B::q6k_dequantize(packed, shape))
+        <Self as AutodiffBackend>::from_inner(B::quant_dequantize(weight, desc, dtype))
     }
 }

@@ -8,41 +8,26 @@
 //! is portable code written for the compiler's auto-vectorizer (fixed-size blocks, 32-lane
 //! accumulators). The unit tests run every build the CPU has, not only the one picked.
 
-use crate::ops::Q6kShape;
-pub(crate) use crate::ops::packed::BlockSource;
+use crate::parallel::{SendPtr, for_each_range};
 use crate::quant::QK_K;
-use crate::quant::q6k::dequantize_parts;
-
-use super::cpu::{SendPtr, for_each_range};
+use crate::quant::q6k::BlockSource;
+use crate::quant::{PackError, QuantWeightDesc};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-impl<'a> BlockSource<'a> {
-    /// `ql`, `qh`, scales and `d` of block `i`, as the fixed-size parts every decoder takes.
-    #[inline(always)]
-    fn parts(&self, i: usize) -> (&'a [u8; 128], &'a [u8; 64], &'a [u8; 16], f32) {
-        match self {
-            BlockSource::Gguf(b) => {
-                let b = &b[i];
-                (&b.ql, &b.qh, bytemuck::cast_ref(&b.scales), b.d().to_f32())
-            }
-            BlockSource::Planes(p) => (
-                p.ql(i).try_into().expect("128 ql bytes"),
-                p.qh(i).try_into().expect("64 qh bytes"),
-                p.scales(i).try_into().expect("16 scale bytes"),
-                half::f16::from_le_bytes(p.d(i)).to_f32(),
-            ),
-        }
-    }
-}
-
 /// `y[m, n]` (row-major, `m × out_features`) for `x` `m × in_features`.
-pub(crate) fn matmul(x: &[f32], w: BlockSource<'_>, m: usize, shape: Q6kShape) -> Vec<f32> {
+/// The caller checked `x`'s length.
+pub(super) fn matmul(
+    x: &[f32],
+    words: &[u32],
+    m: usize,
+    shape: QuantWeightDesc,
+) -> Result<Vec<f32>, PackError> {
+    let w = BlockSource::new(words, shape)?;
     let n = shape.out_features;
-    assert_eq!(x.len(), m * shape.in_features, "x length");
     let mut yt = vec![0f32; n * m]; // [n, m]: a thread's rows are contiguous
     let out = SendPtr(yt.as_mut_ptr());
     for_each_range(n, |r0, r1| {
@@ -56,14 +41,14 @@ pub(crate) fn matmul(x: &[f32], w: BlockSource<'_>, m: usize, shape: Q6kShape) -
             y[mi * n + row] = yt[row * m + mi];
         }
     }
-    y
+    Ok(y)
 }
 
 fn rows(
     x: &[f32],
     w: BlockSource<'_>,
     m: usize,
-    shape: Q6kShape,
+    shape: QuantWeightDesc,
     r0: usize,
     r1: usize,
     out: &mut [f32],
@@ -91,7 +76,7 @@ fn rows_portable(
     x: &[f32],
     w: BlockSource<'_>,
     m: usize,
-    shape: Q6kShape,
+    shape: QuantWeightDesc,
     r0: usize,
     r1: usize,
     out: &mut [f32],
@@ -104,8 +89,7 @@ fn rows_portable(
     for row in r0..r1 {
         acc.iter_mut().for_each(|a| *a = [0.0; 32]);
         for b in 0..nb {
-            let (ql, qh, sc, d) = w.parts(row * nb + b);
-            dequantize_parts(ql, qh, sc, d, &mut wb);
+            w.dequantize_block(row * nb + b, &mut wb);
             for (mi, a) in acc.iter_mut().enumerate() {
                 let xb: &[f32; QK_K] = x[mi * k + b * QK_K..][..QK_K].try_into().expect("256");
                 for (xc, wc) in xb.chunks_exact(32).zip(wb.chunks_exact(32)) {
@@ -132,10 +116,9 @@ fn rows_portable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::pack;
-    use crate::quant::{Q6kLayout, q6k};
+    use crate::quant::{PackedLayout, pack, q6k};
 
-    type Rows = fn(&[f32], BlockSource<'_>, usize, Q6kShape, usize, usize, &mut [f32]);
+    type Rows = fn(&[f32], BlockSource<'_>, usize, QuantWeightDesc, usize, usize, &mut [f32]);
 
     /// Every build of the product this CPU can run, each called directly (the dispatcher picks
     /// only one per row count).
@@ -185,10 +168,7 @@ mod tests {
     #[test]
     fn every_build_matches_f64() {
         let mut r = rng();
-        let shape = Q6kShape {
-            out_features: 13,
-            in_features: 3 * QK_K,
-        };
+        let shape = QuantWeightDesc::q6k(13, 3 * QK_K).unwrap();
         let (n, k) = (shape.out_features, shape.in_features);
         // Rows of different magnitudes; never all zero.
         let wf: Vec<f32> = (0..n * k)
@@ -200,11 +180,9 @@ mod tests {
         let bytes = q6k::BlockQ6K::slice_as_bytes(&blocks);
         let u = 2f64.powi(-24);
         let gamma = k as f64 * u / (1.0 - k as f64 * u);
-        for layout in [Q6kLayout::Gguf, Q6kLayout::Planes] {
-            let words: Vec<u32> = pack(bytes, shape, layout)
-                .into_iter()
-                .map(|w| w as u32)
-                .collect();
+        for layout in [PackedLayout::Gguf, PackedLayout::Q6kPlanes] {
+            let shape = shape.with_layout(layout).unwrap();
+            let words = pack(bytes, shape).unwrap();
             let w = BlockSource::new(&words, shape).expect("packed");
             for m in [1, 2, 3, 5, 8, 11] {
                 let x: Vec<f32> = (0..m * k).map(|_| r() * 3.0).collect();

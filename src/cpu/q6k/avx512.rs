@@ -5,8 +5,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::ops::Q6kShape;
 use crate::quant::QK_K;
+use crate::quant::QuantWeightDesc;
 
 use super::BlockSource;
 use super::avx2::{Decoded, decode};
@@ -23,7 +23,7 @@ pub(super) unsafe fn rows(
     x: &[f32],
     w: BlockSource<'_>,
     m: usize,
-    shape: Q6kShape,
+    shape: QuantWeightDesc,
     r0: usize,
     r1: usize,
     out: &mut [f32],
@@ -62,7 +62,7 @@ fn pass<const MR: usize, const A: usize>(
     w: BlockSource<'_>,
     m: usize,
     m0: usize,
-    shape: Q6kShape,
+    shape: QuantWeightDesc,
     r0: usize,
     r1: usize,
     out: &mut [f32],

@@ -10,8 +10,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::ops::Q6kShape;
 use crate::quant::QK_K;
+use crate::quant::QuantWeightDesc;
 
 use super::BlockSource;
 
@@ -37,7 +37,7 @@ pub(super) unsafe fn rows(
     x: &[f32],
     w: BlockSource<'_>,
     m: usize,
-    shape: Q6kShape,
+    shape: QuantWeightDesc,
     r0: usize,
     r1: usize,
     out: &mut [f32],
@@ -76,7 +76,7 @@ fn pass<const MR: usize, const A: usize>(
     w: BlockSource<'_>,
     m: usize,
     m0: usize,
-    shape: Q6kShape,
+    shape: QuantWeightDesc,
     r0: usize,
     r1: usize,
     out: &mut [f32],

@@ -15,8 +15,8 @@
 //! | ⌈T/2⌉, padded to a multiple of 4 | `d` plane: its f16 in half `t % 2` of word `4 + 52T + t/2` |
 //!
 //! Every plane starts on a 16-byte boundary and the total is a whole number of 16-byte vectors.
-//! The total is 4 to 7 words more than the same weight as plain GGUF words
-//! ([`gguf_words`]), so the two layouts are told apart by length alone ([`layout_of`]).
+//! The total is 4 to 7 words more than the same weight as plain GGUF words. The layout is named
+//! by [`crate::quant::PackedLayout::Q6kPlanes`]; the header is checked on every read back.
 
 use crate::quant::BlockQ6K;
 
@@ -26,53 +26,6 @@ pub const PLANES_MAGIC: u32 = u32::from_le_bytes(*b"Q6KP");
 pub const PLANES_VERSION: u32 = 1;
 /// Header words before the first plane.
 pub const HEADER_WORDS: usize = 4;
-
-/// How a packed Q6_K weight's bytes are arranged in its 32-bit words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Q6kLayout {
-    /// The GGUF bytes in file order (210-byte blocks), zero-padded to a whole word.
-    Gguf,
-    /// The aligned planes of this module.
-    Planes,
-}
-
-impl Q6kLayout {
-    /// The layout new packed weights get: [`Q6kLayout::Planes`], or [`Q6kLayout::Gguf`] when the
-    /// environment variable `BURN_GGUF_Q6K_LAYOUT` is `gguf` (which runs the first, unaligned
-    /// kernel version, kept so that a regression can be shown).
-    pub fn preferred() -> Q6kLayout {
-        static CHOICE: std::sync::OnceLock<Q6kLayout> = std::sync::OnceLock::new();
-        *CHOICE.get_or_init(|| match std::env::var("BURN_GGUF_Q6K_LAYOUT").as_deref() {
-            Ok("gguf") => Q6kLayout::Gguf,
-            _ => Q6kLayout::Planes,
-        })
-    }
-
-    /// Words a weight of `blocks` Q6_K blocks takes in this layout.
-    pub fn words(self, blocks: usize) -> usize {
-        match self {
-            Q6kLayout::Gguf => gguf_words(blocks),
-            Q6kLayout::Planes => PlaneOffsets::new(blocks).total,
-        }
-    }
-}
-
-/// Words of `blocks` Q6_K blocks stored as plain GGUF bytes (the last word zero-padded).
-pub fn gguf_words(blocks: usize) -> usize {
-    (blocks * BlockQ6K::BYTES).div_ceil(4)
-}
-
-/// The layout a packed buffer of `n_words` words holding `blocks` blocks has, by its length;
-/// `None` if the length fits neither.
-pub fn layout_of(n_words: usize, blocks: usize) -> Option<Q6kLayout> {
-    if n_words == gguf_words(blocks) {
-        Some(Q6kLayout::Gguf)
-    } else if n_words == PlaneOffsets::new(blocks).total {
-        Some(Q6kLayout::Planes)
-    } else {
-        None
-    }
-}
 
 /// Where each plane starts, in words, for a weight of `blocks` blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,9 +225,8 @@ mod tests {
             let bl = blocks(t, seed ^ t as u64);
             let words = to_planes(&bl, t, 256);
             assert_eq!(words.len() % 4, 0);
-            assert_eq!(layout_of(words.len(), t), Some(Q6kLayout::Planes), "t={t}");
-            assert_eq!(layout_of(gguf_words(t), t), Some(Q6kLayout::Gguf));
-            let extra = words.len() - gguf_words(t);
+            assert_eq!(words.len(), PlaneOffsets::new(t).total, "t={t}");
+            let extra = words.len() - (t * BlockQ6K::BYTES).div_ceil(4);
             assert!((4..=7).contains(&extra), "t={t}: {extra} extra words");
             let view = PlanesView::new(&words, t, t, 256).unwrap();
             assert_eq!(view.to_blocks(), bl, "seed {seed} t={t}");

@@ -1,0 +1,107 @@
+//! The quantized products on the CPU, in pure Rust over packed words (no Burn): threaded,
+//! reading the blocks in place (one block decoded at a time, never a dequantized copy of the
+//! whole weight), f32 accumulation. They serve the Flex backend and are the reference the GPU
+//! kernels are tested against.
+//!
+//! One entry per product; each dispatches on the weight's ggml type to that type's file
+//! (`q6k`: the fused product with AVX2 and AVX-512 builds picked at run time).
+
+mod q6k;
+
+use crate::parallel::{SendPtr, for_each_range};
+use crate::quant::{GgmlType, PackError, QuantWeightDesc};
+
+fn check_input(values: &[f32], rows: usize, width: usize) -> Result<(), PackError> {
+    if rows.checked_mul(width) != Some(values.len()) {
+        return Err(PackError::InputLength {
+            rows,
+            width,
+            found: values.len(),
+        });
+    }
+    Ok(())
+}
+
+/// `y[m, n] = Σ_k x[m, k] · W[n, k]`: `x` is `m × in_features` row-major, `y` `m × out_features`.
+pub fn matmul(
+    x: &[f32],
+    words: &[u32],
+    m: usize,
+    desc: QuantWeightDesc,
+) -> Result<Vec<f32>, PackError> {
+    check_input(x, m, desc.in_features)?;
+    match desc.ggml_type {
+        GgmlType::Q6_K => Ok(q6k::matmul(x, words, m, desc)?),
+        ggml_type => Err(PackError::Unsupported { ggml_type }),
+    }
+}
+
+/// `g_x[m, k] = Σ_n g_y[m, n] · W[n, k]` (the gradient of [`matmul`] with respect to `x`):
+/// `g_y` is `m × out_features`, `g_x` `m × in_features`.
+pub fn matmul_t(
+    grad_y: &[f32],
+    words: &[u32],
+    m: usize,
+    desc: QuantWeightDesc,
+) -> Result<Vec<f32>, PackError> {
+    check_input(grad_y, m, desc.out_features)?;
+    let (n, k, bs) = (desc.out_features, desc.in_features, desc.block_size());
+    let nb = desc.blocks_per_row();
+    let decode = block_decoder(words, desc)?;
+    // Each thread owns a range of block columns: it reads W[.., b] for all rows and accumulates
+    // into g_x[.., bs·b .. bs·(b + 1)], which no other thread touches.
+    let mut gx = vec![0f32; m * k];
+    let gx_ptr = SendPtr(gx.as_mut_ptr());
+    for_each_range(nb, |b0, b1| {
+        let mut w = vec![0f32; bs];
+        let width = (b1 - b0) * bs;
+        let mut acc = vec![0f32; m * width];
+        for row in 0..n {
+            for b in b0..b1 {
+                decode(row * nb + b, &mut w);
+                for mi in 0..m {
+                    let g = grad_y[mi * n + row];
+                    let dst = &mut acc[mi * width + (b - b0) * bs..][..bs];
+                    for (d, &wv) in dst.iter_mut().zip(&w) {
+                        *d += g * wv;
+                    }
+                }
+            }
+        }
+        for mi in 0..m {
+            // SAFETY: threads write disjoint column ranges of g_x, which outlives the scope.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(gx_ptr.get().add(mi * k + b0 * bs), width)
+            };
+            dst.copy_from_slice(&acc[mi * width..][..width]);
+        }
+    });
+    Ok(gx)
+}
+
+/// The whole weight as `[out_features, in_features]` f32, bit-exact with ggml.
+pub fn dequantize(words: &[u32], desc: QuantWeightDesc) -> Result<Vec<f32>, PackError> {
+    let bs = desc.block_size();
+    let decode = block_decoder(words, desc)?;
+    let mut out = vec![0f32; desc.out_features * desc.in_features];
+    for (i, y) in out.chunks_exact_mut(bs).enumerate() {
+        decode(i, y);
+    }
+    Ok(out)
+}
+
+/// A decoder of block `i` (row-major over the whole weight) into `block_size` f32 values.
+fn block_decoder(
+    words: &[u32],
+    desc: QuantWeightDesc,
+) -> Result<impl Fn(usize, &mut [f32]) + Sync + '_, PackError> {
+    match desc.ggml_type {
+        GgmlType::Q6_K => {
+            let source = crate::quant::q6k::BlockSource::new(words, desc)?;
+            Ok(move |i: usize, out: &mut [f32]| {
+                source.dequantize_block(i, out.try_into().expect("256 values"))
+            })
+        }
+        ggml_type => Err(PackError::Unsupported { ggml_type }),
+    }
+}

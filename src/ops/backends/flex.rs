@@ -1,0 +1,93 @@
+//! Flex, Burn's CPU backend: the threaded products of [`crate::cpu`] on the tensors' storage,
+//! read in place (Flex tensors are reference-counted bytes; no copy of the weight per call).
+
+use burn::backend::flex::{Flex, FlexTensor, Layout};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::tensor::{Bytes, DType, FloatDType};
+
+use crate::dims::with_last_dim;
+use crate::ops::QuantBackend;
+use crate::quant::{PackError, QuantWeightDesc};
+
+type Product = fn(&[f32], &[u32], usize, QuantWeightDesc) -> Result<Vec<f32>, PackError>;
+
+/// The packed words of `weight`, in place.
+fn words(weight: &FlexTensor) -> &[u32] {
+    let words = match weight.dtype() {
+        DType::U32 => weight.as_slice::<u32>(),
+        DType::I32 => weight.as_slice::<i32>().map(bytemuck::cast_slice),
+        _ => None,
+    };
+    words.unwrap_or_else(|| {
+        panic!(
+            "a packed weight must be a contiguous 1-D U32 tensor, found {:?} {:?}",
+            weight.dtype(),
+            weight.layout().shape()
+        )
+    })
+}
+
+/// `f` over `input` (`[.., inner]`, any float dtype, computed in f32) giving `[.., out_last]` in
+/// the input's dtype.
+fn product(
+    input: FlexTensor,
+    weight: &FlexTensor,
+    desc: QuantWeightDesc,
+    (inner, out_last): (usize, usize),
+    f: Product,
+) -> FlexTensor {
+    let dtype = input.dtype();
+    let mut input = input;
+    if dtype != DType::F32 {
+        input = Flex::float_cast(input, FloatDType::F32);
+    }
+    if input.as_slice::<f32>().is_none() {
+        input = input.to_contiguous();
+    }
+    let values = input.as_slice::<f32>().expect("contiguous f32");
+    let rows = values.len() / inner;
+    let y = f(values, words(weight), rows, desc).unwrap_or_else(|e| panic!("{e}"));
+    let shape = with_last_dim(input.layout().shape(), out_last);
+    let y = FlexTensor::new(Bytes::from_elems(y), Layout::contiguous(shape), DType::F32);
+    if dtype == DType::F32 {
+        y
+    } else {
+        Flex::float_cast(y, dtype.into())
+    }
+}
+
+impl QuantBackend for Flex {
+    fn quant_matmul(
+        x: FloatTensor<Self>,
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+    ) -> FloatTensor<Self> {
+        let dims = (desc.in_features, desc.out_features);
+        product(x, &weight, desc, dims, crate::cpu::matmul)
+    }
+
+    fn quant_matmul_t(
+        grad_y: FloatTensor<Self>,
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+    ) -> FloatTensor<Self> {
+        let dims = (desc.out_features, desc.in_features);
+        product(grad_y, &weight, desc, dims, crate::cpu::matmul_t)
+    }
+
+    fn quant_dequantize(
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        let w = crate::cpu::dequantize(words(&weight), desc).unwrap_or_else(|e| panic!("{e}"));
+        let shape = [desc.out_features, desc.in_features].into();
+        let w = FlexTensor::new(Bytes::from_elems(w), Layout::contiguous(shape), DType::F32);
+        if dtype == FloatDType::F32 {
+            w
+        } else {
+            Flex::float_cast(w, dtype)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Scoped-thread helpers shared by the quantizer and the CPU products.
+
+/// How many threads to use for `items` independent pieces of work: `requested`, or every
+/// available core if 0, never more than `items`, at least 1.
+pub(crate) fn thread_count(requested: usize, items: usize) -> usize {
+    let n = if requested == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        requested
+    };
+    n.min(items).max(1)
+}
+
+/// Splits `0..n` into at most one contiguous range per available core and runs `f` on each.
+pub(crate) fn for_each_range(n: usize, f: impl Fn(usize, usize) + Sync) {
+    let threads = thread_count(0, n.div_ceil(8));
+    let per = n.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for start in (0..n).step_by(per) {
+            let f = &f;
+            s.spawn(move || f(start, (start + per).min(n)));
+        }
+    });
+}
+
+/// A pointer into one output buffer, handed to scoped threads that write disjoint parts of it.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: only used to hand disjoint sub-slices of one buffer to scoped threads.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
