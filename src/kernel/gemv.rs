@@ -83,7 +83,7 @@ pub(crate) fn q6k_gemv_kernel<F: Float>(
             let mut stride = (CUBE_DIM_X / 2) as usize;
             while stride > 0 {
                 if lane < stride {
-                    partial[base + lane] = partial[base + lane] + partial[base + lane + stride];
+                    partial[base + lane] += partial[base + lane + stride];
                 }
                 sync_cube();
                 stride /= 2;
