@@ -17,17 +17,20 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
         print(m["executable"])' "$1"
 }
+# What to build: every binary the GPU scripts run, or those named in $GPU_BINARIES (each binary
+# links LLVM statically, ~25 MB compressed, and one device call carries at most 64 MiB).
+binaries=${GPU_BINARIES:-q6k_matmul gemma3_test bench gemma3 swap_linear}
 mkdir -p .gpu
-# Test binaries as .gpu/NAME_test.gz (q6k_matmul keeps its name: gpu-check.sh runs it).
-strip -o .gpu/q6k_matmul "$(test_bin q6k_matmul)"
-gzip -9f .gpu/q6k_matmul
-strip -o .gpu/gemma3_test "$(test_bin gemma3)"
-gzip -9f .gpu/gemma3_test
-# The benchmark and the examples, same features.
-for e in bench gemma3 swap_linear; do
-    cargo build --release --features cuda,wgpu,flex,autodiff --example "$e"
-    strip -o ".gpu/$e" "$CARGO_TARGET_DIR/release/examples/$e"
-    gzip -9f ".gpu/$e"
+for b in $binaries; do
+    case $b in
+        # Test binaries as .gpu/NAME_test.gz (q6k_matmul keeps its name: gpu-check.sh runs it).
+        q6k_matmul) strip -o .gpu/q6k_matmul "$(test_bin q6k_matmul)" ;;
+        gemma3_test) strip -o .gpu/gemma3_test "$(test_bin gemma3)" ;;
+        # The benchmark and the examples, same features.
+        *) cargo build --release --features cuda,wgpu,flex,autodiff --example "$b"
+           strip -o ".gpu/$b" "$CARGO_TARGET_DIR/release/examples/$b" ;;
+    esac
+    gzip -9f ".gpu/$b"
 done
 ls -la .gpu
 

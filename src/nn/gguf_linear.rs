@@ -36,10 +36,18 @@ impl GgufLinear {
             )?));
         }
         let (d_input, d_output) = matrix_dims(info)?;
-        // The file holds [d_output, d_input] row-major; Linear holds [d_input, d_output].
+        // The file holds [d_output, d_input] row-major; Linear holds [d_input, d_output]. The
+        // transpose is made here, on the host, so that the device holds a contiguous weight (a
+        // transposed view would be copied by every reshape `Linear::forward` makes).
         let values = file.dequantize(name)?;
-        let weight = Tensor::<2>::from_data(TensorData::new(values, [d_output, d_input]), device)
-            .transpose();
+        let mut transposed = vec![0.0f32; values.len()];
+        for (o, row) in values.chunks_exact(d_input).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                transposed[i * d_output + o] = v;
+            }
+        }
+        let weight =
+            Tensor::<2>::from_data(TensorData::new(transposed, [d_input, d_output]), device);
         let bias = load_bias(file, name, d_output, device)?.map(Param::from_tensor);
         Ok(GgufLinear::Dense(Linear {
             weight: Param::from_tensor(weight),
