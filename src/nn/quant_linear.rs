@@ -9,10 +9,8 @@ use thiserror::Error;
 
 use super::load::load_float_tensor;
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
-use crate::ops::{QuantWeight, quant_dequantize, quant_matmul, read_words, upload_words};
-use crate::quant::{
-    BlockQ6K, GgmlType, PackError, PackedLayout, QuantWeightDesc, pack, q6k, unpack,
-};
+use crate::ops::{QuantWeight, quant_dequantize, quant_matmul};
+use crate::quant::{BlockQ6K, GgmlType, PackError, PackedLayout, QuantWeightDesc, q6k};
 
 /// Why a [`QuantLinear`] could not be built.
 #[derive(Debug, Error)]
@@ -155,9 +153,9 @@ impl QuantLinear {
                 d_output: desc.out_features,
             });
         }
-        let words = pack(bytes, desc)?;
+        let weight = QuantWeight::from_gguf_bytes(bytes, desc, device)?;
         Ok(QuantLinear {
-            weight: Param::initialized(ParamId::new(), upload_words(words, device)),
+            weight: Param::initialized(ParamId::new(), weight.words),
             bias: bias.map(|b| Param::initialized(ParamId::new(), b)),
             desc,
         })
@@ -228,7 +226,7 @@ impl QuantLinear {
     /// on-device layout). Errors if the weight was replaced (e.g. by a record) with words that
     /// do not hold this layer's weight.
     pub fn gguf_bytes(&self) -> Result<Vec<u8>, PackError> {
-        unpack(&read_words(self.weight.val()), self.desc)
+        self.quant_weight().to_gguf_bytes()
     }
 
     /// Bytes the layer holds on its device: the packed weight (for Q6_K 6.5625 bits per weight
