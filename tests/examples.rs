@@ -100,10 +100,15 @@ fn gemma3_generates_on_the_cpu() {
         stdout.trim().len() > "The capital of France is".len(),
         "{stdout}"
     );
-    assert!(
-        stderr.contains("kept quantized (fused): 9 tensors"),
-        "{stderr}"
-    );
+    // every weight of the file stays in its type: four fused types, nothing dequantized at load
+    for t in ["q8_0", "q5_0", "q4_K", "q6_K"] {
+        assert!(
+            stderr.contains(&format!("{t} quantized, fused")),
+            "{t}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("dequantized"), "{stderr}");
+    assert!(stderr.contains("(1.00x;"), "{stderr}");
     assert!(stderr.contains("tokens/s"), "{stderr}");
 
     // A file that is not a Gemma 3 model: one error line, exit status 1.

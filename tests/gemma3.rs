@@ -31,7 +31,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use burn_gguf::gguf::GgufFile;
-use burn_gguf::models::gemma3::{Gemma3, KvCache};
+use burn_gguf::models::gemma3::{Gemma3, KvCache, TensorPlacement};
 use burn_gguf::models::sampling::{Sampler, argmax};
 use burn_gguf::tokenizer::Tokenizer;
 use common::{fixture, gemma_path};
@@ -141,6 +141,24 @@ fn check(label: &str, device: &Device, exact_tol: f32, greedy_prompts: usize) {
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
     let (model, summary) = Gemma3::from_gguf(&file, device, |_| {}).unwrap();
     eprintln!("{label}: loaded\n{summary}");
+    // Every weight of the file stays in its file type (nothing dequantized at load): the device
+    // holds about the file's bytes (the words pad each tensor to 4 bytes).
+    let dequantized: Vec<&str> = summary
+        .tensors
+        .iter()
+        .filter(|t| t.placement == TensorPlacement::Dequantized)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert!(
+        dequantized.is_empty(),
+        "{label}: dequantized at load: {dequantized:?}"
+    );
+    let file_bytes: usize = summary.tensors.iter().map(|t| t.file_bytes).sum();
+    assert!(
+        summary.device_bytes() as f64 <= 1.01 * file_bytes as f64,
+        "{label}: {} bytes on the device for {file_bytes} in the file",
+        summary.device_bytes()
+    );
     let (mut vs_exact, mut failures) = (Stats::default(), Vec::new());
     let prompts = llama["prompts"].as_array().unwrap();
     for (i, (p, e)) in prompts

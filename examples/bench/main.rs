@@ -1,6 +1,7 @@
-//! `bench`: times the Q6_K matmul the way a model calls it (through the Burn op), against
-//! baselines measured in the same run: device copy bandwidth, dense f32 and f16 matmuls on the
-//! same shape, and "dequantize to f16, then matmul" (what a user without this crate would do).
+//! `bench`: times the quantized matmul of each GGUF type (`--types`, Q6_K by default) the way a
+//! model calls it (through the Burn op), against baselines measured in the same run: device copy
+//! bandwidth, dense f32 and f16 matmuls on the same shape, and "dequantize to f16, then matmul"
+//! (what a user without this crate would do).
 //!
 //! ```text
 //! cargo run --release --example bench -- --backend flex
@@ -17,36 +18,44 @@
 //! CubeCL 0.11: `device_timer.rs`; `--no-kernel-times` skips it); Nsight Compute around this
 //! binary stays the reference for CUDA kernel times (`scripts/gpu-perf.sh ncu`). Weight copies
 //! rotate so that their total exceeds the GPU's L2 (`--l2-mb`, 50 for an H100), unless
-//! `--same-buffer` (ggml's test-backend-ops way). GB/s counts the Q6_K bytes; "% of copy"
-//! compares it with the copy bandwidth measured at the start.
+//! `--same-buffer` (ggml's test-backend-ops way). GB/s counts each variant's own weight bytes
+//! (the quantized blocks, or the dense f32/f16 matrix); "% of copy" compares it with the copy
+//! bandwidth measured at the start.
 
 use std::io::Write;
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor, TensorData};
 use burn_gguf::ops::{quant_dequantize, quant_matmul, upload_words};
-use burn_gguf::quant::{BlockQ6K, PackedLayout, QuantWeightDesc, pack, q6k};
+use burn_gguf::quant::{BlockQ6K, FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc, pack, q6k};
 use clap::Parser;
 
+mod blocks;
 mod device_timer;
 mod plot;
 mod png;
 
 #[derive(Parser)]
-#[command(name = "bench", about = "Q6_K matmul benchmark (burn-gguf)")]
+#[command(name = "bench", about = "quantized matmul benchmark (burn-gguf)")]
 struct Args {
     /// Runtime: flex (the CPU), wgpu, cuda or metal (each needs its cargo feature).
     #[arg(long, default_value = "wgpu")]
     backend: String,
-    /// Shapes as NxK (out x in features), comma-separated. K must be a multiple of 256 (Q6_K's
-    /// block): Gemma-3 270M's vocabulary projection, 262144x640, cannot be Q6_K (llama.cpp stores
-    /// it as Q8_0), so the default times the nearest Q6_K shape, 262144x768.
+    /// Shapes as NxK (out x in features), comma-separated. K must be a multiple of each type's
+    /// block (32 for Q4_0 … Q8_0, 256 for the K types); a shape a type cannot take is skipped
+    /// for it. Gemma-3 270M's vocabulary projection is 262144x640 (Q8_0 in its Q4_K_M file).
     #[arg(
         long,
         default_value = "4096x4096,4096x14336,14336x4096,640x2048,262144x768"
     )]
     shapes: String,
-    /// Device layouts of the Q6_K weight to time: `planes` (aligned planes,
+    /// GGUF types to time, comma-separated ggml names (q4_0, q4_1, q5_0, q5_1, q8_0, q2_k,
+    /// q3_k, q4_k, q5_k, q6_k) or `all`. Q6_K's weight is random values through ggml's
+    /// quantizer, in the layouts of `--layouts`; the other types' are random blocks (random codes
+    /// and sub-block scales, moderate f16 scales), in the GGUF layout.
+    #[arg(long, default_value = "q6_k")]
+    types: String,
+    /// Device layouts of the Q6_K weight to time (other types have one, the GGUF bytes): `planes` (aligned planes,
     /// `PackedLayout::Q6kPlanes`: the default layout and kernel) and/or `gguf` (the GGUF bytes as
     /// words, `PackedLayout::Gguf`: the first kernel version).
     #[arg(long, default_value = "planes")]
@@ -77,7 +86,7 @@ struct Args {
     /// Time one weight buffer only (cache-resident where it fits).
     #[arg(long)]
     same_buffer: bool,
-    /// Also time the op on the runtime's backend without Burn's fusion (`q6k_nofusion`: Burn's
+    /// Also time the op on the runtime's backend without Burn's fusion (`<type>_nofusion`: Burn's
     /// `CubeBackend` on tensors built by hand, through `QuantBackend::quant_matmul`): the
     /// difference is the fusion layer's share of the host overhead. Where the runtime has device
     /// timers, also the op's kernel time (mode `kernel`). Flex has no fusion layer: nothing to add.
@@ -350,7 +359,7 @@ struct Row {
     variant: String,
     mode: &'static str,
     s: Stat,
-    q6k_bytes: usize,
+    weight_bytes: usize,
 }
 
 /// Device copy bandwidth, read + write, in GB/s: `y = x · 1.0001` over a 128 MiB f32 tensor on
@@ -384,13 +393,13 @@ fn copy_bandwidth(target: &Target, warm_up_ms: u128) -> Row {
         variant: "copy".into(),
         mode: "stream",
         s: copy,
-        q6k_bytes: 2 * 4 * n_copy,
+        weight_bytes: 2 * 4 * n_copy,
     }
 }
 
 /// GB/s of a row's bytes.
 fn gbs(r: &Row) -> f64 {
-    r.q6k_bytes as f64 / (r.s.median_us * 1e-6) / 1e9
+    r.weight_bytes as f64 / (r.s.median_us * 1e-6) / 1e9
 }
 
 /// One `--sweep` entry, `ROWSxWARPS[xUNITS][w][p]`, as the tuning passed to the kernel.
@@ -424,7 +433,7 @@ fn parse_geometry(geometry: &str) -> burn_gguf::kernel::PlanesTuning {
     }
 }
 
-/// The unfused operands of one case: the activations and the planes-layout weight copies, as
+/// The unfused operands of one case: the activations and one variant's weight copies, as
 /// `CubeTensor`s on the runtime device.
 #[cfg(feature = "cube")]
 struct Unfused {
@@ -433,6 +442,8 @@ struct Unfused {
     x: burn_cubecl::tensor::CubeTensor,
     w: Vec<burn_cubecl::tensor::CubeTensor>,
     desc: QuantWeightDesc,
+    /// The variant's name (`q6k`, `q8_0`, …).
+    name: String,
 }
 
 #[cfg(feature = "cube")]
@@ -443,14 +454,16 @@ impl Unfused {
     fn op(
         &self,
         args: &Args,
-        record: &mut impl FnMut(&str, (Stat, Stat)),
-        kernels: &mut Vec<(String, Stat)>,
+        record: &mut impl FnMut(&str, usize, (Stat, Stat)),
+        kernels: &mut Vec<(String, usize, Stat)>,
     ) {
         use burn_cubecl::CubeBackend;
         use burn_gguf::ops::QuantBackend;
         let (x, w, desc) = (&self.x, &self.w, self.desc);
+        let name = format!("{}_nofusion", self.name);
         record(
-            "q6k_nofusion",
+            &name,
+            desc.n_bytes(),
             time(&self.target, args.iters, args.warm_up_ms, |i| {
                 <CubeBackend as QuantBackend>::quant_matmul(x.clone(), w[i % w.len()].clone(), desc)
             }),
@@ -466,7 +479,7 @@ impl Unfused {
             );
         };
         if let Some(s) = kernel_time(&self.device, args.iters, launch) {
-            kernels.push(("q6k_nofusion".into(), s));
+            kernels.push((name, desc.n_bytes(), s));
         }
     }
 
@@ -477,8 +490,8 @@ impl Unfused {
         &self,
         args: &Args,
         sweep: &str,
-        record: &mut impl FnMut(&str, (Stat, Stat)),
-        kernels: &mut Vec<(String, Stat)>,
+        record: &mut impl FnMut(&str, usize, (Stat, Stat)),
+        kernels: &mut Vec<(String, usize, Stat)>,
     ) {
         use burn_gguf::kernel::quant_gemv;
         let (x, w, desc) = (&self.x, &self.w, self.desc);
@@ -498,6 +511,7 @@ impl Unfused {
             };
             record(
                 &name,
+                desc.n_bytes(),
                 time(&self.target, args.iters, args.warm_up_ms, &gemv),
             );
             if args.no_kernel_times {
@@ -507,7 +521,7 @@ impl Unfused {
                 let _ = gemv(i);
             };
             if let Some(s) = kernel_time(&self.device, args.iters, launch) {
-                kernels.push((name, s));
+                kernels.push((name, desc.n_bytes(), s));
             }
         }
     }
@@ -565,37 +579,63 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
         .split(',')
         .map(|s| s.trim().parse().expect("--m"))
         .collect();
+    let types: Vec<GgmlType> = if args.types.trim() == "all" {
+        FUSED_TYPES.to_vec()
+    } else {
+        args.types
+            .split(',')
+            .map(|name| {
+                let name = name.trim();
+                *FUSED_TYPES
+                    .iter()
+                    .find(|t| t.name().eq_ignore_ascii_case(name))
+                    .unwrap_or_else(|| panic!("--types: {name:?} has no fused product"))
+            })
+            .collect()
+    };
     for spec in args.shapes.split(',') {
         let (n, k) = spec.split_once('x').expect("NxK");
         let (n, k): (usize, usize) = (n.trim().parse().unwrap(), k.trim().parse().unwrap());
-        let desc = match QuantWeightDesc::q6k(n, k) {
-            Ok(desc) => desc,
-            Err(e) => {
-                println!("{runtime}: {n}x{k} skipped: {e}");
-                continue;
-            }
-        };
         let shape_start = Instant::now();
-        let bytes = desc.n_bytes();
-        let copies = if args.same_buffer {
-            1
-        } else {
-            (args.l2_mb * 2_000_000 / bytes + 2).clamp(2, 8)
-        };
-        // One random weight, quantized once, uploaded `copies` times (distinct device buffers).
+        // One random weight (the Q6_K quantizer's input and the dense baselines).
         let w: Vec<f32> = {
             let t = Tensor::<1>::random([n * k], Distribution::Normal(0.0, 0.02), device);
             t.into_data().try_into_vec_as::<f32>().unwrap()
         };
-        let qbytes = BlockQ6K::slice_as_bytes(&q6k::quantize(&w, 0).unwrap()).to_vec();
-        let descs: Vec<QuantWeightDesc> = layouts
+        // The quantized variants: (name, desc, GGUF bytes) per type and, for Q6_K, per layout.
+        let mut variants: Vec<(String, QuantWeightDesc, Vec<u8>)> = Vec::new();
+        for &t in &types {
+            let desc = match QuantWeightDesc::of(t, n, k) {
+                Ok(desc) => desc,
+                Err(e) => {
+                    println!("{runtime}: {n}x{k} skipped for {t}: {e}");
+                    continue;
+                }
+            };
+            if t == GgmlType::Q6_K {
+                let qbytes = BlockQ6K::slice_as_bytes(&q6k::quantize(&w, 0).unwrap()).to_vec();
+                for &(layout, name) in &layouts {
+                    let d = desc.with_layout(layout).expect("Q6_K has both layouts");
+                    variants.push((name.to_string(), d, qbytes.clone()));
+                }
+            } else {
+                variants.push((t.name(), desc, blocks::random(t, desc.blocks(), n as u64)));
+            }
+        }
+        if variants.is_empty() {
+            continue;
+        }
+        let max_bytes = variants.iter().map(|v| v.1.n_bytes()).max().unwrap_or(1);
+        let copies = if args.same_buffer {
+            1
+        } else {
+            (args.l2_mb * 2_000_000 / max_bytes + 2).clamp(2, 8)
+        };
+        // Each variant's words, uploaded `copies` times (distinct device buffers).
+        let packed: Vec<Vec<Tensor<1, Int>>> = variants
             .iter()
-            .map(|&(layout, _)| desc.with_layout(layout).expect("Q6_K has both layouts"))
-            .collect();
-        let packed: Vec<Vec<Tensor<1, Int>>> = descs
-            .iter()
-            .map(|&d| {
-                let words = pack(&qbytes, d).expect("pack");
+            .map(|(_, d, bytes)| {
+                let words = pack(bytes, *d).expect("pack");
                 (0..copies)
                     .map(|_| upload_words(words.clone(), device))
                     .collect()
@@ -623,19 +663,25 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
         } else {
             vec![]
         };
-        // The planes-layout copies once more as bare `CubeTensor`s, for the target without fusion
-        // (--no-fusion, --sweep).
+        // The words once more as bare `CubeTensor`s, for the target without fusion (--no-fusion,
+        // --sweep).
         #[cfg(feature = "cube")]
-        let raw_w: Option<(cubecl::Device, Vec<burn_cubecl::tensor::CubeTensor>)> = match &unfused {
-            Some(Target::Unfused(dev)) if args.no_fusion || args.sweep.is_some() => {
-                let words = pack(&qbytes, desc).expect("pack");
-                let w = (0..copies)
-                    .map(|_| cube::upload(dev, &words, &[words.len()], cube::U32))
-                    .collect();
-                Some((dev.clone(), w))
-            }
-            _ => None,
-        };
+        let raw_w: Option<(cubecl::Device, Vec<Vec<burn_cubecl::tensor::CubeTensor>>)> =
+            match &unfused {
+                Some(Target::Unfused(dev)) if args.no_fusion || args.sweep.is_some() => {
+                    let w = variants
+                        .iter()
+                        .map(|(_, d, bytes)| {
+                            let words = pack(bytes, *d).expect("pack");
+                            (0..copies)
+                                .map(|_| cube::upload(dev, &words, &[words.len()], cube::U32))
+                                .collect()
+                        })
+                        .collect();
+                    Some((dev.clone(), w))
+                }
+                _ => None,
+            };
         let label = format!("{n}x{k}");
         println!(
             "{runtime} {label}: weights made, quantized and uploaded in {:.1} s",
@@ -644,48 +690,51 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
         heat(&target, args.warm_up_ms * AFTER_IDLE);
         for &m in &ms {
             let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
-            let mut kernels: Vec<(String, Stat)> = Vec::new();
-            let mut record = |variant: &str, (call, stream): (Stat, Stat)| {
-                rows.push(Row {
-                    shape: label.clone(),
-                    m,
-                    variant: variant.to_string(),
-                    mode: "call",
-                    s: call,
-                    q6k_bytes: bytes,
-                });
-                rows.push(Row {
-                    shape: label.clone(),
-                    m,
-                    variant: variant.to_string(),
-                    mode: "stream",
-                    s: stream,
-                    q6k_bytes: bytes,
-                });
+            let mut kernels: Vec<(String, usize, Stat)> = Vec::new();
+            let mut record = |variant: &str, bytes: usize, (call, stream): (Stat, Stat)| {
+                for (mode, s) in [("call", call), ("stream", stream)] {
+                    rows.push(Row {
+                        shape: label.clone(),
+                        m,
+                        variant: variant.to_string(),
+                        mode,
+                        s,
+                        weight_bytes: bytes,
+                    });
+                }
             };
-            for ((&(_, variant), &d), packed) in layouts.iter().zip(&descs).zip(&packed) {
+            for ((name, d, _), packed) in variants.iter().zip(&packed) {
                 record(
-                    variant,
+                    name,
+                    d.n_bytes(),
                     time(&target, args.iters, args.warm_up_ms, |i| {
-                        quant_matmul(x.clone(), packed[i % copies].clone(), d)
+                        quant_matmul(x.clone(), packed[i % copies].clone(), *d)
                     }),
                 );
             }
             // The op on the runtime's backend without fusion, for --no-fusion and the sweep.
             #[cfg(feature = "cube")]
-            if let Some((dev, w)) = &raw_w {
+            if let Some((dev, ws)) = &raw_w {
                 let xs: Vec<f32> = x.to_data().try_into_vec_as::<f32>().unwrap();
-                let raw = Unfused {
-                    device: dev.clone(),
-                    target: Target::Unfused(dev.clone()),
-                    x: cube::upload(dev, &xs, &[m, k], cube::F32),
-                    w: w.clone(),
-                    desc,
-                };
-                if args.no_fusion {
-                    raw.op(args, &mut record, &mut kernels);
-                }
-                if let Some(sweep) = &args.sweep {
+                let xr = cube::upload(dev, &xs, &[m, k], cube::F32);
+                for ((name, desc, _), w) in variants.iter().zip(ws) {
+                    let raw = Unfused {
+                        device: dev.clone(),
+                        target: Target::Unfused(dev.clone()),
+                        x: xr.clone(),
+                        w: w.clone(),
+                        desc: *desc,
+                        name: name.clone(),
+                    };
+                    if args.no_fusion {
+                        raw.op(args, &mut record, &mut kernels);
+                    }
+                    let Some(sweep) = &args.sweep else {
+                        continue;
+                    };
+                    if desc.layout != PackedLayout::Q6kPlanes {
+                        continue;
+                    }
                     if m <= burn_gguf::kernel::MAX_ROWS {
                         raw.sweep(args, sweep, &mut record, &mut kernels);
                     } else {
@@ -700,6 +749,7 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
             if !args.no_baselines {
                 record(
                     "dense_f32",
+                    4 * n * k,
                     time(&target, args.iters, args.warm_up_ms, |i| {
                         x.clone().matmul(dense32[i % copies].clone())
                     }),
@@ -708,18 +758,21 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
                     let x16 = x.clone().cast(FloatDType::F16);
                     record(
                         "dense_f16",
+                        2 * n * k,
                         time(&target, args.iters, args.warm_up_ms, |i| {
                             x16.clone().matmul(dense16[i % copies].clone())
                         }),
                     );
-                    // The first layout's weight dequantized to f32 (as a user holding the
+                    // The first variant's weight dequantized to f32 (as a user holding the
                     // dequantized weight has it), cast to f16, then an f16 matmul.
+                    let d0 = variants[0].1;
                     record(
                         "dequant_f16_matmul",
+                        d0.n_bytes(),
                         time(&target, args.iters, args.warm_up_ms, |i| {
                             let wd = quant_dequantize(
                                 packed[0][i % copies].clone(),
-                                descs[0],
+                                d0,
                                 FloatDType::F32,
                             )
                             .cast(FloatDType::F16);
@@ -728,14 +781,14 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
                     );
                 }
             }
-            for (variant, s) in kernels {
+            for (variant, bytes, s) in kernels {
                 rows.push(Row {
                     shape: label.clone(),
                     m,
                     variant,
                     mode: "kernel",
                     s,
-                    q6k_bytes: bytes,
+                    weight_bytes: bytes,
                 });
             }
             print_case(runtime, &rows, &label, m, copy_gbs);
@@ -752,26 +805,26 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
     rows
 }
 
+/// Prints one case's rows; each stream row also as a multiple of the dense f32 matmul's time.
 fn print_case(runtime: &str, rows: &[Row], shape: &str, m: usize, copy_gbs: f64) {
     let case: Vec<&Row> = rows
         .iter()
         .filter(|r| r.shape == shape && r.m == m)
         .collect();
-    let q6k_stream = case
+    let dense_stream = case
         .iter()
-        .find(|r| r.variant == "q6k" && r.mode == "stream")
+        .find(|r| r.variant == "dense_f32" && r.mode == "stream")
         .map(|r| r.s.median_us);
     for r in &case {
-        let gbs = r.q6k_bytes as f64 / (r.s.median_us * 1e-6) / 1e9;
-        let speedup = match (r.variant.as_str(), q6k_stream) {
-            ("q6k", _) | (_, None) => String::new(),
-            (_, Some(q)) if r.mode == "stream" => {
-                format!("  q6k is {:.2}x faster", r.s.median_us / q)
+        let gbs = r.weight_bytes as f64 / (r.s.median_us * 1e-6) / 1e9;
+        let versus = match dense_stream {
+            Some(d) if r.mode == "stream" && r.variant != "dense_f32" => {
+                format!("  {:.2}x dense f32's time", r.s.median_us / d)
             }
             _ => String::new(),
         };
         println!(
-            "{runtime} {shape:>11} M={m:<4} {:<19} {:<6} {:>10.1} us [{:.1}..{:.1}]  {:>8.1} GB/s of q6k bytes ({:>5.1}% of copy){speedup}",
+            "{runtime} {shape:>11} M={m:<4} {:<19} {:<6} {:>10.1} us [{:.1}..{:.1}]  {:>8.1} GB/s of its weight ({:>5.1}% of copy){versus}",
             r.variant,
             r.mode,
             r.s.median_us,
@@ -789,7 +842,7 @@ fn write_csv(path: &std::path::Path, runtime: &str, rows: &[Row]) {
     let mut f = std::fs::File::create(path).expect("create csv");
     writeln!(
         f,
-        "runtime,shape,m,variant,mode,median_us,p10_us,p90_us,q6k_bytes"
+        "runtime,shape,m,variant,mode,median_us,p10_us,p90_us,weight_bytes"
     )
     .unwrap();
     for r in rows {
@@ -804,7 +857,7 @@ fn write_csv(path: &std::path::Path, runtime: &str, rows: &[Row]) {
             r.s.median_us,
             r.s.p10_us,
             r.s.p90_us,
-            r.q6k_bytes
+            r.weight_bytes
         )
         .unwrap();
     }
@@ -827,10 +880,13 @@ fn read_csvs(paths: &str) -> (Vec<plot::Point>, Vec<(String, f64)>) {
                 variant: f[3].into(),
                 mode: f[4].into(),
                 median_us: f[5].parse().unwrap_or(f64::NAN),
-                q6k_bytes: f[8].parse().unwrap_or(0),
+                weight_bytes: f[8].parse().unwrap_or(0),
             };
             if p.variant == "copy" {
-                copy.push((p.runtime, p.q6k_bytes as f64 / (p.median_us * 1e-6) / 1e9));
+                copy.push((
+                    p.runtime,
+                    p.weight_bytes as f64 / (p.median_us * 1e-6) / 1e9,
+                ));
             } else {
                 points.push(p);
             }
@@ -889,7 +945,7 @@ fn main() {
             variant: r.variant.clone(),
             mode: r.mode.into(),
             median_us: r.s.median_us,
-            q6k_bytes: r.q6k_bytes,
+            weight_bytes: r.weight_bytes,
         };
         let copy: Vec<(String, f64)> = rows
             .iter()

@@ -13,7 +13,7 @@ pub struct Point {
     pub variant: String,
     pub mode: String,
     pub median_us: f64,
-    pub q6k_bytes: usize,
+    pub weight_bytes: usize,
 }
 
 const PALETTE: [[u8; 3]; 8] = [
@@ -107,7 +107,7 @@ pub fn plot(points: &[Point], copy_gbs: &[(String, f64)]) -> Vec<u8> {
                 .iter()
                 .find(|(r, _)| *r == p.runtime)
                 .map_or(f64::NAN, |c| c.1);
-            100.0 * (p.q6k_bytes as f64 / (p.median_us * 1e-6) / 1e9) / copy
+            100.0 * (p.weight_bytes as f64 / (p.median_us * 1e-6) / 1e9) / copy
         };
         let pmax = in_shape
             .iter()

@@ -3,9 +3,11 @@
 //! whole weight), f32 accumulation. They serve the Flex backend and are the reference the GPU
 //! kernels are tested against.
 //!
-//! One entry per product; each dispatches on the weight's ggml type to that type's file
-//! (`q6k`: the fused product with AVX2 and AVX-512 builds picked at run time).
+//! One entry per product. Every fused type takes `blocks`, the product over the type's bit-exact
+//! block decoder; Q6_K has its own (`q6k`: both layouts, AVX2 and AVX-512 builds picked at run
+//! time).
 
+mod blocks;
 mod q6k;
 
 use crate::parallel::{SendPtr, for_each_range};
@@ -30,10 +32,18 @@ pub fn matmul(
     desc: QuantWeightDesc,
 ) -> Result<Vec<f32>, PackError> {
     check_input(x, m, desc.in_features)?;
-    match desc.ggml_type {
-        GgmlType::Q6_K => Ok(q6k::matmul(x, words, m, desc)?),
-        ggml_type => Err(PackError::Unsupported { ggml_type }),
+    let t = desc.ggml_type;
+    if t == GgmlType::Q6_K {
+        return q6k::matmul(x, words, m, desc);
     }
+    if !crate::quant::FUSED_TYPES.contains(&t) {
+        return Err(PackError::Unsupported { ggml_type: t });
+    }
+    let bytes = blocks::gguf_bytes(words, desc)?;
+    crate::quant::with_block_fn!(t, |f, BS, TS| blocks::matmul::<BS, TS, _>(
+        x, m, desc, bytes, f
+    ))
+    .ok_or(PackError::Unsupported { ggml_type: t })
 }
 
 /// `g_x[m, k] = Σ_n g_y[m, n] · W[n, k]` (the gradient of [`matmul`] with respect to `x`):
@@ -90,18 +100,69 @@ pub fn dequantize(words: &[u32], desc: QuantWeightDesc) -> Result<Vec<f32>, Pack
     Ok(out)
 }
 
+/// Rows `ids` of the weight (GGUF layout, as the GPU kernel takes it) dequantized,
+/// `[ids.len(), in_features]` row-major: an embedding lookup that decodes only the rows asked
+/// for, bit-exact with ggml.
+pub fn rows(words: &[u32], desc: QuantWeightDesc, ids: &[usize]) -> Result<Vec<f32>, PackError> {
+    if desc.layout != crate::quant::PackedLayout::Gguf {
+        return Err(PackError::Layout {
+            ggml_type: desc.ggml_type,
+            layout: desc.layout,
+        });
+    }
+    if let Some(&index) = ids.iter().find(|&&i| i >= desc.out_features) {
+        return Err(PackError::Row {
+            index,
+            rows: desc.out_features,
+        });
+    }
+    let (k, bs, nb) = (desc.in_features, desc.block_size(), desc.blocks_per_row());
+    let decode = block_decoder(words, desc)?;
+    let mut out = vec![0f32; ids.len() * k];
+    for (&id, row) in ids.iter().zip(out.chunks_exact_mut(k)) {
+        for (b, y) in row.chunks_exact_mut(bs).enumerate() {
+            decode(id * nb + b, y);
+        }
+    }
+    Ok(out)
+}
+
+/// Where a weight's blocks come from: Q6_K's view of either layout, or the GGUF bytes of any
+/// type with the type's block decoder.
+#[derive(Clone, Copy)]
+enum Blocks<'a> {
+    Q6k(crate::quant::q6k::BlockSource<'a>),
+    Gguf {
+        bytes: &'a [u8],
+        size: usize,
+        decode: crate::quant::BlockFn,
+    },
+}
+
 /// A decoder of block `i` (row-major over the whole weight) into `block_size` f32 values.
 fn block_decoder(
     words: &[u32],
     desc: QuantWeightDesc,
 ) -> Result<impl Fn(usize, &mut [f32]) + Sync + '_, PackError> {
-    match desc.ggml_type {
-        GgmlType::Q6_K => {
-            let source = crate::quant::q6k::BlockSource::new(words, desc)?;
-            Ok(move |i: usize, out: &mut [f32]| {
-                source.dequantize_block(i, out.try_into().expect("256 values"))
-            })
+    let t = desc.ggml_type;
+    let blocks = match (t, crate::quant::block_fn(t)) {
+        _ if !crate::quant::FUSED_TYPES.contains(&t) => {
+            return Err(PackError::Unsupported { ggml_type: t });
         }
-        ggml_type => Err(PackError::Unsupported { ggml_type }),
-    }
+        (GgmlType::Q6_K, _) => Blocks::Q6k(crate::quant::q6k::BlockSource::new(words, desc)?),
+        (_, Some(decode)) => Blocks::Gguf {
+            bytes: blocks::gguf_bytes(words, desc)?,
+            size: t.type_size().unwrap_or(1) as usize,
+            decode,
+        },
+        (_, None) => return Err(PackError::Unsupported { ggml_type: t }),
+    };
+    Ok(move |i: usize, out: &mut [f32]| match blocks {
+        Blocks::Q6k(source) => source.dequantize_block(i, out.try_into().expect("256 values")),
+        Blocks::Gguf {
+            bytes,
+            size,
+            decode,
+        } => decode(&bytes[i * size..][..size], out),
+    })
 }

@@ -1,5 +1,4 @@
-//! Q6_K decoding helpers shared by the kernels, over the GGUF bytes viewed as little-endian u32
-//! words (WGSL has no 8- or 16-bit storage, so every byte and the f16 `d` come out of u32 loads
+//! Decoding helpers shared by the kernels, over bytes viewed as little-endian u32 words (WGSL has no 8- or 16-bit storage, so every byte and the f16 `d` come out of u32 loads
 //! with shifts).
 
 use cubecl::prelude::*;
@@ -44,37 +43,4 @@ pub fn f16_bits_to_f32(h: u32) -> f32 {
 #[cube]
 pub fn sign_extend(b: u32) -> i32 {
     (i32::cast_from(b) ^ 0x80i32) - 0x80i32
-}
-
-/// The four weights of work item (`h`, `l`) of the block whose bytes start at `bb`: elements
-/// `128h + l + {0, 32, 64, 96}`, each `(d · sc) · (q − 32)`, exact in f32.
-#[cube]
-pub fn decode_item(w: &[u32], bb: usize, h: usize, l: usize) -> Vector<f32, Const<4>> {
-    let qa = load_byte(w, bb + 64 * h + l);
-    let qb = load_byte(w, bb + 64 * h + 32 + l);
-    let qh = load_byte(w, bb + 128 + 32 * h + l);
-    let s = bb + 192 + 8 * h + l / 16;
-    let d = load_f16(w, bb + 208);
-    let q1 = i32::cast_from((qa & 15u32) | ((qh & 3u32) << 4u32)) - 32i32;
-    let q2 = i32::cast_from((qb & 15u32) | (((qh >> 2u32) & 3u32) << 4u32)) - 32i32;
-    let q3 = i32::cast_from((qa >> 4u32) | (((qh >> 4u32) & 3u32) << 4u32)) - 32i32;
-    let q4 = i32::cast_from((qb >> 4u32) | (((qh >> 6u32) & 3u32) << 4u32)) - 32i32;
-    let mut out = Vector::<f32, Const<4>>::empty();
-    out.insert(
-        0usize,
-        (d * f32::cast_from(sign_extend(load_byte(w, s)))) * f32::cast_from(q1),
-    );
-    out.insert(
-        1usize,
-        (d * f32::cast_from(sign_extend(load_byte(w, s + 2)))) * f32::cast_from(q2),
-    );
-    out.insert(
-        2usize,
-        (d * f32::cast_from(sign_extend(load_byte(w, s + 4)))) * f32::cast_from(q3),
-    );
-    out.insert(
-        3usize,
-        (d * f32::cast_from(sign_extend(load_byte(w, s + 6)))) * f32::cast_from(q4),
-    );
-    out
 }

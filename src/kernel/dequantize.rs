@@ -1,20 +1,25 @@
-//! Dequantizes a packed Q6_K weight to a dense `[out_features, in_features]` float tensor on the
-//! device (the large-batch path and the transposed product use it before Burn's matmul).
+//! Dequantizes a packed weight on the device: the whole weight as a dense `[out_features,
+//! in_features]` float tensor (the large-batch path and the transposed product use it before
+//! Burn's matmul), or some of its rows (an embedding lookup). One kernel per task, generic over
+//! the block format; Q6_K's aligned planes have their own.
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::tensor::{DType, Shape};
 use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
-use super::decode::{decode_item, load_byte, load_f16, sign_extend};
+use super::KernelError;
+use super::decode::{load_byte, load_f16, sign_extend};
+use super::formats::{BlockFormat, with_format};
 use crate::quant::q6k::planes::PlaneOffsets;
 use crate::quant::{PackedLayout, QuantWeightDesc};
 
+/// One chunk (eight weights) per unit: chunk `item % CHUNKS` of block `item / CHUNKS`, the
+/// blocks row-major over the whole weight, so consecutive units write neighbouring outputs.
 #[cube(launch)]
-fn q6k_dequantize_kernel<F: Float>(
+fn quant_dequantize_kernel<F: Float, Q: BlockFormat>(
     w: &[u32],
     out: &mut [F],
-    k: usize,
     n_items: usize,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -22,18 +27,62 @@ fn q6k_dequantize_kernel<F: Float>(
     if item >= n_items {
         terminate!();
     }
-    let nb = k / 256;
-    let row = item / (nb * 64);
-    let rem = item % (nb * 64);
-    let b = rem / 64;
-    let h = (rem / 32) % 2;
-    let l = rem % 32;
-    let wv = decode_item(w, (row * nb + b) * 210, h, l);
-    let o = row * k + b * 256 + 128 * h + l;
-    out[o] = F::cast_from(wv.extract(0usize));
-    out[o + 32] = F::cast_from(wv.extract(1usize));
-    out[o + 64] = F::cast_from(wv.extract(2usize));
-    out[o + 96] = F::cast_from(wv.extract(3usize));
+    let chunks = comptime!(Q::CHUNKS);
+    let t = item / chunks;
+    let ch = Q::decode(w, t * comptime!(Q::BYTES), item % chunks);
+    let o = t * comptime!(Q::BLOCK) + ch.offset;
+    let o2 = o + comptime!(Q::GAP);
+    #[unroll]
+    for i in 0..4usize {
+        out[o + i] = F::cast_from(ch.lo.extract(i));
+        out[o2 + i] = F::cast_from(ch.hi.extract(i));
+    }
+}
+
+/// Rows `ids` of the weight (an embedding lookup), one chunk per unit: `out[p, ..]` is row
+/// `ids[p]` dequantized; an id past the weight's `n` rows gives a row of NaN (never a read out of
+/// bounds).
+#[cube(launch)]
+fn quant_rows_kernel<F: Float, Q: BlockFormat>(
+    w: &[u32],
+    ids: &[u32],
+    out: &mut [F],
+    k: usize,
+    n: usize,
+    n_items: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let item = ABSOLUTE_POS;
+    if item >= n_items {
+        terminate!();
+    }
+    let chunks = comptime!(Q::CHUNKS);
+    let per_row = (k / comptime!(Q::BLOCK)) * chunks;
+    let p = item / per_row;
+    let r = item % per_row;
+    let id = ids[p] as usize;
+    let b = r / chunks;
+    let o = p * k + b * comptime!(Q::BLOCK);
+    if id < n {
+        let t = id * (k / comptime!(Q::BLOCK)) + b;
+        let ch = Q::decode(w, t * comptime!(Q::BYTES), r % chunks);
+        let o1 = o + ch.offset;
+        let o2 = o1 + comptime!(Q::GAP);
+        #[unroll]
+        for i in 0..4usize {
+            out[o1 + i] = F::cast_from(ch.lo.extract(i));
+            out[o2 + i] = F::cast_from(ch.hi.extract(i));
+        }
+    } else {
+        // The chunk's eight outputs, wherever they sit in the block: fill the whole block once.
+        let c = r % chunks;
+        if c == 0 {
+            for i in 0..comptime!(Q::BLOCK) {
+                // a quiet NaN from its bits (WGSL has no NaN literal)
+                out[o + i] = F::cast_from(f32::reinterpret(0x7FC0_0000u32));
+            }
+        }
+    }
 }
 
 /// The planes layout, one work item per thread as in the GGUF-layout kernel above (four weights
@@ -76,9 +125,13 @@ fn q6k_dequantize_planes_kernel<F: Float>(
         F::cast_from((d * f32::cast_from(sign_extend(load_byte(w, sc + 6)))) * f32::cast_from(q4));
 }
 
-/// Launches the dequantize kernel of `desc`'s layout into a fresh `[out_features,
+/// Launches the dequantize kernel of `desc`'s type and layout into a fresh `[out_features,
 /// in_features]` tensor of `dtype`; `packed` holds `desc`'s words (checked by the caller).
-pub(super) fn launch(packed: CubeTensor, desc: QuantWeightDesc, dtype: DType) -> CubeTensor {
+pub(super) fn launch(
+    packed: CubeTensor,
+    desc: QuantWeightDesc,
+    dtype: DType,
+) -> Result<CubeTensor, KernelError> {
     let client = packed.client.clone();
     let out = empty_device_contiguous_dtype(
         client.clone(),
@@ -86,46 +139,89 @@ pub(super) fn launch(packed: CubeTensor, desc: QuantWeightDesc, dtype: DType) ->
         Shape::from(vec![desc.out_features, desc.in_features]),
         dtype,
     );
-    let n_items = desc.out_features * desc.blocks_per_row() * 64;
+    let elem = dtype_to_storage_type(dtype);
+    if desc.layout == PackedLayout::Q6kPlanes {
+        let n_items = desc.blocks() * 64;
+        if n_items == 0 {
+            return Ok(out);
+        }
+        let cube_dim = CubeDim::new(&client, n_items);
+        let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
+        let o = PlaneOffsets::new(desc.blocks());
+        // SAFETY: the caller's length check makes `packed` exactly the planes of `desc`; item
+        // i < n_items reads bytes of block i / 64 in each plane and writes four of its outputs.
+        unsafe {
+            q6k_dequantize_planes_kernel::launch_unchecked(
+                &client,
+                cube_count,
+                cube_dim,
+                packed.into_buffer_arg(),
+                out.clone().into_buffer_arg(),
+                n_items,
+                o.qh,
+                o.scales,
+                o.d,
+                elem,
+            );
+        }
+        return Ok(out);
+    }
+    let n_items = desc.blocks() * desc.block_size() / 8;
     if n_items == 0 {
-        return out;
+        return Ok(out);
+    }
+    let cube_dim = CubeDim::new(&client, n_items);
+    let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
+    with_format!(desc.ggml_type, Q => quant_dequantize_kernel::launch::<Q>(
+        &client,
+        cube_count,
+        cube_dim,
+        packed.into_buffer_arg(),
+        out.clone().into_buffer_arg(),
+        n_items,
+        elem,
+    ))?;
+    Ok(out)
+}
+
+/// Launches the row-lookup kernel: rows `ids` (a contiguous U32 tensor of any shape) of the
+/// GGUF-layout weight `desc`, as `ids.shape + [in_features]` of `dtype`.
+pub(super) fn launch_rows(
+    packed: CubeTensor,
+    desc: QuantWeightDesc,
+    ids: CubeTensor,
+    dtype: DType,
+) -> Result<CubeTensor, KernelError> {
+    let client = packed.client.clone();
+    let n_ids = ids.meta.num_elements();
+    let mut shape = ids.meta.shape().to_vec();
+    shape.push(desc.in_features);
+    let out = empty_device_contiguous_dtype(
+        client.clone(),
+        packed.device.clone(),
+        Shape::from(shape),
+        dtype,
+    );
+    let n_items = n_ids * desc.in_features / 8;
+    if n_items == 0 {
+        return Ok(out);
     }
     let cube_dim = CubeDim::new(&client, n_items);
     let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
     let elem = dtype_to_storage_type(dtype);
-    match desc.layout {
-        PackedLayout::Q6kPlanes => {
-            let o = PlaneOffsets::new(desc.blocks());
-            // SAFETY: the caller's length check makes `packed` exactly the planes of `desc`;
-            // item i < n_items reads bytes of block i / 64 in each plane and writes four of its
-            // outputs.
-            unsafe {
-                q6k_dequantize_planes_kernel::launch_unchecked(
-                    &client,
-                    cube_count,
-                    cube_dim,
-                    packed.into_buffer_arg(),
-                    out.clone().into_buffer_arg(),
-                    n_items,
-                    o.qh,
-                    o.scales,
-                    o.d,
-                    elem,
-                );
-            }
-        }
-        PackedLayout::Gguf => q6k_dequantize_kernel::launch(
-            &client,
-            cube_count,
-            cube_dim,
-            packed.into_buffer_arg(),
-            out.clone().into_buffer_arg(),
-            desc.in_features,
-            n_items,
-            elem,
-        ),
-    }
-    out
+    with_format!(desc.ggml_type, Q => quant_rows_kernel::launch::<Q>(
+        &client,
+        cube_count,
+        cube_dim,
+        packed.into_buffer_arg(),
+        ids.into_buffer_arg(),
+        out.clone().into_buffer_arg(),
+        desc.in_features,
+        desc.out_features,
+        n_items,
+        elem,
+    ))?;
+    Ok(out)
 }
 
 /// An empty contiguous tensor of `like`'s dtype and device.

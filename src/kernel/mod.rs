@@ -2,14 +2,19 @@
 //! (wgpu) and MSL (Metal), and their launches over `CubeTensor`s. Each kernel shares its file
 //! with its launch function.
 //!
-//! The two entries, [`quant_gemv`] and [`quant_dequantize`], take a packed weight and the
-//! [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the weight's
-//! type and layout; an input they cannot run on is a [`KernelError`], never a silent fallback.
+//! The entries, [`quant_gemv`], [`quant_dequantize`] and [`quant_rows`], take a packed weight and
+//! the [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the
+//! weight's type and layout; an input they cannot run on is a [`KernelError`], never a silent
+//! fallback. The kernels are written once, generic over the block format ([`formats`]); Q6_K's
+//! aligned planes have a specialised product of their own.
 
 mod decode;
 mod dequantize;
+mod formats;
 mod gemv;
 mod gemv_planes;
+#[cfg(test)]
+mod msl;
 
 pub use gemv::ROWS_PER_CUBE;
 pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
@@ -21,7 +26,7 @@ use cubecl::features::Plane;
 use thiserror::Error;
 
 use crate::dims::with_last_dim;
-use crate::quant::{GgmlType, PackedLayout, QuantWeightDesc};
+use crate::quant::{FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc};
 
 /// Most activation rows the fused kernels take.
 pub const MAX_ROWS: usize = 8;
@@ -32,6 +37,15 @@ pub enum KernelError {
     /// The weight's type has no kernel.
     #[error("no kernel for ggml type {0}")]
     Unsupported(GgmlType),
+    /// The kernel does not read the weight's layout.
+    #[error("{desc:?}: this kernel reads the GGUF layout only")]
+    Layout {
+        /// The weight.
+        desc: QuantWeightDesc,
+    },
+    /// Row indices that are not an integer tensor.
+    #[error("row indices must be an integer tensor, found {0:?}")]
+    IdsDtype(DType),
     /// The packed words are not 32-bit.
     #[error("a packed weight must be U32 words, found {0:?}")]
     WordsDtype(DType),
@@ -65,7 +79,7 @@ pub enum KernelError {
 
 /// Checks a packed weight against `desc`; returns it contiguous.
 fn check_packed(packed: CubeTensor, desc: QuantWeightDesc) -> Result<CubeTensor, KernelError> {
-    if desc.ggml_type != GgmlType::Q6_K {
+    if !FUSED_TYPES.contains(&desc.ggml_type) {
         return Err(KernelError::Unsupported(desc.ggml_type));
     }
     if !matches!(packed.dtype, DType::U32 | DType::I32) {
@@ -115,7 +129,7 @@ pub fn quant_gemv(
     }
     Ok(match desc.layout {
         PackedLayout::Q6kPlanes => gemv_planes::launch(x, packed, desc, rows, tuning),
-        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows),
+        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows)?,
     })
 }
 
@@ -126,7 +140,34 @@ pub fn quant_dequantize(
     dtype: DType,
 ) -> Result<CubeTensor, KernelError> {
     let packed = check_packed(packed, desc)?;
-    Ok(dequantize::launch(packed, desc, dtype))
+    dequantize::launch(packed, desc, dtype)
+}
+
+/// Rows `ids` of the packed weight `desc` (GGUF layout), dequantized to `dtype`: an embedding
+/// lookup, `ids.shape + [in_features]`, decoding only the rows asked for. `ids` may be any
+/// integer dtype; an id past the last row gives a row of NaN.
+pub fn quant_rows(
+    packed: CubeTensor,
+    desc: QuantWeightDesc,
+    ids: CubeTensor,
+    dtype: DType,
+) -> Result<CubeTensor, KernelError> {
+    let packed = check_packed(packed, desc)?;
+    if desc.layout != PackedLayout::Gguf {
+        return Err(KernelError::Layout { desc });
+    }
+    if packed.device != ids.device {
+        return Err(KernelError::Device);
+    }
+    let ids = match ids.dtype {
+        DType::U32 => into_contiguous(ids),
+        DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U64 | DType::U16 | DType::U8 => {
+            // Negative ids become huge u32 values: rows of NaN, like any id out of range.
+            burn_cubecl::kernel::cast(into_contiguous(ids), DType::U32)
+        }
+        other => return Err(KernelError::IdsDtype(other)),
+    };
+    dequantize::launch_rows(packed, desc, ids, dtype)
 }
 
 /// Units per row, and whether to reduce with plane operations: the device's plane size when

@@ -1,5 +1,6 @@
-//! [`GgufLinear`]: a linear layer loaded from any GGUF weight — kept quantized where the type has
-//! a fused product, a dense `burn::nn::Linear` (dequantized at load) otherwise.
+//! [`GgufLinear`]: a linear layer loaded from a GGUF weight — kept quantized where the type has a
+//! fused product, a dense `burn::nn::Linear` for float types, and for other quantized types a
+//! clear error unless the caller asks for dequantization at load.
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
@@ -8,11 +9,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::quant_linear::{load_bias, matrix_dims};
 use super::{QuantLinear, QuantLinearError};
 use crate::gguf::GgufFile;
-use crate::quant::FUSED_TYPES;
+use crate::quant::{FUSED_TYPES, PackError};
 
 /// A linear layer from a GGUF weight (`ne = [d_input, d_output]`, the layout llama.cpp uses for
-/// every projection): a weight whose type has a fused product stays its GGUF bytes on the device,
-/// any other type is dequantized once at load into a dense [`Linear`].
+/// every projection): a weight whose type has a fused product stays its GGUF bytes on the device;
+/// a float weight (F32, F16, BF16), or with [`GgufLinear::from_gguf_dequantized`] a quantized
+/// type without a fused product, becomes a dense f32 [`Linear`].
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum GgufLinear {
@@ -23,8 +25,25 @@ pub enum GgufLinear {
 }
 
 impl GgufLinear {
-    /// Loads tensor `name` and its bias (`.weight` → `.bias`) if the file has one.
+    /// Loads tensor `name` and its bias (`.weight` → `.bias`) if the file has one. A quantized
+    /// type without a fused product is [`PackError::Unsupported`] (see
+    /// [`GgufLinear::from_gguf_dequantized`]).
     pub fn from_gguf(
+        file: &GgufFile,
+        name: &str,
+        device: &Device,
+    ) -> Result<Self, QuantLinearError> {
+        let t = file.require_tensor(name)?.ggml_type;
+        if FUSED_TYPES.contains(&t) || !t.is_quantized() {
+            Self::from_gguf_dequantized(file, name, device)
+        } else {
+            Err(PackError::Unsupported { ggml_type: t }.into())
+        }
+    }
+
+    /// As [`GgufLinear::from_gguf`], but a quantized type without a fused product is dequantized
+    /// to a dense f32 [`Linear`] at load instead of refused.
+    pub fn from_gguf_dequantized(
         file: &GgufFile,
         name: &str,
         device: &Device,

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::load::load_float_tensor;
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::ops::{QuantWeight, quant_dequantize, quant_matmul};
-use crate::quant::{BlockQ6K, GgmlType, PackError, PackedLayout, QuantWeightDesc, q6k};
+use crate::quant::{BlockQ6K, PackError, QuantWeightDesc, q6k};
 
 /// Why a [`QuantLinear`] could not be built.
 #[derive(Debug, Error)]
@@ -75,8 +75,9 @@ impl Q6kLinearConfig {
 }
 
 /// A linear layer `y = x · Wᵀ + b` whose weight W (`[d_output, d_input]`, GGUF layout) is held
-/// on the device as its GGUF blocks — Q6_K: 6.5625 bits per weight — and multiplied without
-/// ever being dequantized (the fused product for up to 8 activation rows; see
+/// on the device as its GGUF blocks — any type of [`crate::quant::FUSED_TYPES`]: Q4_0 … Q8_0,
+/// Q2_K … Q6_K, e.g. 6.5625 bits per weight for Q6_K — and multiplied without ever being
+/// dequantized (the fused product for up to 8 activation rows; see
 /// [`crate::ops::QuantBackend`]).
 ///
 /// The packed weight is an `Int` parameter of `U32` words: moved with the module, saved and
@@ -190,11 +191,7 @@ impl QuantLinear {
     ) -> Result<Self, QuantLinearError> {
         let info = file.require_tensor(name)?;
         let (d_input, d_output) = matrix_dims(info)?;
-        let layout = match info.ggml_type {
-            GgmlType::Q6_K => PackedLayout::Q6kPlanes,
-            _ => PackedLayout::Gguf,
-        };
-        let desc = QuantWeightDesc::new(info.ggml_type, layout, d_output, d_input)?;
+        let desc = QuantWeightDesc::of(info.ggml_type, d_output, d_input)?;
         let bias = load_bias(file, name, d_output, device)?;
         Self::from_gguf_bytes(file.tensor_data(name)?, desc, bias, device)
     }
@@ -229,8 +226,8 @@ impl QuantLinear {
         self.quant_weight().to_gguf_bytes()
     }
 
-    /// Bytes the layer holds on its device: the packed weight (for Q6_K 6.5625 bits per weight
-    /// plus at most 28 bytes of header and padding) and the bias.
+    /// Bytes the layer holds on its device: the packed weight (its GGUF bytes, plus for Q6_K's
+    /// planes at most 28 bytes of header and padding) and the bias.
     pub fn memory_bytes(&self) -> usize {
         self.weight.val().dims()[0] * 4
             + self.bias.as_ref().map_or(0, |b| {

@@ -68,6 +68,22 @@ pub trait QuantBackend: Backend {
         desc: QuantWeightDesc,
         dtype: FloatDType,
     ) -> FloatTensor<Self>;
+
+    /// Rows `ids` of the weight dequantized to `dtype`, `ids.shape + [in_features]`: an
+    /// embedding lookup that decodes only those rows (bit-exact with ggml up to `dtype`). The
+    /// weight must be in the GGUF layout. An id past the last row gives a row of NaN on the Cube
+    /// backend and panics on Flex.
+    #[fusion(id = "burn_gguf::quant_rows", dtype = (*dtype).into(), shape = {
+        let mut s = ids.clone();
+        s.push(desc.in_features);
+        s
+    })]
+    fn quant_rows(
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+        ids: IntTensor<Self>,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self>;
 }
 
 /// A quantized weight on a device: its packed words (a 1-D `U32` tensor) and what they hold.
@@ -106,6 +122,11 @@ impl QuantWeight {
     /// W as `[out_features, in_features]` f32: see [`quant_dequantize`].
     pub fn dequantize(&self) -> Tensor<2> {
         quant_dequantize(self.words.clone(), self.desc, FloatDType::F32)
+    }
+
+    /// Rows `ids` of W as f32, `ids.shape + [in_features]`: see [`quant_rows`].
+    pub fn rows<const D: usize, const D2: usize>(&self, ids: Tensor<D, Int>) -> Tensor<D2> {
+        quant_rows(self.words.clone(), self.desc, ids)
     }
 
     /// Bytes the words take on the device.
@@ -158,6 +179,31 @@ pub fn quant_matmul<const D: usize>(
     );
     let y =
         <Dispatch as QuantBackend>::quant_matmul(x.into_dispatch(), weight.into_dispatch(), desc);
+    Tensor::from_dispatch(y)
+}
+
+/// Rows `ids` of the packed weight (GGUF layout) dequantized to f32: `[.., in_features]` with
+/// `D2 = D + 1`, an embedding lookup that decodes only the rows asked for (a constant under
+/// autodiff: the weight is frozen).
+///
+/// # Panics
+/// If `D2 != D + 1`, or the weight is not in [`crate::quant::PackedLayout::Gguf`].
+pub fn quant_rows<const D: usize, const D2: usize>(
+    weight: Tensor<1, Int>,
+    desc: QuantWeightDesc,
+    ids: Tensor<D, Int>,
+) -> Tensor<D2> {
+    assert_eq!(
+        D2,
+        D + 1,
+        "quant_rows: the output has one dim more than the ids"
+    );
+    let y = <Dispatch as QuantBackend>::quant_rows(
+        weight.into_dispatch(),
+        desc,
+        ids.into_dispatch(),
+        FloatDType::F32,
+    );
     Tensor::from_dispatch(y)
 }
 

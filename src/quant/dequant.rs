@@ -10,24 +10,29 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// F32: the values themselves.
+#[inline]
 pub(crate) fn f32_block(b: &[u8], y: &mut [f32]) {
     y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
 }
 
 /// F16: exact widening.
+#[inline]
 pub(crate) fn f16_block(b: &[u8], y: &mut [f32]) {
     y[0] = f16_at(b, 0);
 }
 
 /// BF16: the 16 bits become the high half of an f32.
+#[inline]
 pub(crate) fn bf16_block(b: &[u8], y: &mut [f32]) {
     y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
 }
 
 /// Q4_0 `{ f16 d; u8 qs[16] }`: `d · (nibble − 8)`; low nibbles are elements 0..16.
+#[inline]
 pub(crate) fn q4_0_block(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
-    let qs = &b[2..18];
+    let qs: &[u8; 16] = b[2..18].try_into().expect("16 bytes");
+    let y: &mut [f32; 32] = (&mut y[..32]).try_into().expect("32 values");
     for j in 0..16 {
         y[j] = d * ((qs[j] & 0xF) as i32 - 8) as f32;
         y[j + 16] = d * ((qs[j] >> 4) as i32 - 8) as f32;
@@ -35,9 +40,11 @@ pub(crate) fn q4_0_block(b: &[u8], y: &mut [f32]) {
 }
 
 /// Q4_1 `{ f16 d; f16 m; u8 qs[16] }`: `d · nibble + m`.
+#[inline]
 pub(crate) fn q4_1_block(b: &[u8], y: &mut [f32]) {
     let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-    let qs = &b[4..20];
+    let qs: &[u8; 16] = b[4..20].try_into().expect("16 bytes");
+    let y: &mut [f32; 32] = (&mut y[..32]).try_into().expect("32 values");
     for j in 0..16 {
         y[j] = d * (qs[j] & 0xF) as f32 + m;
         y[j + 16] = d * (qs[j] >> 4) as f32 + m;
@@ -57,14 +64,18 @@ fn q5_codes(qh: &[u8], qs: &[u8]) -> [u8; 32] {
 }
 
 /// Q5_0 `{ f16 d; u8 qh[4]; u8 qs[16] }`: `d · (q5 − 16)`.
+#[inline]
 pub(crate) fn q5_0_block(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
-    for (y, q) in y.iter_mut().zip(q5_codes(&b[2..6], &b[6..22])) {
-        *y = d * (q as i32 - 16) as f32;
+    let q = q5_codes(&b[2..6], &b[6..22]);
+    let y: &mut [f32; 32] = (&mut y[..32]).try_into().expect("32 values");
+    for i in 0..32 {
+        y[i] = d * (q[i] as i32 - 16) as f32;
     }
 }
 
 /// Q5_1 `{ f16 d; f16 m; u8 qh[4]; u8 qs[16] }`: `d · q5 + m`.
+#[inline]
 pub(crate) fn q5_1_block(b: &[u8], y: &mut [f32]) {
     let (d, m) = (f16_at(b, 0), f16_at(b, 2));
     for (y, q) in y.iter_mut().zip(q5_codes(&b[4..8], &b[8..24])) {
@@ -73,15 +84,20 @@ pub(crate) fn q5_1_block(b: &[u8], y: &mut [f32]) {
 }
 
 /// Q8_0 `{ f16 d; i8 qs[32] }`: `q · d`.
+#[inline]
 pub(crate) fn q8_0_block(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
-    for (y, &q) in y.iter_mut().zip(&b[2..34]) {
-        *y = (q as i8) as f32 * d;
+    // fixed-size views: the loop vectorizes (int8 → f32 conversions, one multiply)
+    let q: &[u8; 32] = b[2..34].try_into().expect("32 codes");
+    let y: &mut [f32; 32] = (&mut y[..32]).try_into().expect("32 values");
+    for i in 0..32 {
+        y[i] = (q[i] as i8) as f32 * d;
     }
 }
 
 /// Q2_K `{ u8 scales[16]; u8 qs[64]; f16 d; f16 dmin }`:
 /// `(d · (sc & 15)) · q − dmin · (sc >> 4)` per 16-element sub-block.
+#[inline]
 pub(crate) fn q2_k_block(b: &[u8], y: &mut [f32]) {
     let (scales, qs) = (&b[0..16], &b[16..80]);
     let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
@@ -101,6 +117,7 @@ pub(crate) fn q2_k_block(b: &[u8], y: &mut [f32]) {
 
 /// Q3_K `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }`: six-bit signed sub-block scales,
 /// codes `(low 2 bits) − 4·(1 − hmask bit)`, value `(d · sc) · q`.
+#[inline]
 pub(crate) fn q3_k_block(b: &[u8], y: &mut [f32]) {
     let (hmask, qs, sc) = (&b[0..32], &b[32..96], &b[96..108]);
     let d = f16_at(b, 108);
@@ -139,10 +156,12 @@ fn k_scale_min(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 }
 
 /// Q4_K `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }`: `(d·sc)·q − dmin·m` per 32 elements.
+#[inline]
 pub(crate) fn q4_k_block(b: &[u8], y: &mut [f32]) {
     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
     let (sc, mn) = k_scale_min(&b[4..16]);
-    let qs = &b[16..144];
+    let qs: &[u8; 128] = b[16..144].try_into().expect("128 bytes");
+    let y: &mut [f32; 256] = (&mut y[..256]).try_into().expect("256 values");
     for g in 0..4 {
         for s in 0..2 {
             let sub = 2 * g + s;
@@ -156,10 +175,13 @@ pub(crate) fn q4_k_block(b: &[u8], y: &mut [f32]) {
 }
 
 /// Q5_K `{ f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }`: as Q4_K with a fifth bit.
+#[inline]
 pub(crate) fn q5_k_block(b: &[u8], y: &mut [f32]) {
     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
     let (sc, mn) = k_scale_min(&b[4..16]);
-    let (qh, qs) = (&b[16..48], &b[48..176]);
+    let qh: &[u8; 32] = b[16..48].try_into().expect("32 bytes");
+    let qs: &[u8; 128] = b[48..176].try_into().expect("128 bytes");
+    let y: &mut [f32; 256] = (&mut y[..256]).try_into().expect("256 values");
     for g in 0..4 {
         for s in 0..2 {
             let sub = 2 * g + s;
@@ -173,6 +195,7 @@ pub(crate) fn q5_k_block(b: &[u8], y: &mut [f32]) {
 }
 
 /// Q6_K: see [`crate::quant::q6k`].
+#[inline]
 pub(crate) fn q6_k_block(b: &[u8], y: &mut [f32]) {
     let block: &crate::quant::BlockQ6K = bytemuck::from_bytes(b);
     block.dequantize_into(y.try_into().expect("256 values"));
@@ -180,6 +203,7 @@ pub(crate) fn q6_k_block(b: &[u8], y: &mut [f32]) {
 
 /// Q8_K `{ f32 d; i8 qs[256]; i16 bsums[16] }`: `d · q` in f32, as ggml computes it (gguf-py has
 /// no Q8_K dequantizer; `bsums` are redundant partial sums and are not read).
+#[inline]
 pub(crate) fn q8_k_block(b: &[u8], y: &mut [f32]) {
     let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     for (y, &q) in y.iter_mut().zip(&b[4..260]) {

@@ -4,7 +4,7 @@
 //!
 //! Nothing here needs a GPU or a Burn backend.
 
-mod dequant;
+pub(crate) mod dequant;
 mod ggml_type;
 mod packed;
 pub mod q6k;
@@ -46,9 +46,80 @@ pub enum QuantError {
     },
 }
 
-type BlockFn = fn(&[u8], &mut [f32]);
+/// A block decoder: one block's bytes into its `block_size` f32 values, bit-exact with ggml.
+pub(crate) type BlockFn = fn(&[u8], &mut [f32]);
 
-fn block_fn(t: GgmlType) -> Option<BlockFn> {
+/// Evaluates `$body` with `$f` the bit-exact block decoder of `$t` as a function item (so that a
+/// generic product monomorphizes and inlines it) and `$bs` / `$ts` its block's element and byte
+/// counts as constants: `Some($body)` for a type with a fused product (Q6_K excepted: it has its
+/// own products), else `None`.
+macro_rules! with_block_fn {
+    ($t:expr, |$f:ident, $bs:ident, $ts:ident| $body:expr) => {{
+        use $crate::quant::GgmlType as T;
+        use $crate::quant::dequant as d;
+        match $t {
+            T::Q4_0 => {
+                let $f = d::q4_0_block;
+                const $bs: usize = 32;
+                const $ts: usize = 18;
+                Some($body)
+            }
+            T::Q4_1 => {
+                let $f = d::q4_1_block;
+                const $bs: usize = 32;
+                const $ts: usize = 20;
+                Some($body)
+            }
+            T::Q5_0 => {
+                let $f = d::q5_0_block;
+                const $bs: usize = 32;
+                const $ts: usize = 22;
+                Some($body)
+            }
+            T::Q5_1 => {
+                let $f = d::q5_1_block;
+                const $bs: usize = 32;
+                const $ts: usize = 24;
+                Some($body)
+            }
+            T::Q8_0 => {
+                let $f = d::q8_0_block;
+                const $bs: usize = 32;
+                const $ts: usize = 34;
+                Some($body)
+            }
+            T::Q2_K => {
+                let $f = d::q2_k_block;
+                const $bs: usize = 256;
+                const $ts: usize = 84;
+                Some($body)
+            }
+            T::Q3_K => {
+                let $f = d::q3_k_block;
+                const $bs: usize = 256;
+                const $ts: usize = 110;
+                Some($body)
+            }
+            T::Q4_K => {
+                let $f = d::q4_k_block;
+                const $bs: usize = 256;
+                const $ts: usize = 144;
+                Some($body)
+            }
+            T::Q5_K => {
+                let $f = d::q5_k_block;
+                const $bs: usize = 256;
+                const $ts: usize = 176;
+                Some($body)
+            }
+            _ => None,
+        }
+    }};
+}
+pub(crate) use with_block_fn;
+
+/// The bit-exact block decoder of `t`, if this crate has one.
+pub(crate) fn block_fn(t: GgmlType) -> Option<BlockFn> {
     Some(match t {
         GgmlType::F32 => dequant::f32_block,
         GgmlType::F16 => dequant::f16_block,

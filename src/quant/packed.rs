@@ -25,6 +25,18 @@ pub enum PackedLayout {
     Q6kPlanes,
 }
 
+impl PackedLayout {
+    /// The layout the ops use for `ggml_type` unless told otherwise: the aligned planes for Q6_K,
+    /// the GGUF bytes for every other type.
+    pub fn default_for(ggml_type: GgmlType) -> Self {
+        if ggml_type == GgmlType::Q6_K {
+            PackedLayout::Q6kPlanes
+        } else {
+            PackedLayout::Gguf
+        }
+    }
+}
+
 /// What a packed quantized weight holds: a `[out_features, in_features]` matrix (GGUF
 /// `ne = [in_features, out_features]`) of `ggml_type` blocks, packed in `layout`.
 ///
@@ -112,13 +124,32 @@ pub enum PackError {
         /// Values found.
         found: usize,
     },
+    /// A row index past the weight's rows (an embedding lookup of a token the table lacks).
+    #[error("row {index} is out of range for a weight of {rows} rows")]
+    Row {
+        /// The index asked for.
+        index: usize,
+        /// Rows the weight has.
+        rows: usize,
+    },
     /// The words are not a valid aligned-planes buffer.
     #[error(transparent)]
     Planes(#[from] PlanesError),
 }
 
-/// The types with a fused product, in ggml id order.
-pub const FUSED_TYPES: &[GgmlType] = &[GgmlType::Q6_K];
+/// The types with a fused product (on every backend the op has), in ggml id order.
+pub const FUSED_TYPES: &[GgmlType] = &[
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
 
 fn fused_list() -> String {
     FUSED_TYPES
@@ -162,7 +193,10 @@ impl QuantWeightDesc {
             .checked_mul(in_features)
             .and_then(|n| n.checked_mul(4))
             .is_some()
-            && desc.blocks().checked_mul(BlockQ6K::BYTES + 16).is_some();
+            && desc
+                .blocks()
+                .checked_mul(ggml_type.type_size().unwrap_or(1) as usize + 16)
+                .is_some();
         if !fits {
             return Err(PackError::TooLarge {
                 out_features,
@@ -172,14 +206,19 @@ impl QuantWeightDesc {
         Ok(desc)
     }
 
+    /// A weight of `ggml_type` in that type's default layout ([`PackedLayout::default_for`]).
+    pub fn of(
+        ggml_type: GgmlType,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<Self, PackError> {
+        let layout = PackedLayout::default_for(ggml_type);
+        Self::new(ggml_type, layout, out_features, in_features)
+    }
+
     /// A Q6_K weight in the default layout (aligned planes).
     pub fn q6k(out_features: usize, in_features: usize) -> Result<Self, PackError> {
-        Self::new(
-            GgmlType::Q6_K,
-            PackedLayout::Q6kPlanes,
-            out_features,
-            in_features,
-        )
+        Self::of(GgmlType::Q6_K, out_features, in_features)
     }
 
     /// Weights per block.
@@ -280,9 +319,22 @@ mod tests {
     #[test]
     fn descriptions_name_the_rule_they_break() {
         assert!(matches!(
-            QuantWeightDesc::new(GgmlType::Q8_0, PackedLayout::Gguf, 4, 32),
+            QuantWeightDesc::new(GgmlType::Q8_K, PackedLayout::Gguf, 4, 256),
             Err(PackError::Unsupported { .. })
         ));
+        assert!(matches!(
+            QuantWeightDesc::new(GgmlType::Q8_0, PackedLayout::Q6kPlanes, 4, 32),
+            Err(PackError::Layout { .. })
+        ));
+        assert!(matches!(
+            QuantWeightDesc::of(GgmlType::Q4_K, 4, 32),
+            Err(PackError::Columns { .. })
+        ));
+        let d = QuantWeightDesc::of(GgmlType::Q8_0, 3, 64).unwrap();
+        assert_eq!(
+            (d.layout, d.blocks(), d.n_bytes(), d.n_words()),
+            (PackedLayout::Gguf, 6, 204, 51)
+        );
         assert!(matches!(
             QuantWeightDesc::q6k(4, 300),
             Err(PackError::Columns { .. })

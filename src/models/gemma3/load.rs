@@ -11,8 +11,8 @@ use super::model::{Block, Gemma3};
 use super::norm::RmsNorm;
 use super::{Gemma3Config, Gemma3Error};
 use crate::gguf::GgufFile;
-use crate::nn::GgufLinear;
 use crate::nn::load_float_tensor;
+use crate::nn::{GgufEmbedding, GgufLinear};
 use crate::quant::GgmlType;
 
 /// How a tensor of the file is held on the device.
@@ -87,41 +87,54 @@ impl LoadSummary {
 }
 
 impl fmt::Display for LoadSummary {
+    /// One line per (path, type): how many tensors, which (block-local names, `blk.*.` folded),
+    /// bytes in the file and on the device; then the totals.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
-        for (placement, what) in [
-            (TensorPlacement::Quantized, "kept quantized (fused)"),
-            (TensorPlacement::Dequantized, "dequantized at load"),
-            (TensorPlacement::Float, "float in the file"),
-        ] {
+        let mut groups: Vec<(TensorPlacement, GgmlType)> = self
+            .tensors
+            .iter()
+            .map(|t| (t.placement, t.ggml_type))
+            .collect();
+        groups.sort_by_key(|&(p, t)| (p as u8, t.id()));
+        groups.dedup();
+        for (placement, ggml_type) in groups {
             let group: Vec<&LoadedTensor> = self
                 .tensors
                 .iter()
-                .filter(|t| t.placement == placement)
+                .filter(|t| t.placement == placement && t.ggml_type == ggml_type)
                 .collect();
-            if group.is_empty() {
-                continue;
+            let mut names: Vec<String> = Vec::new();
+            for t in &group {
+                let name = match t.name.strip_prefix("blk.") {
+                    Some(rest) => format!("blk.*.{}", rest.split_once('.').map_or(rest, |r| r.1)),
+                    None => t.name.clone(),
+                };
+                if !names.contains(&name) {
+                    names.push(name);
+                }
             }
-            let mut types: Vec<String> = group.iter().map(|t| t.ggml_type.to_string()).collect();
-            types.sort();
-            types.dedup();
-            let bytes: usize = group.iter().map(|t| t.device_bytes).sum();
+            let what = match placement {
+                TensorPlacement::Quantized => "quantized, fused",
+                TensorPlacement::Dequantized => "dequantized to f32 at load",
+                TensorPlacement::Float => "float",
+            };
             writeln!(
                 f,
-                "  {what}: {} tensors ({}), {:.1} MiB",
+                "  {ggml_type:>5} {what}: {} tensors, {:.1} MiB in the file, {:.1} MiB on the device: {}",
                 group.len(),
-                types.join(", "),
-                mib(bytes)
+                mib(group.iter().map(|t| t.file_bytes).sum()),
+                mib(group.iter().map(|t| t.device_bytes).sum()),
+                names.join(", ")
             )?;
-            if placement == TensorPlacement::Quantized {
-                let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
-                writeln!(f, "    {}", names.join(", "))?;
-            }
         }
+        let file: usize = self.tensors.iter().map(|t| t.file_bytes).sum();
         write!(
             f,
-            "  memory: {:.1} MiB on the device ({:.1} MiB if every weight were f32)",
+            "  memory: {:.1} MiB on the device for {:.1} MiB of weights in the file ({:.2}x; {:.1} MiB if every weight were f32)",
             mib(self.device_bytes()),
+            mib(file),
+            self.device_bytes() as f64 / file.max(1) as f64,
             mib(self.f32_bytes())
         )
     }
@@ -188,16 +201,21 @@ impl<F: FnMut(LoadEvent)> Loader<'_, F> {
         })
     }
 
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<GgufLinear, Gemma3Error> {
-        self.expect_dims(name, &[d_in as u64, d_out as u64])?;
-        let linear = GgufLinear::from_gguf(self.file, name, self.device)?;
-        let placement = if linear.is_fused() {
+    /// How tensor `name` ended up held, given whether it stayed on the fused path.
+    fn placement(&self, name: &str, fused: bool) -> Result<TensorPlacement, Gemma3Error> {
+        Ok(if fused {
             TensorPlacement::Quantized
         } else if self.file.require_tensor(name)?.ggml_type.is_quantized() {
             TensorPlacement::Dequantized
         } else {
             TensorPlacement::Float
-        };
+        })
+    }
+
+    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Result<GgufLinear, Gemma3Error> {
+        self.expect_dims(name, &[d_in as u64, d_out as u64])?;
+        let linear = GgufLinear::from_gguf_dequantized(self.file, name, self.device)?;
+        let placement = self.placement(name, linear.is_fused())?;
         self.summary
             .push(self.file, name, placement, linear.memory_bytes());
         self.tick(name);
@@ -229,18 +247,10 @@ impl Gemma3 {
             "token_embd.weight",
             &[c.d_model as u64, c.vocab_size as u64],
         )?;
-        let embed = load_float_tensor::<2>(file, "token_embd.weight", device)?;
-        let bytes = c.vocab_size * c.d_model * embed.dtype().size();
-        let placement = if file
-            .require_tensor("token_embd.weight")?
-            .ggml_type
-            .is_quantized()
-        {
-            TensorPlacement::Dequantized
-        } else {
-            TensorPlacement::Float
-        };
-        l.summary.push(file, "token_embd.weight", placement, bytes);
+        let embed = GgufEmbedding::from_gguf_dequantized(file, "token_embd.weight", device)?;
+        let placement = l.placement("token_embd.weight", embed.is_fused())?;
+        l.summary
+            .push(file, "token_embd.weight", placement, embed.memory_bytes());
         l.tick("token_embd.weight");
 
         let (q_out, kv_out) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
@@ -277,7 +287,7 @@ impl Gemma3 {
         let output_norm = l.norm("output_norm.weight", c.d_model)?;
         let summary = l.summary;
         let model = Gemma3 {
-            embed: Param::from_tensor(embed),
+            embed,
             layers,
             output_norm,
             config,

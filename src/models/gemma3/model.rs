@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::attention::{Attention, causal_mask};
@@ -12,6 +12,7 @@ use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
 use crate::models::sampling::Sampler;
+use crate::nn::GgufEmbedding;
 
 /// One transformer block: norms before and after both attention and the MLP.
 #[derive(Module, Debug)]
@@ -35,8 +36,8 @@ pub struct Block {
 /// A Gemma 3 text model loaded from a GGUF file ([`Gemma3::from_gguf`]).
 #[derive(Module, Debug)]
 pub struct Gemma3 {
-    /// `token_embd.weight`, `[vocab, d_model]`; also the output projection (tied).
-    pub embed: Param<Tensor<2>>,
+    /// `token_embd.weight`, `[vocab, d_model]`; also the output projection (tied: one copy).
+    pub embed: GgufEmbedding,
     /// The blocks.
     pub layers: Vec<Block>,
     /// `output_norm`.
@@ -86,14 +87,12 @@ impl Gemma3 {
                 context_length: c.context_length,
             });
         }
-        let device = self.embed.val().device();
+        let device = self.embed.device();
         let ids: Vec<i32> = tokens.iter().map(|&id| id as i32).collect();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [t]), &device);
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, t]), &device);
         let mut x = self
             .embed
-            .val()
-            .select(0, ids)
-            .reshape([1, t, c.d_model])
+            .forward::<2, 3>(ids)
             .mul_scalar((c.d_model as f32).sqrt());
 
         let groups = c.n_heads / c.n_kv_heads;
@@ -128,8 +127,7 @@ impl Gemma3 {
 
     /// Logits of hidden states `[n, d_model]`: `[n, vocab]` (the embedding as output projection).
     pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
-        // [vocab, d] · [d, n], transposed back: the large table stays the contiguous left operand.
-        self.embed.val().matmul(hidden.transpose()).transpose()
+        self.embed.project(hidden)
     }
 
     /// Runs `tokens` after `cache` and returns the logits of every position, `[tokens, vocab]`.

@@ -91,4 +91,13 @@ impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
         // A constant of the graph: the weight is frozen.
         <Self as AutodiffBackend>::from_inner(B::quant_dequantize(weight, desc, dtype))
     }
+
+    fn quant_rows(
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+        ids: IntTensor<Self>,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::quant_rows(weight, desc, ids, dtype))
+    }
 }

@@ -67,4 +67,13 @@ impl QuantBackend for CubeBackend {
     ) -> FloatTensor<Self> {
         ok(kernel::quant_dequantize(weight, desc, dtype.into()))
     }
+
+    fn quant_rows(
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+        ids: IntTensor<Self>,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        ok(kernel::quant_rows(weight, desc, ids, dtype.into()))
+    }
 }

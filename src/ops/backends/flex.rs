@@ -82,12 +82,41 @@ impl QuantBackend for Flex {
         dtype: FloatDType,
     ) -> FloatTensor<Self> {
         let w = crate::cpu::dequantize(words(&weight), desc).unwrap_or_else(|e| panic!("{e}"));
-        let shape = [desc.out_features, desc.in_features].into();
-        let w = FlexTensor::new(Bytes::from_elems(w), Layout::contiguous(shape), DType::F32);
-        if dtype == FloatDType::F32 {
-            w
-        } else {
-            Flex::float_cast(w, dtype)
-        }
+        f32_tensor(w, vec![desc.out_features, desc.in_features], dtype)
+    }
+
+    fn quant_rows(
+        weight: IntTensor<Self>,
+        desc: QuantWeightDesc,
+        ids: IntTensor<Self>,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        let mut shape = ids.layout().shape().to_vec();
+        let ids: Vec<usize> = ids
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("int ids")
+            .into_iter()
+            // A negative id becomes usize::MAX: out of range, like any id past the last row.
+            .map(|i| usize::try_from(i).unwrap_or(usize::MAX))
+            .collect();
+        let rows = crate::cpu::rows(words(&weight), desc, &ids).unwrap_or_else(|e| panic!("{e}"));
+        shape.push(desc.in_features);
+        f32_tensor(rows, shape, dtype)
+    }
+}
+
+/// `values` as a contiguous tensor of `shape`, cast to `dtype`.
+fn f32_tensor(values: Vec<f32>, shape: Vec<usize>, dtype: FloatDType) -> FlexTensor {
+    let t = FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape.into()),
+        DType::F32,
+    );
+    if dtype == FloatDType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, dtype)
     }
 }

@@ -1,0 +1,528 @@
+//! Every fused ggml type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) through the
+//! quantized op on every device of this build, against f64 math on the weights gguf-py
+//! dequantizes (the crate's own dequantizer, itself checked bit-exact against gguf-py in
+//! `tests/quant.rs`, where the Python oracles are not installed). Fresh random blocks each run
+//! (the seed is printed), odd shapes (N not a multiple of the kernel's rows per cube, K one block),
+//! poisoned outputs, f16 activations, rank-3 inputs, the row lookup (embedding), the gradient to
+//! the input, GGUF bytes → device → GGUF bytes and records, exact; and the real Gemma-3 file's
+//! tensors of each type it holds.
+//!
+//! Devices: Flex and Flex with autodiff; wgpu (lavapipe in CI) and its autodiff; CUDA with
+//! `BURN_GGUF_CUDA=1` on the GPU machine.
+#![cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
+use burn_gguf::nn::{GgufEmbedding, QuantEmbedding, QuantLinear};
+use burn_gguf::ops::{QuantWeight, quant_matmul, read_words};
+use burn_gguf::quant::{self, FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc, pack};
+use common::{Rng, bytes_to_f32, oracle, oracles_available, scratch};
+
+/// A pool of random blocks of one type and their dequantized values: a weight of `b` blocks is
+/// the first `b` blocks (dequantization is per block).
+struct Pool {
+    t: GgmlType,
+    bytes: Vec<u8>,
+    deq: Vec<f32>,
+}
+
+/// A weight `[n, k]` cut from a pool.
+struct Weight<'a> {
+    n: usize,
+    k: usize,
+    bytes: &'a [u8],
+    deq: &'a [f32],
+    desc: QuantWeightDesc,
+}
+
+impl Pool {
+    fn new(rng: &mut Rng, t: GgmlType, blocks: usize, test: &str) -> Pool {
+        let size = t.type_size().unwrap() as usize;
+        let mut bytes = rng.bytes(blocks * size);
+        // Random bytes are valid codes and scales; the f16 scale fields are set to moderate
+        // finite values so that the products stay in range.
+        let fields: &[usize] = match t {
+            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+            GgmlType::Q2_K => &[80, 82],
+            GgmlType::Q3_K => &[108],
+            GgmlType::Q6_K => &[208],
+            _ => unreachable!("{t}"),
+        };
+        for b in bytes.chunks_exact_mut(size) {
+            for &at in fields {
+                let h = half::f16::from_f32((rng.normal() * 0.02) as f32);
+                b[at..at + 2].copy_from_slice(&h.to_le_bytes());
+            }
+        }
+        let n = blocks * t.block_size().unwrap() as usize;
+        let deq = if oracles_available(test) {
+            let dir = scratch(&format!("{test}-{t}"));
+            let (src, dst) = (dir.join("q.bin"), dir.join("w.f32"));
+            std::fs::write(&src, &bytes).unwrap();
+            oracle(&[
+                "dequantize",
+                &t.name(),
+                src.to_str().unwrap(),
+                &n.to_string(),
+                dst.to_str().unwrap(),
+            ]);
+            let deq = bytes_to_f32(&std::fs::read(&dst).unwrap());
+            std::fs::remove_dir_all(dir).ok();
+            deq
+        } else {
+            quant::dequantize(t, &bytes, n).unwrap()
+        };
+        Pool { t, bytes, deq }
+    }
+
+    fn weight(&self, n: usize, k: usize) -> Weight<'_> {
+        let desc = QuantWeightDesc::of(self.t, n, k).unwrap();
+        Weight {
+            n,
+            k,
+            bytes: &self.bytes[..desc.n_bytes()],
+            deq: &self.deq[..n * k],
+            desc,
+        }
+    }
+}
+
+fn random_x(rng: &mut Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| (rng.normal() + 0.1) as f32).collect()
+}
+
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .expect("float values")
+}
+
+/// Fills the device's memory pool with NaN buffers of `len` floats.
+fn poison(len: usize, device: &Device) {
+    for _ in 0..2 {
+        let _ = floats(Tensor::<1>::full([len], f32::NAN, device));
+    }
+}
+
+/// |fl(Σ x·w) − Σ x·w| ≤ γ_k · Σ|x·w| in any order (every dequantized weight is exact in f32);
+/// `u_in`: a dense matmul's input rounding (TF32 on CUDA above the fused rows); an f16 output adds
+/// half an f16 ulp.
+fn bound(k: usize, abs: f64, y: f64, f16_out: bool, u_in: f64) -> f64 {
+    let u = 2f64.powi(-24);
+    let gamma = k as f64 * u / (1.0 - k as f64 * u);
+    let b = (gamma + 2.0 * u_in + u_in * u_in) * abs;
+    if f16_out {
+        b + 2f64.powi(-11) * (y.abs() + b) + 6e-8
+    } else {
+        b + 1e-30
+    }
+}
+
+fn check(what: &str, got: &[f32], x: &[f32], w: &Weight, m: usize, f16_out: bool, u_in: f64) {
+    let (n, k) = (w.n, w.k);
+    assert_eq!(got.len(), m * n, "{what}: output length");
+    for mi in 0..m {
+        for ni in 0..n {
+            let (mut exact, mut abs) = (0f64, 0f64);
+            for ki in 0..k {
+                let p = x[mi * k + ki] as f64 * w.deq[ni * k + ki] as f64;
+                exact += p;
+                abs += p.abs();
+            }
+            let g = got[mi * n + ni] as f64;
+            let tol = bound(k, abs, exact, f16_out, u_in);
+            assert!(
+                (g - exact).abs() <= tol,
+                "{what}: y[{mi}, {ni}] = {g}, f64 says {exact} (tolerance {tol:e})"
+            );
+        }
+    }
+}
+
+/// Dequantized values against the reference: bit-exact, or within one rounding of the largest
+/// term where the device may contract `d·q − m` into a fused multiply-add (`exact = false`).
+fn check_values(what: &str, got: &[f32], want: &[f32], exact: bool) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ok = if exact {
+            g.to_bits() == w.to_bits()
+        } else {
+            (g - w).abs() <= 2f32.powi(-22) * (w.abs() + 1.0) * 4.0
+        };
+        assert!(ok, "{what}: value {i} is {g}, the reference {w}");
+    }
+}
+
+/// (K in blocks, N, M): one block per row, N not a multiple of the kernel's 4 rows per cube,
+/// 1..=8 rows on the fused kernel and more on the dequantize + matmul path.
+const CASES: &[(usize, usize, usize)] = &[
+    (1, 13, 1),
+    (1, 5, 8),
+    (3, 37, 3),
+    (8, 9, 2),
+    (2, 21, 11),
+    (16, 6, 1),
+];
+const POOL_BLOCKS: usize = 16 * 40;
+
+/// The op, the handle, the row lookup and the byte round trip for every type on `device`.
+/// `u_dense`: the device matmul's input rounding; `exact_deq`: whether dequantized values are
+/// ggml's bit for bit on this device.
+fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
+    let mut rng = Rng::fresh(name);
+    for &t in FUSED_TYPES {
+        let pool = Pool::new(&mut rng, t, POOL_BLOCKS, name);
+        let bs = t.block_size().unwrap() as usize;
+        for &(kb, n, m) in CASES {
+            let w = pool.weight(n, kb * bs);
+            let k = w.k;
+            let what = format!("{name} {t} K={k} N={n} M={m}");
+            let qw = QuantWeight::from_gguf_bytes(w.bytes, w.desc, device).unwrap();
+            assert_eq!(
+                qw.to_gguf_bytes().unwrap(),
+                w.bytes,
+                "{what}: GGUF bytes back"
+            );
+            let x = random_x(&mut rng, m * k);
+            poison(m * n, device);
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), device);
+            let u_in = if m <= burn_gguf::ops::FUSED_MAX_ROWS {
+                0.0
+            } else {
+                u_dense
+            };
+            check(&what, &floats(qw.matmul(xt)), &x, &w, m, false, u_in);
+        }
+        // f16 activations, rank 3
+        let w = pool.weight(7, 2 * bs);
+        let x = random_x(&mut rng, 2 * 3 * w.k);
+        let xh: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        let xt =
+            Tensor::<3>::from_data(TensorData::new(x, [2, 3, w.k]), device).cast(FloatDType::F16);
+        let words = QuantWeight::from_gguf_bytes(w.bytes, w.desc, device).unwrap();
+        let y = quant_matmul(xt, words.words.clone(), w.desc);
+        assert_eq!((y.dims(), y.dtype()), ([2, 3, 7], DType::F16), "{name} {t}");
+        check(
+            &format!("{name} {t} f16"),
+            &floats(y),
+            &xh,
+            &w,
+            6,
+            true,
+            0.0,
+        );
+        // the whole weight, and some rows of it (an embedding lookup)
+        check_values(
+            &format!("{name} {t} dequantize"),
+            &floats(words.dequantize()),
+            w.deq,
+            exact_deq,
+        );
+        // rows of the GGUF layout (the one the lookup reads; Q6_K's planes are for products)
+        let gguf = w.desc.with_layout(PackedLayout::Gguf).unwrap();
+        let table = QuantWeight::from_gguf_bytes(w.bytes, gguf, device).unwrap();
+        let ids = [6usize, 0, 3, 3, 5, 1];
+        let it = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [2, 3]),
+            device,
+        );
+        poison(ids.len() * w.k, device);
+        let rows: Tensor<3> = table.rows(it);
+        assert_eq!(rows.dims(), [2, 3, w.k]);
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| w.deq[i * w.k..][..w.k].to_vec())
+            .collect();
+        check_values(&format!("{name} {t} rows"), &floats(rows), &want, exact_deq);
+    }
+}
+
+/// A quantized embedding with a tied head, and records: for each type, `GgufEmbedding` from a
+/// GGUF file looks rows up and projects on the fused path from one copy of the table, and a
+/// `QuantLinear` record saved and loaded gives back the exact words.
+/// `cube`: whether the device is a CubeCL one (an out-of-range id gives a row of NaN there; Flex
+/// panics with the error).
+fn check_modules(name: &str, device: &Device, cube: bool) {
+    use burn_gguf::gguf::{GgufFile, GgufWriter};
+    let mut rng = Rng::fresh(name);
+    let dir = scratch(name);
+    for &t in FUSED_TYPES {
+        let pool = Pool::new(&mut rng, t, 2 * 19 + 64, name);
+        let bs = t.block_size().unwrap() as usize;
+        // an embedding table of 19 tokens × 2 blocks
+        let w = pool.weight(19, 2 * bs);
+        let mut writer = GgufWriter::new();
+        writer
+            .add_tensor("token_embd.weight", &[w.k as u64, 19], t, w.bytes)
+            .unwrap();
+        let file = GgufFile::from_bytes(writer.to_bytes()).unwrap();
+        let table = GgufEmbedding::from_gguf(&file, "token_embd.weight", device).unwrap();
+        assert!(table.is_fused(), "{name} {t}: the table stays quantized");
+        assert_eq!(table.memory_bytes(), w.bytes.len().div_ceil(4) * 4);
+        let GgufEmbedding::Quant(q) = &table else {
+            unreachable!()
+        };
+        assert_eq!(q.quant_weight().to_gguf_bytes().unwrap(), w.bytes);
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![18i32, 2, 2], [1, 3]), device);
+        let e: Tensor<3> = table.forward(ids);
+        let want: Vec<f32> = [18usize, 2, 2]
+            .iter()
+            .flat_map(|&i| w.deq[i * w.k..][..w.k].to_vec())
+            .collect();
+        check_values(&format!("{name} {t} embedding"), &floats(e), &want, false);
+        // an id past the table's rows never reads out of bounds
+        let bad = || {
+            let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![1i32, 19], [2]), device);
+            floats::<2>(table.forward(ids))
+        };
+        if cube {
+            let rows = bad();
+            assert!(rows[..w.k].iter().all(|v| !v.is_nan()), "{name} {t}: row 1");
+            assert!(
+                rows[w.k..].iter().all(|v| v.is_nan()),
+                "{name} {t}: id 19 gives NaN"
+            );
+        } else {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(bad));
+            assert!(r.is_err(), "{name} {t}: id 19 of 19 rows is refused");
+        }
+        let x = random_x(&mut rng, 2 * w.k);
+        let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [2, w.k]), device);
+        check(
+            &format!("{name} {t} tied head"),
+            &floats(table.project(xt)),
+            &x,
+            &w,
+            2,
+            false,
+            0.0,
+        );
+
+        // a QuantLinear record round trip, exact
+        let w = pool.weight(5, 3 * bs);
+        let layer = QuantLinear::from_gguf_bytes(w.bytes, w.desc, None, device).unwrap();
+        let words = read_words(layer.weight.val());
+        assert_eq!(words, pack(w.bytes, w.desc).unwrap(), "{name} {t}: words");
+        let path = dir.join(format!("layer-{t}"));
+        layer.clone().save_file(&path).unwrap();
+        let zeros = vec![0u8; w.bytes.len()];
+        let loaded = QuantLinear::from_gguf_bytes(&zeros, w.desc, None, device)
+            .unwrap()
+            .try_load_file(&path)
+            .unwrap_or_else(|e| panic!("{name} {t}: load: {e}"));
+        assert_eq!(read_words(loaded.weight.val()), words, "{name} {t}: record");
+        assert_eq!(
+            loaded.gguf_bytes().unwrap(),
+            w.bytes,
+            "{name} {t}: record bytes"
+        );
+    }
+    // A type without a fused product is refused, unless dequantization is asked for.
+    let mut writer = GgufWriter::new();
+    writer
+        .add_tensor("w.weight", &[256, 2], GgmlType::Q8_K, vec![0u8; 2 * 292])
+        .unwrap();
+    let file = GgufFile::from_bytes(writer.to_bytes()).unwrap();
+    assert!(GgufEmbedding::from_gguf(&file, "w.weight", device).is_err());
+    assert!(burn_gguf::nn::GgufLinear::from_gguf(&file, "w.weight", device).is_err());
+    let dense = burn_gguf::nn::GgufLinear::from_gguf_dequantized(&file, "w.weight", device);
+    assert!(!dense.unwrap().is_fused());
+    // a non-GGUF layout cannot back an embedding
+    let d = QuantWeightDesc::q6k(1, 256).unwrap();
+    assert!(d.layout != PackedLayout::Gguf);
+    assert!(QuantEmbedding::from_gguf_bytes(&[0u8; 210], d, device).is_err());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The real Gemma-3 270M Q4_K_M file's tensors of every fused type it holds (Q8_0, Q5_0, Q4_K,
+/// Q6_K; the first 256 rows of each, the 262144-row embedding among them): GGUF bytes → device →
+/// GGUF bytes, and the product against f64 on gguf-py's dequantization of the same bytes.
+fn check_gemma_tensors(name: &str, device: &Device, u_dense: f64) {
+    use burn_gguf::gguf::GgufFile;
+    let Some(path) = common::gemma_path(name) else {
+        return;
+    };
+    let file = GgufFile::open(path).unwrap();
+    let mut rng = Rng::fresh(name);
+    let mut seen = Vec::new();
+    for info in file.tensors() {
+        let t = info.ggml_type;
+        if !FUSED_TYPES.contains(&t) || seen.contains(&t) || info.dims.len() != 2 {
+            continue;
+        }
+        seen.push(t);
+        let (k, rows) = (info.dims[0] as usize, info.dims[1] as usize);
+        let n = rows.min(256);
+        let desc = QuantWeightDesc::of(t, n, k).unwrap();
+        let bytes = &file.tensor_data(&info.name).unwrap()[..desc.n_bytes()];
+        let deq = if oracles_available(name) {
+            let dir = scratch(&format!("{name}-{t}"));
+            let (src, dst) = (dir.join("q.bin"), dir.join("w.f32"));
+            std::fs::write(&src, bytes).unwrap();
+            let count = (n * k).to_string();
+            oracle(&[
+                "dequantize",
+                &t.name(),
+                src.to_str().unwrap(),
+                &count,
+                dst.to_str().unwrap(),
+            ]);
+            let deq = bytes_to_f32(&std::fs::read(&dst).unwrap());
+            std::fs::remove_dir_all(dir).ok();
+            deq
+        } else {
+            quant::dequantize(t, bytes, n * k).unwrap()
+        };
+        let w = Weight {
+            n,
+            k,
+            bytes,
+            deq: &deq,
+            desc,
+        };
+        let qw = QuantWeight::from_gguf_bytes(bytes, desc, device).unwrap();
+        assert_eq!(qw.to_gguf_bytes().unwrap(), bytes, "{name} {}", info.name);
+        for m in [1, 5, 9] {
+            let x = random_x(&mut rng, m * k);
+            poison(m * n, device);
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), device);
+            let u_in = if m <= burn_gguf::ops::FUSED_MAX_ROWS {
+                0.0
+            } else {
+                u_dense
+            };
+            let what = format!("{name} {} ({t}, first {n} rows) M={m}", info.name);
+            check(&what, &floats(qw.matmul(xt)), &x, &w, m, false, u_in);
+        }
+    }
+    let mut want = vec![
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ];
+    want.sort_by_key(|t| t.id());
+    seen.sort_by_key(|t| t.id());
+    assert_eq!(
+        seen, want,
+        "{name}: the types of the Gemma-3 270M Q4_K_M file"
+    );
+}
+
+/// The gradient to the input for every type (the weight frozen), against f64:
+/// `g_x = g_y · W`.
+#[cfg(feature = "autodiff")]
+fn check_autodiff(name: &str, device: &Device, u_dense: f64) {
+    let mut rng = Rng::fresh(name);
+    for &t in FUSED_TYPES {
+        let pool = Pool::new(&mut rng, t, 24, name);
+        let bs = t.block_size().unwrap() as usize;
+        let (n, k) = (6, 2 * bs);
+        let w = pool.weight(n, k);
+        let layer = QuantLinear::from_gguf_bytes(w.bytes, w.desc, None, device).unwrap();
+        for m in [1, 3] {
+            let x = random_x(&mut rng, m * k);
+            let r = random_x(&mut rng, m * n);
+            let xt = Tensor::<2>::from_data(TensorData::new(x, [m, k]), device).require_grad();
+            let rt = Tensor::<2>::from_data(TensorData::new(r.clone(), [m, n]), device);
+            let grads = (layer.forward(xt.clone()) * rt).sum().backward();
+            let gx = floats(xt.grad(&grads).expect("x has a gradient"));
+            for mi in 0..m {
+                for ki in 0..k {
+                    let (mut exact, mut abs) = (0f64, 0f64);
+                    for ni in 0..n {
+                        let p = r[mi * n + ni] as f64 * w.deq[ni * k + ki] as f64;
+                        exact += p;
+                        abs += p.abs();
+                    }
+                    let g = gx[mi * k + ki] as f64;
+                    let tol = bound(n, abs, exact, false, u_dense);
+                    assert!(
+                        (g - exact).abs() <= tol,
+                        "{name} {t} m={m}: dx[{mi}, {ki}] = {g}, f64 {exact} (tol {tol:e})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use super::*;
+
+    #[test]
+    fn types_flex() {
+        check_types("types_flex", &Device::flex(), 0.0, true);
+    }
+    #[test]
+    fn modules_flex() {
+        check_modules("modules_flex", &Device::flex(), false);
+        check_gemma_tensors("gemma_tensors_flex", &Device::flex(), 0.0);
+    }
+    #[cfg(feature = "autodiff")]
+    #[test]
+    fn autodiff_types_flex() {
+        check_autodiff("autodiff_types_flex", &Device::flex().autodiff(), 0.0);
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use super::*;
+
+    #[test]
+    fn types_wgpu() {
+        if let Some(d) = common::wgpu_device("types_wgpu") {
+            check_types("types_wgpu", &d, 0.0, false);
+        }
+    }
+    #[test]
+    fn modules_wgpu() {
+        if let Some(d) = common::wgpu_device("modules_wgpu") {
+            check_modules("modules_wgpu", &d, true);
+            check_gemma_tensors("gemma_tensors_wgpu", &d, 0.0);
+        }
+    }
+    #[cfg(feature = "autodiff")]
+    #[test]
+    fn autodiff_types_wgpu() {
+        if let Some(d) = common::wgpu_device("autodiff_types_wgpu") {
+            check_autodiff("autodiff_types_wgpu", &d.autodiff(), 0.0);
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+
+    const TF32: f64 = 1.0 / 1024.0;
+
+    fn device() -> Option<Device> {
+        if std::env::var("BURN_GGUF_CUDA").as_deref() == Ok("1") {
+            return Some(Device::cuda(0usize));
+        }
+        eprintln!("SKIP cuda tests: set BURN_GGUF_CUDA=1 on a machine with an NVIDIA GPU");
+        None
+    }
+
+    #[test]
+    fn types_cuda() {
+        if let Some(d) = device() {
+            check_types("types_cuda", &d, TF32, false);
+            check_modules("modules_cuda", &d, true);
+            check_gemma_tensors("gemma_tensors_cuda", &d, TF32);
+        }
+    }
+    #[cfg(feature = "autodiff")]
+    #[test]
+    fn autodiff_types_cuda() {
+        if let Some(d) = device() {
+            check_autodiff("autodiff_types_cuda", &d.autodiff(), TF32);
+        }
+    }
+}
