@@ -160,9 +160,10 @@ pub fn quant_rows(
         return Err(KernelError::Device);
     }
     let ids = match ids.dtype {
-        DType::U32 => into_contiguous(ids),
-        DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U64 | DType::U16 | DType::U8 => {
-            // Negative ids become huge u32 values: rows of NaN, like any id out of range.
+        // 32-bit ids are read as they are (the kernel binds them as u32 words: a negative i32
+        // is a huge u32, so it gives a row of NaN like any id out of range).
+        DType::U32 | DType::I32 => into_contiguous(ids),
+        DType::I64 | DType::I16 | DType::I8 | DType::U64 | DType::U16 | DType::U8 => {
             burn_cubecl::kernel::cast(into_contiguous(ids), DType::U32)
         }
         other => return Err(KernelError::IdsDtype(other)),
