@@ -58,23 +58,7 @@ impl Pool {
             }
         }
         let n = blocks * t.block_size().unwrap() as usize;
-        let deq = if oracles_available(test) {
-            let dir = scratch(&format!("{test}-{t}"));
-            let (src, dst) = (dir.join("q.bin"), dir.join("w.f32"));
-            std::fs::write(&src, &bytes).unwrap();
-            oracle(&[
-                "dequantize",
-                &t.name(),
-                src.to_str().unwrap(),
-                &n.to_string(),
-                dst.to_str().unwrap(),
-            ]);
-            let deq = bytes_to_f32(&std::fs::read(&dst).unwrap());
-            std::fs::remove_dir_all(dir).ok();
-            deq
-        } else {
-            quant::dequantize(t, &bytes, n).unwrap()
-        };
+        let deq = reference(t, &bytes, n, test);
         Pool { t, bytes, deq }
     }
 
@@ -88,6 +72,28 @@ impl Pool {
             desc,
         }
     }
+}
+
+/// The `n` values of `bytes` (type `t`) as gguf-py dequantizes them (the oracle), or, where the
+/// Python oracles are not installed, as this crate does (checked bit-exact against gguf-py in
+/// `tests/quant.rs`).
+fn reference(t: GgmlType, bytes: &[u8], n: usize, test: &str) -> Vec<f32> {
+    if !oracles_available(test) {
+        return quant::dequantize(t, bytes, n).unwrap();
+    }
+    let dir = scratch(&format!("{test}-{t}"));
+    let (src, dst) = (dir.join("q.bin"), dir.join("w.f32"));
+    std::fs::write(&src, bytes).unwrap();
+    oracle(&[
+        "dequantize",
+        &t.name(),
+        src.to_str().unwrap(),
+        &n.to_string(),
+        dst.to_str().unwrap(),
+    ]);
+    let deq = bytes_to_f32(&std::fs::read(&dst).unwrap());
+    std::fs::remove_dir_all(dir).ok();
+    deq
 }
 
 fn random_x(rng: &mut Rng, len: usize) -> Vec<f32> {
@@ -358,24 +364,7 @@ fn check_gemma_tensors(name: &str, device: &Device, u_dense: f64) {
         let n = rows.min(256);
         let desc = QuantWeightDesc::of(t, n, k).unwrap();
         let bytes = &file.tensor_data(&info.name).unwrap()[..desc.n_bytes()];
-        let deq = if oracles_available(name) {
-            let dir = scratch(&format!("{name}-{t}"));
-            let (src, dst) = (dir.join("q.bin"), dir.join("w.f32"));
-            std::fs::write(&src, bytes).unwrap();
-            let count = (n * k).to_string();
-            oracle(&[
-                "dequantize",
-                &t.name(),
-                src.to_str().unwrap(),
-                &count,
-                dst.to_str().unwrap(),
-            ]);
-            let deq = bytes_to_f32(&std::fs::read(&dst).unwrap());
-            std::fs::remove_dir_all(dir).ok();
-            deq
-        } else {
-            quant::dequantize(t, bytes, n * k).unwrap()
-        };
+        let deq = reference(t, bytes, n * k, name);
         let w = Weight {
             n,
             k,

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::QuantLinearError;
 use super::load::load_float_tensor;
-use super::quant_linear::matrix_dims;
+use super::quant_linear::{matrix_dims, require_fused_or_float};
 use crate::gguf::GgufFile;
 use crate::ops::{QuantWeight, quant_matmul, quant_rows};
 use crate::quant::{FUSED_TYPES, PackError, PackedLayout, QuantWeightDesc};
@@ -89,12 +89,8 @@ impl GgufEmbedding {
         name: &str,
         device: &Device,
     ) -> Result<Self, QuantLinearError> {
-        let t = file.require_tensor(name)?.ggml_type;
-        if FUSED_TYPES.contains(&t) || !t.is_quantized() {
-            Self::from_gguf_dequantized(file, name, device)
-        } else {
-            Err(PackError::Unsupported { ggml_type: t }.into())
-        }
+        require_fused_or_float(file, name)?;
+        Self::from_gguf_dequantized(file, name, device)
     }
 
     /// As [`GgufEmbedding::from_gguf`], but a quantized type without a fused product is

@@ -6,10 +6,10 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::quant_linear::{load_bias, matrix_dims};
+use super::quant_linear::{load_bias, matrix_dims, require_fused_or_float};
 use super::{QuantLinear, QuantLinearError};
 use crate::gguf::GgufFile;
-use crate::quant::{FUSED_TYPES, PackError};
+use crate::quant::FUSED_TYPES;
 
 /// A linear layer from a GGUF weight (`ne = [d_input, d_output]`, the layout llama.cpp uses for
 /// every projection): a weight whose type has a fused product stays its GGUF bytes on the device;
@@ -26,19 +26,15 @@ pub enum GgufLinear {
 
 impl GgufLinear {
     /// Loads tensor `name` and its bias (`.weight` → `.bias`) if the file has one. A quantized
-    /// type without a fused product is [`PackError::Unsupported`] (see
+    /// type without a fused product is [`crate::quant::PackError::Unsupported`] (see
     /// [`GgufLinear::from_gguf_dequantized`]).
     pub fn from_gguf(
         file: &GgufFile,
         name: &str,
         device: &Device,
     ) -> Result<Self, QuantLinearError> {
-        let t = file.require_tensor(name)?.ggml_type;
-        if FUSED_TYPES.contains(&t) || !t.is_quantized() {
-            Self::from_gguf_dequantized(file, name, device)
-        } else {
-            Err(PackError::Unsupported { ggml_type: t }.into())
-        }
+        require_fused_or_float(file, name)?;
+        Self::from_gguf_dequantized(file, name, device)
     }
 
     /// As [`GgufLinear::from_gguf`], but a quantized type without a fused product is dequantized

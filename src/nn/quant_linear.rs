@@ -120,6 +120,17 @@ pub(crate) fn load_bias(
     Ok(Some(load_float_tensor::<1>(file, &b.name, device)?))
 }
 
+/// Checks that tensor `name` may load without dequantization: a type with a fused product, or a
+/// float type; any other quantized type is [`PackError::Unsupported`].
+pub(crate) fn require_fused_or_float(file: &GgufFile, name: &str) -> Result<(), QuantLinearError> {
+    let t = file.require_tensor(name)?.ggml_type;
+    if crate::quant::FUSED_TYPES.contains(&t) || !t.is_quantized() {
+        Ok(())
+    } else {
+        Err(PackError::Unsupported { ggml_type: t }.into())
+    }
+}
+
 /// `(d_input, d_output)` of a 2-D GGUF weight (`ne = [d_input, d_output]`, trailing 1s allowed).
 pub(crate) fn matrix_dims(info: &TensorInfo) -> Result<(usize, usize), QuantLinearError> {
     let mut dims = info.dims.clone();
