@@ -20,6 +20,8 @@ use burn_gguf::nn::{Q6kLinear, Q6kLinearConfig, QuantLinear, QuantLinearError};
 use burn_gguf::ops::{QuantWeight, quant_matmul, read_words, upload_words};
 use burn_gguf::quant::{BlockQ6K, GgmlType, PackError, PackedLayout, QuantWeightDesc, pack, q6k};
 use common::Rng;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use common::cube::{Cube, cube_floats};
 
 /// A random Q6_K weight `[n, k]`: its GGUF bytes and its exact dequantized values.
 struct Weight {
@@ -807,79 +809,6 @@ fn check_record(name: &str, device: &Device) {
     );
 }
 
-/// A CubeCL device and its client, for calling the `CubeBackend` impl and the kernels directly
-/// on hand-built `CubeTensor`s (the build is fused, so Burn's dispatch never reaches the bare
-/// `CubeBackend`).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-struct Cube {
-    device: burn_cubecl::CubeDevice,
-    client: cubecl::client::Client,
-}
-
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-impl Cube {
-    fn new(device: burn_cubecl::CubeDevice) -> Self {
-        let client = device.client();
-        Cube { device, client }
-    }
-
-    fn tensor(
-        &self,
-        bytes: &[u8],
-        shape: burn::tensor::Shape,
-        dtype: DType,
-    ) -> burn_cubecl::tensor::CubeTensor {
-        let handle = self.client.create_from_slice(bytes);
-        burn_cubecl::tensor::CubeTensor::new_contiguous(
-            self.client.clone(),
-            self.device.clone(),
-            shape,
-            handle,
-            dtype,
-        )
-    }
-
-    /// Contiguous f32 values of `shape`.
-    fn floats<const D: usize>(
-        &self,
-        values: &[f32],
-        shape: [usize; D],
-    ) -> burn_cubecl::tensor::CubeTensor {
-        assert_eq!(values.len(), shape.iter().product::<usize>());
-        self.tensor(
-            bytemuck::cast_slice(values),
-            burn::tensor::Shape::new(shape),
-            DType::F32,
-        )
-    }
-
-    /// Packed words as a 1-D `U32` tensor.
-    fn words(&self, words: &[u32]) -> burn_cubecl::tensor::CubeTensor {
-        self.tensor(
-            bytemuck::cast_slice(words),
-            burn::tensor::Shape::new([words.len()]),
-            DType::U32,
-        )
-    }
-
-    /// [`poison`] on the client's memory pool.
-    fn poison(&self, len: usize) {
-        let nan = vec![f32::NAN; len];
-        for _ in 0..2 {
-            let handle = self.client.create_from_slice(bytemuck::cast_slice(&nan));
-            let _ = self.client.read_one(handle);
-        }
-    }
-}
-
-/// The values of an f32 `CubeTensor`.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn cube_floats(t: burn_cubecl::tensor::CubeTensor) -> Vec<f32> {
-    burn_cubecl::ops::into_data_sync(t)
-        .try_into_vec::<f32>()
-        .expect("f32 values")
-}
-
 /// The op of the unfused `CubeBackend` (what the Fusion impl runs, without Fusion around it):
 /// the fused kernel up to 8 rows, the device dequantization and Burn's matmul above.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -1057,20 +986,12 @@ mod flex {
 mod wgpu {
     use super::*;
 
-    /// The CubeCL device behind `Device::wgpu(DeviceKind::DefaultDevice)`.
-    fn cube() -> Cube {
-        use cubecl::device::{WgpuDevice, WgpuDeviceKind};
-        Cube::new(cubecl::Device::Wgpu(WgpuDevice::new(
-            WgpuDeviceKind::DefaultDevice,
-        )))
-    }
-
     /// The default wgpu device if it runs a tensor op, with a line on its plane support; else a
     /// SKIP line (a failure with `BURN_GGUF_REQUIRE_WGPU=1`).
     fn device(test: &str) -> Option<Device> {
         use cubecl::features::Plane;
         let device = common::wgpu_device(test)?;
-        let client = cube().client;
+        let client = Cube::wgpu().client;
         let props = client.properties();
         let hw = &props.hardware;
         let ops = props.features.plane.contains(Plane::Ops);
@@ -1079,7 +1000,7 @@ mod wgpu {
             ops && hw.plane_size_min == hw.plane_size_max && (8..=64).contains(&hw.plane_size_max);
         eprintln!(
             "{test}: wgpu device {:?} ({}): plane ops {ops}, plane size {}..{} (the kernels' {} reduction runs)",
-            cube().device,
+            Cube::wgpu().device,
             client.name(),
             hw.plane_size_min,
             hw.plane_size_max,
@@ -1095,7 +1016,7 @@ mod wgpu {
         };
         check_op("matmul_wgpu", &d, false, EXACT);
         check_3d("matmul_3d_wgpu", &d, EXACT);
-        let c = cube();
+        let c = Cube::wgpu();
         check_op_cube("matmul_wgpu_cube", &c, EXACT);
         check_kernels("kernels_wgpu", &c);
     }
@@ -1142,17 +1063,12 @@ mod cuda {
         false
     }
 
-    /// The CubeCL device behind `Device::cuda(0)`.
-    fn cube() -> Cube {
-        Cube::new(cubecl::Device::Cuda(cubecl::device::CudaDevice::new(0)))
-    }
-
     #[test]
     fn matmul_cuda() {
         if !enabled() {
             return;
         }
-        let c = cube();
+        let c = Cube::cuda();
         check_kernels("kernels_cuda", &c);
         check_op_cube("matmul_cuda_cube", &c, TF32);
         let d = Device::cuda(0usize);

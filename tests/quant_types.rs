@@ -246,6 +246,49 @@ fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
     }
 }
 
+/// The GGUF-layout kernel itself, called directly for every type with forced launch geometries
+/// (rows and warps per cube; the tuning runs may pick any of them): rows past the last one,
+/// cubes whose units outnumber a row's chunks, and 1..=8 activation rows.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
+    use burn_gguf::kernel::{PlanesTuning, gemv_shape, quant_gemv};
+    let mut rng = Rng::fresh(name);
+    let tuning = |rows, warps| {
+        Some(PlanesTuning {
+            rows,
+            warps,
+            per_iter: 1,
+            weights_path: false,
+            pipeline: false,
+        })
+    };
+    let geometries = [tuning(1, 1), tuning(3, 2), tuning(8, 1), tuning(2, 8), None];
+    let cases = [(1, 11, 1), (3, 5, 8), (9, 7, 2), (2, 13, 5)];
+    for &t in FUSED_TYPES {
+        let pool = Pool::new(&mut rng, t, 9 * 16, name);
+        let bs = t.block_size().unwrap() as usize;
+        for (ci, &(kb, n, m)) in cases.iter().enumerate() {
+            let w = pool.weight(n, kb * bs);
+            let desc = w.desc.with_layout(PackedLayout::Gguf).unwrap();
+            let k = w.k;
+            let x = random_x(&mut rng, m * k);
+            for (gi, &tuning) in geometries.iter().enumerate() {
+                if (ci + gi) % 2 == 1 {
+                    continue;
+                }
+                let shape = gemv_shape(&cube.client, cube.device.runtime(), desc, m, tuning);
+                let what = format!("{name} {t} K={k} N={n} M={m} {tuning:?} ({shape:?})");
+                let xt = cube.floats(&x, [m, k]);
+                let p = cube.words(&pack(w.bytes, desc).unwrap());
+                cube.poison(m * n);
+                let y = quant_gemv(xt, p, desc, tuning)
+                    .unwrap_or_else(|e| panic!("{what}: the kernel did not run: {e}"));
+                check(&what, &common::cube::cube_floats(y), &x, &w, m, false, 0.0);
+            }
+        }
+    }
+}
+
 /// A quantized embedding with a tied head, and records: for each type, `GgufEmbedding` from a
 /// GGUF file looks rows up and projects on the fused path from one copy of the table, and a
 /// `QuantLinear` record saved and loaded gives back the exact words.
@@ -467,6 +510,7 @@ mod wgpu {
     fn types_wgpu() {
         if let Some(d) = common::wgpu_device("types_wgpu") {
             check_types("types_wgpu", &d, 0.0, false);
+            check_kernel_geometries("kernels_wgpu", &common::cube::Cube::wgpu());
         }
     }
     #[test]
@@ -503,6 +547,7 @@ mod cuda {
     fn types_cuda() {
         if let Some(d) = device() {
             check_types("types_cuda", &d, TF32, false);
+            check_kernel_geometries("kernels_cuda", &common::cube::Cube::cuda());
             check_modules("modules_cuda", &d, true);
             check_gemma_tensors("gemma_tensors_cuda", &d, TF32);
         }

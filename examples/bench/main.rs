@@ -60,10 +60,10 @@ struct Args {
     /// words, `PackedLayout::Gguf`: the first kernel version).
     #[arg(long, default_value = "planes")]
     layouts: String,
-    /// Also time the planes kernel, on the backend without fusion, with these launch geometries,
-    /// as `ROWSxWARPS[xUNITS][w][p]` (rows and warps per cube, 1..=8, units loaded per
-    /// iteration, 1 or 2; `w` takes the dequantized-weights path even at M = 1, `p` pipelines the
-    /// loads), comma-separated (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`). Each is passed to
+    /// Also time the fused kernel of every variant, on the backend without fusion, with these
+    /// launch geometries, as `ROWSxWARPS[xUNITS][w][p]` (rows and warps per cube, 1..=8; the
+    /// planes kernel also reads units loaded per iteration, 1 or 2, `w`: the dequantized-weights
+    /// path even at M = 1, `p`: pipelined loads), comma-separated (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`). Each is passed to
     /// `burn_gguf::kernel::quant_gemv` as an explicit `PlanesTuning`; M above the fused kernel's
     /// limit (`kernel::MAX_ROWS`) is skipped. CubeCL runtimes only.
     #[arg(long)]
@@ -483,7 +483,7 @@ impl Unfused {
         }
     }
 
-    /// `--sweep`: the planes kernel with each forced geometry, timed without fusion (the fusion
+    /// `--sweep`: the fused kernel with each forced geometry, timed without fusion (the fusion
     /// layer's host cost varies from run to run on wgpu), with the kernel time where the runtime
     /// has device timers.
     fn sweep(
@@ -498,7 +498,8 @@ impl Unfused {
         for geometry in sweep.split(',') {
             let t = parse_geometry(geometry.trim());
             let name = format!(
-                "q6k_r{}w{}u{}{}{}",
+                "{}_r{}w{}u{}{}{}",
+                self.name,
                 t.rows,
                 t.warps,
                 t.per_iter,
@@ -732,9 +733,6 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
                     let Some(sweep) = &args.sweep else {
                         continue;
                     };
-                    if desc.layout != PackedLayout::Q6kPlanes {
-                        continue;
-                    }
                     if m <= burn_gguf::kernel::MAX_ROWS {
                         raw.sweep(args, sweep, &mut record, &mut kernels);
                     } else {

@@ -3,105 +3,116 @@
 //! format is the kernel's type parameter, [`BlockFormat`]): `y[m, n] = Σ_k x[m, k] · W[n, k]` for
 //! up to [`super::MAX_ROWS`] activation rows, reading every weight byte once for all rows.
 //!
-//! Mapping: a cube holds `ROWS_PER_CUBE` output rows (y dimension) of `lanes` units each (x
-//! dimension). A row's work is its blocks' chunks (eight weights each); the row's units stride
-//! over them, accumulate in f32 registers, one per activation row, and reduce with `plane_sum`
-//! where the device has plane operations, else through shared memory.
+//! Mapping (the planes kernel's): a cube owns `rows` output rows and `warps × lanes` units. A
+//! row's work items are its blocks' chunks (eight weights each, [`super::formats::Chunk`]); the
+//! cube's units stride over them together, and at each item a unit decodes that chunk of every
+//! row the cube owns, then reads each activation row's eight matching values once (two
+//! four-wide loads) for all of those rows. Partial sums stay in f32 registers, one per (weight
+//! row, activation row), and meet in [`store_sums`].
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
 use cubecl::{prelude::*, server::CubeCountSelection};
 
+use cubecl::client::Client;
+use cubecl::device::RuntimeId;
+
 use super::formats::{BlockFormat, with_format};
-use super::{KernelError, lanes_for};
+use super::reduce::{CubeShape, store_sums};
+use super::{KernelError, PlanesTuning};
 use crate::dims::with_last_dim;
 use crate::quant::QuantWeightDesc;
 
-/// Output rows per cube.
-pub const ROWS_PER_CUBE: usize = 4;
-
-#[cube(launch)]
-pub(crate) fn quant_gemv_kernel<F: Float, Q: BlockFormat>(
-    x: &[F],
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
+    x: &[Vector<F, V>],
     w: &[u32],
     y: &mut [F],
     k: usize,
     n: usize,
     #[comptime] m: usize,
+    #[comptime] rows: usize,
     #[comptime] lanes: usize,
+    #[comptime] warps: usize,
     #[comptime] use_plane: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let block = comptime!(Q::BLOCK);
     let bytes = comptime!(Q::BYTES);
     let chunks = comptime!(Q::CHUNKS);
-    let gap = comptime!(Q::GAP);
-    let lane = UNIT_POS_X as usize;
-    let row = CUBE_POS * ROWS_PER_CUBE + UNIT_POS_Y as usize;
+    let gap = comptime!(Q::GAP / 4);
+    let threads = comptime![lanes * warps];
+    let tid = UNIT_POS_Y as usize * lanes + UNIT_POS_X as usize;
+    let row0 = CUBE_POS * rows;
     let nb = k / block;
-    // Rows past the end still take part in the reduction (uniform control flow), with no work.
-    let valid = row < n;
+    let kv = k / 4;
+    let row_bytes = nb * bytes;
+    // Cubes past the last row (a cube count rounded up by the runtime) do no work but still take
+    // part in the reduction, so every barrier stays uniform.
     let mut items = 0usize;
-    if valid {
+    if row0 < n {
         items = nb * chunks;
     }
-    let mut acc = Array::<f32>::new(m);
+    let mut acc = Array::<f32>::new(rows * m);
     #[unroll]
-    for mi in 0..m {
-        acc[mi] = 0.0f32;
+    for i in 0..rows * m {
+        acc[i] = 0.0f32;
     }
-    let row_byte = row * nb * bytes;
-    let mut item = lane;
+    let mut wv = Array::<f32>::new(rows * 8);
+    let mut item = tid;
     while item < items {
         let b = item / chunks;
-        let ch = Q::decode(w, row_byte + b * bytes, item % chunks);
-        let e = b * block + ch.offset;
+        let c = item % chunks;
+        let mut offset = 0usize;
         #[unroll]
-        for mi in 0..m {
-            let xa = mi * k + e;
-            let xb = xa + gap;
-            acc[mi] += ch.lo.extract(0usize) * f32::cast_from(x[xa])
-                + ch.lo.extract(1usize) * f32::cast_from(x[xa + 1])
-                + ch.lo.extract(2usize) * f32::cast_from(x[xa + 2])
-                + ch.lo.extract(3usize) * f32::cast_from(x[xa + 3])
-                + ch.hi.extract(0usize) * f32::cast_from(x[xb])
-                + ch.hi.extract(1usize) * f32::cast_from(x[xb + 1])
-                + ch.hi.extract(2usize) * f32::cast_from(x[xb + 2])
-                + ch.hi.extract(3usize) * f32::cast_from(x[xb + 3]);
-        }
-        item += lanes;
-    }
-
-    if use_plane {
-        #[unroll]
-        for mi in 0..m {
-            let total = plane_sum(acc[mi]);
-            if lane == 0 && valid {
-                y[mi * n + row] = F::cast_from(total);
+        for r in 0..rows {
+            // A row past the end decodes the last row again (in bounds, never written).
+            let row = (row0 + r).min(n - 1);
+            let ch = Q::decode(w, row * row_bytes + b * bytes, c);
+            offset = ch.offset;
+            #[unroll]
+            for j in 0..4usize {
+                wv[r * 8 + j] = ch.lo.extract(j);
+                wv[r * 8 + 4 + j] = ch.hi.extract(j);
             }
         }
-    } else {
-        let mut partial = Shared::<[f32]>::new_slice(ROWS_PER_CUBE * lanes);
-        let base = UNIT_POS_Y as usize * lanes;
+        let xo = (b * block + offset) / 4;
         #[unroll]
         for mi in 0..m {
-            partial[base + lane] = acc[mi];
-            sync_cube();
-            // A runtime value: the same for every unit, so the barriers stay uniform.
-            let mut stride = (CUBE_DIM_X / 2) as usize;
-            while stride > 0 {
-                if lane < stride {
-                    partial[base + lane] += partial[base + lane + stride];
+            let lo = x[mi * kv + xo];
+            let hi = x[mi * kv + xo + gap];
+            #[unroll]
+            for r in 0..rows {
+                let mut sum = 0.0f32;
+                #[unroll]
+                for j in 0..4usize {
+                    sum += wv[r * 8 + j] * f32::cast_from(lo.extract(j))
+                        + wv[r * 8 + 4 + j] * f32::cast_from(hi.extract(j));
                 }
-                sync_cube();
-                stride /= 2;
+                acc[r * m + mi] += sum;
             }
-            if lane == 0 && valid {
-                y[mi * n + row] = F::cast_from(partial[base]);
-            }
-            sync_cube();
         }
+        item += threads;
     }
+    store_sums::<F>(&acc, y, row0, n, rows, m, lanes, warps, use_plane);
+}
+
+/// The launch shape for `desc` and `m` activation rows on `client`'s device: `tuning`'s rows
+/// and warps when given and in range (1..=8), else the measured default.
+pub fn gemv_shape(
+    client: &Client,
+    runtime: RuntimeId,
+    desc: QuantWeightDesc,
+    m: usize,
+    tuning: Option<PlanesTuning>,
+) -> CubeShape {
+    let items = desc.in_features / 8;
+    let mut shape = CubeShape::default_for(client, runtime, items, m);
+    if let Some(t) = tuning.filter(|t| (1..=8).contains(&t.rows) && (1..=8).contains(&t.warps)) {
+        (shape.rows, shape.warps) = (t.rows, t.warps);
+    }
+    shape.fit_shared_memory(m)
 }
 
 /// Launches the kernel of `desc`'s type: `x` contiguous `[.., in_features]` with `rows` rows
@@ -111,28 +122,39 @@ pub(super) fn launch(
     packed: CubeTensor,
     desc: QuantWeightDesc,
     rows: usize,
+    tuning: Option<PlanesTuning>,
 ) -> Result<CubeTensor, KernelError> {
     let client = x.client.clone();
     let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
     let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
-    let (lanes, use_plane) = lanes_for(&client);
-    let cubes = desc.out_features.div_ceil(ROWS_PER_CUBE) as u32;
+    let g = gemv_shape(&client, x.device.runtime(), desc, rows, tuning);
+    let cubes = desc.out_features.div_ceil(g.rows) as u32;
     let cube_count = CubeCountSelection::new(&client, cubes).cube_count();
-    let cube_dim = CubeDim::new_2d(lanes as u32, ROWS_PER_CUBE as u32);
+    let cube_dim = CubeDim::new_2d(g.lanes as u32, g.warps as u32);
     let dtype = dtype_to_storage_type(x.dtype);
-    with_format!(desc.ggml_type, Q => quant_gemv_kernel::launch::<Q>(
-        &client,
-        cube_count,
-        cube_dim,
-        x.into_buffer_arg(),
-        packed.into_buffer_arg(),
-        y.clone().into_buffer_arg(),
-        desc.in_features,
-        desc.out_features,
-        rows,
-        lanes,
-        use_plane,
-        dtype,
-    ))?;
+    // SAFETY: every index stays in bounds: the caller checked that `packed` holds exactly the
+    // GGUF bytes of `desc` (whole blocks; a four-byte read straddling a word reads the next word
+    // only when the bytes reach into it) and `x` has `rows · in_features` elements (a multiple of
+    // 32, read four at a time); the kernel decodes rows < out_features only and writes
+    // y[mi · n + row] for row < out_features, mi < rows.
+    with_format!(desc.ggml_type, Q => unsafe {
+        quant_gemv_kernel::launch_unchecked::<Q>(
+            &client,
+            cube_count,
+            cube_dim,
+            4,
+            x.into_buffer_arg(),
+            packed.into_buffer_arg(),
+            y.clone().into_buffer_arg(),
+            desc.in_features,
+            desc.out_features,
+            rows,
+            g.rows,
+            g.lanes,
+            g.warps,
+            g.use_plane,
+            dtype,
+        )
+    })?;
     Ok(y)
 }

@@ -32,6 +32,7 @@ use cubecl::device::RuntimeId;
 use cubecl::{prelude::*, server::CubeCountSelection};
 
 use super::decode::{f16_bits_to_f32, sign_extend};
+use super::reduce::{CubeShape, store_sums};
 use crate::dims::with_last_dim;
 use crate::quant::QuantWeightDesc;
 use crate::quant::q6k::planes::PlaneOffsets;
@@ -406,45 +407,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
         }
     }
 
-    if use_plane {
-        let mut partial = Shared::<[f32]>::new_slice(rows * m * warps);
-        #[unroll]
-        for i in 0..rows * m {
-            let total = plane_sum(acc[i]);
-            if lane == 0 {
-                partial[i * warps + warp] = total;
-            }
-        }
-        sync_cube();
-        if tid < rows * m {
-            let mut total = 0.0f32;
-            #[unroll]
-            for wi in 0..warps {
-                total += partial[tid * warps + wi];
-            }
-            let r = tid / m;
-            if row0 + r < n {
-                y[(tid % m) * n + row0 + r] = F::cast_from(total);
-            }
-        }
-    } else {
-        let mut partial = Shared::<[f32]>::new_slice(rows * m * threads);
-        #[unroll]
-        for i in 0..rows * m {
-            partial[i * threads + tid] = acc[i];
-        }
-        sync_cube();
-        if tid < rows * m {
-            let mut total = 0.0f32;
-            for ti in 0..threads {
-                total += partial[tid * threads + ti];
-            }
-            let r = tid / m;
-            if row0 + r < n {
-                y[(tid % m) * n + row0 + r] = F::cast_from(total);
-            }
-        }
-    }
+    store_sums::<F>(&acc, y, row0, n, rows, m, lanes, warps, use_plane);
 }
 
 /// The geometry for `desc` and `m` activation rows on `client`'s device: `tuning` when given
@@ -456,43 +419,25 @@ pub fn planes_geometry(
     m: usize,
     tuning: Option<PlanesTuning>,
 ) -> PlanesGeometry {
-    let (lanes, use_plane) = super::lanes_for(client);
     let units = desc.blocks_per_row() * 4;
     let tuning = tuning.filter(|t| {
         (1..=8).contains(&t.rows) && (1..=8).contains(&t.warps) && (1..=2).contains(&t.per_iter)
     });
-    let (rows, warps, per_iter) = match tuning {
-        Some(t) => (t.rows, t.warps, t.per_iter),
-        // Measured on an H100 (PERF.md): 4 rows per cube; 4 warps up to 2 activation rows and 1
-        // above on CUDA (fewer registers per cube, more cubes in flight), 4 at every M on wgpu
-        // (Vulkan kernel times at 4096×14336: M = 4 70 µs against 81, M = 8 116 against 401).
-        None => {
-            let max_warps = if m <= 2 || runtime == RuntimeId::Wgpu {
-                4
-            } else {
-                1
-            };
-            (4, units.div_ceil(lanes).clamp(1, max_warps), 1)
-        }
-    };
-    let mut g = PlanesGeometry {
-        rows,
-        warps,
-        lanes,
+    let mut shape = CubeShape::default_for(client, runtime, units, m);
+    let mut per_iter = 1;
+    if let Some(t) = tuning {
+        (shape.rows, shape.warps, per_iter) = (t.rows, t.warps, t.per_iter);
+    }
+    let shape = shape.fit_shared_memory(m);
+    PlanesGeometry {
+        rows: shape.rows,
+        warps: shape.warps,
+        lanes: shape.lanes,
         per_iter,
-        use_plane,
+        use_plane: shape.use_plane,
         scale_sums: m == 1 && !tuning.is_some_and(|t| t.weights_path),
         pipeline: tuning.is_some_and(|t| t.pipeline),
-    };
-    // Without plane operations, every unit's sums go through shared memory: keep it within the
-    // 16 KiB WebGPU guarantees.
-    while !use_plane && g.rows * m * g.lanes * g.warps * 4 > 16 * 1024 && g.warps > 1 {
-        g.warps /= 2;
     }
-    while !use_plane && g.rows * m * g.lanes * g.warps * 4 > 16 * 1024 && g.rows > 1 {
-        g.rows /= 2;
-    }
-    g
 }
 
 /// Launches the planes kernel; `packed` must be the planes words of `desc` and `x` contiguous

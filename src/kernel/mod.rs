@@ -15,9 +15,11 @@ mod gemv;
 mod gemv_planes;
 #[cfg(test)]
 mod msl;
+mod reduce;
 
-pub use gemv::ROWS_PER_CUBE;
+pub use gemv::gemv_shape;
 pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
+pub use reduce::CubeShape;
 
 use burn::tensor::DType;
 use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
@@ -97,8 +99,8 @@ fn check_packed(packed: CubeTensor, desc: QuantWeightDesc) -> Result<CubeTensor,
 }
 
 /// The fused product `y = x · Wᵀ` for `x` `[.., in_features]` with 1..=[`MAX_ROWS`] rows, W the
-/// packed weight `desc`; `y` has x's dtype. `tuning` forces the planes kernel's launch
-/// configuration (`None`: the measured default).
+/// packed weight `desc`; `y` has x's dtype. `tuning` forces the launch configuration (`None`:
+/// the measured default; the GGUF-layout kernel takes its rows and warps).
 pub fn quant_gemv(
     x: CubeTensor,
     packed: CubeTensor,
@@ -129,7 +131,7 @@ pub fn quant_gemv(
     }
     Ok(match desc.layout {
         PackedLayout::Q6kPlanes => gemv_planes::launch(x, packed, desc, rows, tuning),
-        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows)?,
+        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows, tuning)?,
     })
 }
 

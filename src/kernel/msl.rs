@@ -15,7 +15,7 @@ use cubecl::profile::TimingMethod;
 use cubecl_cpp::{MslCompiler, shared::CompilationOptions};
 
 use super::formats::with_format;
-use super::gemv::{ROWS_PER_CUBE, quant_gemv_kernel};
+use super::gemv::quant_gemv_kernel;
 use crate::quant::{FUSED_TYPES, GgmlType};
 
 /// A Metal device's properties as cubecl-metal 0.11.3 reports an Apple GPU's (SIMD groups of
@@ -75,8 +75,10 @@ fn metal_properties() -> DeviceProperties {
 /// The MSL source of the matrix-vector kernel of `t` for `m` activation rows.
 fn gemv_msl(t: GgmlType, m: usize, use_plane: bool) -> Result<String, String> {
     const LANES: usize = 32;
+    const WARPS: usize = 2;
+    const ROWS: usize = 4;
     let settings = KernelSettings::new(
-        CubeDim::new_2d(LANES as u32, ROWS_PER_CUBE as u32).into(),
+        CubeDim::new_2d(LANES as u32, WARPS as u32).into(),
         ExecutionMode::Checked,
         AddressType::U32,
     );
@@ -93,8 +95,12 @@ fn gemv_msl(t: GgmlType, m: usize, use_plane: bool) -> Result<String, String> {
             buffer(),
             (),
             (),
+            // the activations' vector size (the kernel's `V`), then its comptime arguments
+            4,
             m,
+            ROWS,
             LANES,
+            WARPS,
             use_plane,
             ElemType::Float(FloatKind::F32),
         );
@@ -116,6 +122,10 @@ fn gemv_compiles_to_metal_shading_language_for_every_format() {
             let msl = gemv_msl(t, m, use_plane).unwrap_or_else(|e| panic!("{t} m={m}: {e}"));
             assert!(msl.contains("#include <metal_stdlib>"), "{t}: {msl}");
             assert!(msl.contains("quant_gemv_kernel"), "{t}: {msl}");
+            assert!(
+                msl.contains("device float_4"),
+                "{t}: activations read four at a time: {msl}"
+            );
             assert!(
                 msl.contains("device"),
                 "{t}: buffers are device memory: {msl}"

@@ -2,6 +2,9 @@
 //! and a raw byte builder for malformed files.
 #![allow(dead_code)]
 
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod cube;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
