@@ -10,7 +10,7 @@
 //! - [`tokenizer`]: the SentencePiece tokenizer of a GGUF file's vocabulary, token for token
 //!   llama.cpp's.
 //! - [`cpu`]: the quantized products in pure Rust over packed words (threaded, reading the
-//!   blocks in place; AVX2 and AVX-512 builds picked at run time).
+//!   blocks in place; SIMD builds picked at run time).
 //! - `ops`, `nn`, `kernel`, `models` (with a backend feature, Burn 0.22): the `QuantBackend`
 //!   extension trait — one op for every GGUF block format, a weight handle that says what it
 //!   holds (one CubeCL kernel for CUDA, wgpu and Metal; Flex on the CPU; Fusion and Autodiff) —,

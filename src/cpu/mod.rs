@@ -4,14 +4,14 @@
 //! kernels are tested against.
 //!
 //! One entry per product. Every fused type takes `blocks`, the product over the type's bit-exact
-//! block decoder; Q6_K has its own (`q6k`: both layouts, AVX2 and AVX-512 builds picked at run
-//! time).
+//! block decoder on macerator's portable SIMD (the CPU's best instruction set picked at run
+//! time); Q6_K has its own (`q6k`: both layouts, AVX2 and AVX-512 builds picked at run time).
 
 mod blocks;
 mod q6k;
 
 use crate::parallel::{SendPtr, for_each_range};
-use crate::quant::{GgmlType, PackError, QuantWeightDesc};
+use crate::quant::{BlockDecode, GgmlType, PackError, QuantWeightDesc};
 
 fn check_input(values: &[f32], rows: usize, width: usize) -> Result<(), PackError> {
     if rows.checked_mul(width) != Some(values.len()) {
@@ -40,8 +40,8 @@ pub fn matmul(
         return Err(PackError::Unsupported { ggml_type: t });
     }
     let bytes = blocks::gguf_bytes(words, desc)?;
-    crate::quant::with_block_fn!(t, |f, BS, TS| blocks::matmul::<BS, TS, _>(
-        x, m, desc, bytes, f
+    crate::quant::with_block_decoder!(t, Q => blocks::matmul::<Q, { <Q as BlockDecode>::BLOCK }, { <Q as BlockDecode>::BYTES }>(
+        x, m, desc, bytes
     ))
     .ok_or(PackError::Unsupported { ggml_type: t })
 }

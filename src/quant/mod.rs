@@ -49,74 +49,97 @@ pub enum QuantError {
 /// A block decoder: one block's bytes into its `block_size` f32 values, bit-exact with ggml.
 pub(crate) type BlockFn = fn(&[u8], &mut [f32]);
 
-/// Evaluates `$body` with `$f` the bit-exact block decoder of `$t` as a function item (so that a
-/// generic product monomorphizes and inlines it) and `$bs` / `$ts` its block's element and byte
-/// counts as constants: `Some($body)` for a type with a fused product (Q6_K excepted: it has its
-/// own products), else `None`.
-macro_rules! with_block_fn {
-    ($t:expr, |$f:ident, $bs:ident, $ts:ident| $body:expr) => {{
+/// A block format's bit-exact decoder as a type, with its geometry as constants: generic
+/// products call it statically, so it inlines into every SIMD build of them.
+pub(crate) trait BlockDecode {
+    /// Elements per block.
+    const BLOCK: usize;
+    /// Bytes per block.
+    const BYTES: usize;
+    /// One block's bytes into its `BLOCK` values.
+    fn decode(b: &[u8], y: &mut [f32]);
+}
+
+/// One zero-sized [`BlockDecode`] per format with a generic CPU product.
+macro_rules! block_decoders {
+    ($($Q:ident: $f:ident, $bs:expr, $ts:expr;)*) => {
+        /// The formats' decoders as types ([`BlockDecode`]).
+        pub(crate) mod decoders {
+            $(
+                #[doc = concat!("`", stringify!($f), "` as a [`super::BlockDecode`].")]
+                pub(crate) struct $Q;
+                impl super::BlockDecode for $Q {
+                    const BLOCK: usize = $bs;
+                    const BYTES: usize = $ts;
+                    #[inline(always)]
+                    fn decode(b: &[u8], y: &mut [f32]) {
+                        super::dequant::$f(b, y)
+                    }
+                }
+            )*
+        }
+    };
+}
+block_decoders! {
+    Q4_0: q4_0_block, 32, 18;
+    Q4_1: q4_1_block, 32, 20;
+    Q5_0: q5_0_block, 32, 22;
+    Q5_1: q5_1_block, 32, 24;
+    Q8_0: q8_0_block, 32, 34;
+    Q2K: q2_k_block, 256, 84;
+    Q3K: q3_k_block, 256, 110;
+    Q4K: q4_k_block, 256, 144;
+    Q5K: q5_k_block, 256, 176;
+}
+
+/// Evaluates `$body` with `$Q` the [`BlockDecode`] type of `$t`: `Some($body)` for a type with a
+/// generic fused product (Q6_K excepted: it has its own products), else `None`.
+macro_rules! with_block_decoder {
+    ($t:expr, $Q:ident => $body:expr) => {{
         use $crate::quant::GgmlType as T;
-        use $crate::quant::dequant as d;
+        use $crate::quant::decoders as q;
         match $t {
             T::Q4_0 => {
-                let $f = d::q4_0_block;
-                const $bs: usize = 32;
-                const $ts: usize = 18;
+                type $Q = q::Q4_0;
                 Some($body)
             }
             T::Q4_1 => {
-                let $f = d::q4_1_block;
-                const $bs: usize = 32;
-                const $ts: usize = 20;
+                type $Q = q::Q4_1;
                 Some($body)
             }
             T::Q5_0 => {
-                let $f = d::q5_0_block;
-                const $bs: usize = 32;
-                const $ts: usize = 22;
+                type $Q = q::Q5_0;
                 Some($body)
             }
             T::Q5_1 => {
-                let $f = d::q5_1_block;
-                const $bs: usize = 32;
-                const $ts: usize = 24;
+                type $Q = q::Q5_1;
                 Some($body)
             }
             T::Q8_0 => {
-                let $f = d::q8_0_block;
-                const $bs: usize = 32;
-                const $ts: usize = 34;
+                type $Q = q::Q8_0;
                 Some($body)
             }
             T::Q2_K => {
-                let $f = d::q2_k_block;
-                const $bs: usize = 256;
-                const $ts: usize = 84;
+                type $Q = q::Q2K;
                 Some($body)
             }
             T::Q3_K => {
-                let $f = d::q3_k_block;
-                const $bs: usize = 256;
-                const $ts: usize = 110;
+                type $Q = q::Q3K;
                 Some($body)
             }
             T::Q4_K => {
-                let $f = d::q4_k_block;
-                const $bs: usize = 256;
-                const $ts: usize = 144;
+                type $Q = q::Q4K;
                 Some($body)
             }
             T::Q5_K => {
-                let $f = d::q5_k_block;
-                const $bs: usize = 256;
-                const $ts: usize = 176;
+                type $Q = q::Q5K;
                 Some($body)
             }
             _ => None,
         }
     }};
 }
-pub(crate) use with_block_fn;
+pub(crate) use with_block_decoder;
 
 /// The bit-exact block decoder of `t`, if this crate has one.
 pub(crate) fn block_fn(t: GgmlType) -> Option<BlockFn> {
