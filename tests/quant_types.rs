@@ -262,7 +262,14 @@ fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
             pipeline: false,
         })
     };
-    let geometries = [tuning(1, 1), tuning(3, 2), tuning(8, 1), tuning(2, 8), None];
+    let geometries = [
+        tuning(1, 1),
+        tuning(3, 2),
+        tuning(8, 1),
+        tuning(2, 8),
+        tuning(2, 4),
+        None,
+    ];
     let cases = [(1, 11, 1), (3, 5, 8), (9, 7, 2), (2, 13, 5)];
     for &t in FUSED_TYPES {
         let pool = Pool::new(&mut rng, t, 9 * 16, name);

@@ -109,6 +109,14 @@ pub fn gemv_shape(
 ) -> CubeShape {
     let items = desc.in_features / 8;
     let mut shape = CubeShape::default_for(client, runtime, items, m);
+    // Measured on an H200 (PERF.md, session 8; 4096 × 14336, every format): this kernel runs
+    // fastest with 4 warps at every M (the planes kernel's single warp above 2 activation rows
+    // is up to 2.6× slower here at M = 8) and, on CUDA, 2 rows per cube (M = 1 and 8; wgpu keeps
+    // the 4 rows measured there).
+    shape.warps = items.div_ceil(shape.lanes).clamp(1, 4);
+    if runtime == RuntimeId::Cuda {
+        shape.rows = 2;
+    }
     if let Some(t) = tuning.filter(|t| (1..=8).contains(&t.rows) && (1..=8).contains(&t.warps)) {
         (shape.rows, shape.warps) = (t.rows, t.warps);
     }
