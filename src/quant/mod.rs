@@ -216,3 +216,23 @@ pub fn dequantize(
     dequantize_into(ggml_type, bytes, &mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{BlockDecode, FUSED_TYPES, GgmlType};
+
+    /// Each generic CPU product's decoder carries the geometry of the ggml type it decodes.
+    #[test]
+    fn block_decoders_match_the_type_table() {
+        for &t in FUSED_TYPES {
+            let geometry = with_block_decoder!(t, Q => (
+                <Q as BlockDecode>::BLOCK as u64,
+                <Q as BlockDecode>::BYTES as u64
+            ));
+            match geometry {
+                Some(g) => assert_eq!(Some(g), t.block_size().zip(t.type_size()), "{t}"),
+                None => assert_eq!(t, GgmlType::Q6_K, "{t} has no decoder type"),
+            }
+        }
+    }
+}

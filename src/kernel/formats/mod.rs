@@ -167,3 +167,19 @@ pub fn k_scale_min(w: &[u32], sb: usize, j: usize) -> (f32, f32) {
 }
 
 pub use super::decode::{load_byte, load_f16, sign_extend};
+
+#[cfg(test)]
+mod tests {
+    use super::Geometry;
+    use crate::quant::FUSED_TYPES;
+
+    /// Each GPU block format carries the geometry of the ggml type it decodes.
+    #[test]
+    fn formats_match_the_type_table() {
+        for &t in FUSED_TYPES {
+            let geometry = with_format!(t, Q => (Q::BLOCK as u64, Q::BYTES as u64))
+                .unwrap_or_else(|e| panic!("{t}: {e}"));
+            assert_eq!(Some(geometry), t.block_size().zip(t.type_size()), "{t}");
+        }
+    }
+}
