@@ -166,3 +166,70 @@ fn block_decoder(
         } => decode(&bytes[i * size..][..size], out),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{dequantize, pack, q6k};
+
+    /// Xorshift64: a small generator, so the test needs no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        /// Uniform in [−1, 1).
+        fn unit(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+    }
+
+    /// Products split over threads (one range per core) give, row for row, the f64 product of
+    /// the dequantized weight: each range computed once and written in its place. Q8_0 takes
+    /// the generic product, Q6_K its own.
+    #[test]
+    fn threaded_products_match_f64() {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let mut rng = Rng(seed | 1);
+        let (n, k, m) = (53, 1 << 15, 3);
+        let x: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
+        let q8: Vec<u8> = (0..n * k / 32)
+            .flat_map(|_| {
+                let mut b = half::f16::from_f32(0.01 + 0.01 * rng.unit().abs())
+                    .to_le_bytes()
+                    .to_vec();
+                b.extend((0..32).map(|_| rng.next() as u8));
+                b
+            })
+            .collect();
+        let values: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+        let q6: Vec<u8> =
+            bytemuck::cast_slice(&q6k::quantize(&values, 0).expect("blocks")).to_vec();
+        for (t, bytes) in [(GgmlType::Q8_0, q8), (GgmlType::Q6_K, q6)] {
+            let desc = QuantWeightDesc::of(t, n, k).expect("shape");
+            let w = dequantize(t, &bytes, n * k).expect("dequantize");
+            let y = matmul(&x, &pack(&bytes, desc).expect("pack"), m, desc).expect("product");
+            for mi in 0..m {
+                for row in 0..n {
+                    let (xs, ws) = (&x[mi * k..][..k], &w[row * k..][..k]);
+                    let exact: f64 = xs.iter().zip(ws).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let abs: f64 = xs
+                        .iter()
+                        .zip(ws)
+                        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                        .sum();
+                    let got = y[mi * n + row] as f64;
+                    assert!(
+                        (got - exact).abs() <= 1e-5 * abs + 1e-30,
+                        "{t} seed {seed} row {row} m {mi}: {got} against {exact}"
+                    );
+                }
+            }
+        }
+    }
+}
