@@ -79,23 +79,6 @@ fn poison(len: usize, device: &Device) {
     }
 }
 
-/// The f32 error bound of a k-term dot product, in any summation order (with or without FMA):
-/// |fl(Σ x·w) − Σ x·w| ≤ γ_k · Σ|x·w| with γ_k = k·u / (1 − k·u), u = 2⁻²⁴ (Higham, Thm 3.1).
-/// The weights are exact (every Q6_K value is an f32), so this is the whole error of the fused
-/// kernel and of an f32 matmul. A matmul that first rounds both inputs to a shorter format with
-/// unit roundoff `u_in` (TF32 on CUDA tensor cores) adds at most 2·u_in (+ its square) per
-/// product. An f16 output adds its rounding, half an f16 ulp: 2⁻¹¹·|y|.
-fn bound(k: usize, abs_sum: f64, y: f64, f16_out: bool, u_in: f64) -> f64 {
-    let u = 2f64.powi(-24);
-    let gamma = k as f64 * u / (1.0 - k as f64 * u);
-    let b = (gamma + 2.0 * u_in + u_in * u_in) * abs_sum;
-    if f16_out {
-        b + 2f64.powi(-11) * (y.abs() + b) + 6e-8
-    } else {
-        b + 1e-30
-    }
-}
-
 /// The unit roundoff of the inputs of the device's dense f32 matmul, which the op uses above
 /// `FUSED_MAX_ROWS` rows: exact f32 (0) on Flex and wgpu; TF32 on CUDA, where Burn's matmul
 /// (cubek) converts f32 operands to TF32 for the tensor cores — 10 mantissa bits, so at most
@@ -118,24 +101,7 @@ fn u_in(dense: Dense, m: usize) -> f64 {
 
 /// Checks `got[m, n]` against f64 math on `x[m, k]` and the dequantized weight.
 fn check(what: &str, got: &[f32], x: &[f32], w: &Weight, m: usize, f16_out: bool, u_in: f64) {
-    let (n, k) = (w.n, w.k);
-    assert_eq!(got.len(), m * n, "{what}: output length");
-    for mi in 0..m {
-        for ni in 0..n {
-            let (mut exact, mut abs) = (0f64, 0f64);
-            for ki in 0..k {
-                let p = x[mi * k + ki] as f64 * w.deq[ni * k + ki] as f64;
-                exact += p;
-                abs += p.abs();
-            }
-            let g = got[mi * n + ni] as f64;
-            let tol = bound(k, abs, exact, f16_out, u_in);
-            assert!(
-                (g - exact).abs() <= tol,
-                "{what}: y[{mi}, {ni}] = {g}, f64 says {exact} (tolerance {tol:e})"
-            );
-        }
-    }
+    common::check_product(what, got, x, &w.deq, (w.n, w.k), m, f16_out, u_in);
 }
 
 /// (K, N, M) cases: every K, N and M of the issue, with the large ones combined sparingly.
@@ -268,7 +234,7 @@ fn check_linear(name: &str, device: &Device, dense_mm: Dense) {
             exact += t;
             abs += t.abs();
         }
-        let tol = bound(513, abs, exact, false, u_in(dense_mm, 10));
+        let tol = common::bound(513, abs, exact, false, u_in(dense_mm, 10));
         assert!(
             (*p as f64 - exact).abs() <= tol && (*r as f64 - exact).abs() <= tol,
             "{name}: element {i}: Q6kLinear {p}, Linear {r}, f64 {exact} (tolerance {tol:e})"
@@ -399,7 +365,7 @@ fn check_from_gguf(name: &str, device: &Device) {
                 exact += p;
                 abs += p.abs();
             }
-            let tol = bound(769, abs, exact, false, 0.0);
+            let tol = common::bound(769, abs, exact, false, 0.0);
             assert!(
                 (y[mi * 5 + ni] as f64 - exact).abs() <= tol,
                 "{name}: y[{mi}, {ni}]"
@@ -493,7 +459,7 @@ fn check_autodiff(name: &str, device: &Device, dense: Dense) {
                     abs += p.abs();
                 }
                 let g = gx[mi * k + ki] as f64;
-                let tol = bound(n, abs, exact, false, dense.u_in);
+                let tol = common::bound(n, abs, exact, false, dense.u_in);
                 assert!(
                     (g - exact).abs() <= tol,
                     "{what}: dx[{mi}, {ki}] = {g}, f64 {exact} (tol {tol:e})"

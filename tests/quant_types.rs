@@ -113,39 +113,8 @@ fn poison(len: usize, device: &Device) {
     }
 }
 
-/// |fl(Σ x·w) − Σ x·w| ≤ γ_k · Σ|x·w| in any order (every dequantized weight is exact in f32);
-/// `u_in`: a dense matmul's input rounding (TF32 on CUDA above the fused rows); an f16 output adds
-/// half an f16 ulp.
-fn bound(k: usize, abs: f64, y: f64, f16_out: bool, u_in: f64) -> f64 {
-    let u = 2f64.powi(-24);
-    let gamma = k as f64 * u / (1.0 - k as f64 * u);
-    let b = (gamma + 2.0 * u_in + u_in * u_in) * abs;
-    if f16_out {
-        b + 2f64.powi(-11) * (y.abs() + b) + 6e-8
-    } else {
-        b + 1e-30
-    }
-}
-
 fn check(what: &str, got: &[f32], x: &[f32], w: &Weight, m: usize, f16_out: bool, u_in: f64) {
-    let (n, k) = (w.n, w.k);
-    assert_eq!(got.len(), m * n, "{what}: output length");
-    for mi in 0..m {
-        for ni in 0..n {
-            let (mut exact, mut abs) = (0f64, 0f64);
-            for ki in 0..k {
-                let p = x[mi * k + ki] as f64 * w.deq[ni * k + ki] as f64;
-                exact += p;
-                abs += p.abs();
-            }
-            let g = got[mi * n + ni] as f64;
-            let tol = bound(k, abs, exact, f16_out, u_in);
-            assert!(
-                (g - exact).abs() <= tol,
-                "{what}: y[{mi}, {ni}] = {g}, f64 says {exact} (tolerance {tol:e})"
-            );
-        }
-    }
+    common::check_product(what, got, x, w.deq, (w.n, w.k), m, f16_out, u_in);
 }
 
 /// Dequantized values against the reference: bit-exact, or within one rounding of the largest
@@ -478,7 +447,7 @@ fn check_autodiff(name: &str, device: &Device, u_dense: f64) {
                         abs += p.abs();
                     }
                     let g = gx[mi * k + ki] as f64;
-                    let tol = bound(n, abs, exact, false, u_dense);
+                    let tol = common::bound(n, abs, exact, false, u_dense);
                     assert!(
                         (g - exact).abs() <= tol,
                         "{name} {t} m={m}: dx[{mi}, {ki}] = {g}, f64 {exact} (tol {tol:e})"

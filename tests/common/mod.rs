@@ -157,6 +157,55 @@ pub fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
+/// The f32 error bound of a k-term dot product, in any summation order (with or without FMA):
+/// |fl(Σ x·w) − Σ x·w| ≤ γ_k · Σ|x·w| with γ_k = k·u / (1 − k·u), u = 2⁻²⁴ (Higham, Thm 3.1).
+/// The weights are exact (every dequantized value is an f32), so this is the whole error of the
+/// fused kernels and of an f32 matmul. A matmul that first rounds both inputs to a shorter format
+/// with unit roundoff `u_in` (TF32 on CUDA tensor cores) adds at most 2·u_in (+ its square) per
+/// product. An f16 output adds its rounding, half an f16 ulp: 2⁻¹¹·|y|.
+pub fn bound(k: usize, abs_sum: f64, y: f64, f16_out: bool, u_in: f64) -> f64 {
+    let u = 2f64.powi(-24);
+    let gamma = k as f64 * u / (1.0 - k as f64 * u);
+    let b = (gamma + 2.0 * u_in + u_in * u_in) * abs_sum;
+    if f16_out {
+        b + 2f64.powi(-11) * (y.abs() + b) + 6e-8
+    } else {
+        b + 1e-30
+    }
+}
+
+/// Checks `got[m, n]` against f64 math on `x[m, k]` and the dequantized weight `deq[n, k]`,
+/// within [`bound`].
+#[allow(clippy::too_many_arguments)]
+pub fn check_product(
+    what: &str,
+    got: &[f32],
+    x: &[f32],
+    deq: &[f32],
+    (n, k): (usize, usize),
+    m: usize,
+    f16_out: bool,
+    u_in: f64,
+) {
+    assert_eq!(got.len(), m * n, "{what}: output length");
+    for mi in 0..m {
+        for ni in 0..n {
+            let (mut exact, mut abs) = (0f64, 0f64);
+            for ki in 0..k {
+                let p = x[mi * k + ki] as f64 * deq[ni * k + ki] as f64;
+                exact += p;
+                abs += p.abs();
+            }
+            let g = got[mi * n + ni] as f64;
+            let tol = bound(k, abs, exact, f16_out, u_in);
+            assert!(
+                (g - exact).abs() <= tol,
+                "{what}: y[{mi}, {ni}] = {g}, f64 says {exact} (tolerance {tol:e})"
+            );
+        }
+    }
+}
+
 /// Builds GGUF bytes field by field, valid or not, for the malformed-file corpus.
 #[derive(Clone, Default)]
 pub struct Raw(pub Vec<u8>);
