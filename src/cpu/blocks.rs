@@ -1,8 +1,10 @@
 //! The CPU's fused product for every block format in the GGUF layout: `y[m, n] = Σ_k x[m, k] ·
 //! W[n, k]` with the blocks read in place from the packed words, threads splitting the rows of W.
-//! A row is decoded a few blocks at a time into f32 (exactly as ggml dequantizes, into a buffer
-//! that stays in the L1 cache) and each stretch is multiplied into every activation row with
-//! explicit SIMD vectors.
+//! Each block is decoded once into its integer codes and per-sub-block scales and mins
+//! ([`BlockDecode`]) and multiplied into up to four activation rows at a time with explicit SIMD
+//! vectors: a format without mins multiplies the codes and scales each sub-block's partial sums
+//! once; one with mins forms each weight `scale · q − min` in a register (ggml's dequantized
+//! value, bit for bit) and multiplies that.
 //!
 //! Written once, generic over the block decoder (a [`BlockDecode`] type, inlined) and the block's
 //! geometry (constants, so the decoder's indexing needs no bounds checks), on macerator's portable
@@ -17,10 +19,6 @@ use macerator::{Scalar, Simd, VMulAdd, Vector, vload_unaligned};
 
 use crate::parallel::{SendPtr, for_each_range};
 use crate::quant::{BlockDecode, PackError, QuantWeightDesc};
-
-/// Weights decoded before they are multiplied into the activation rows: 4 KiB of f32, a few
-/// blocks, small enough to stay in the L1 cache between the decode and the dots.
-const STRETCH: usize = 1024;
 
 /// `y[m, n]` (row-major, `m × out_features`) for `x` `m × in_features` (length checked by the
 /// caller) over the weight's GGUF `bytes` (`desc.n_bytes()` of them), blocks of `BS` elements in
@@ -51,8 +49,7 @@ pub(super) fn matmul<Q: BlockDecode, const BS: usize, const TS: usize>(
 }
 
 /// Rows `r0..r1` of W (GGUF `bytes`, `k` weights a row) against the `m` rows of `x`, into `out`
-/// (`[r1 − r0, m]`): each stretch of a row decoded once, then multiplied into every activation
-/// row.
+/// (`[r1 − r0, m]`): each weight row against up to four activation rows at a time.
 #[macerator::with_simd]
 #[allow(clippy::too_many_arguments)]
 fn rows<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
@@ -66,65 +63,73 @@ fn rows<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
     out: &mut [f32],
 ) {
     let nb = k / BS;
-    let per_stretch = (STRETCH / BS).max(1);
-    let mut buf = [0f32; STRETCH];
     for row in r0..r1 {
         let src = &bytes[row * nb * TS..][..nb * TS];
         let sums = &mut out[(row - r0) * m..][..m];
-        sums.fill(0.0);
-        let mut b0 = 0;
-        while b0 < nb {
-            let blocks = per_stretch.min(nb - b0);
-            let len = blocks * BS;
-            let stretch = src[b0 * TS..][..blocks * TS].chunks_exact(TS);
-            for (b, wb) in stretch.zip(buf.chunks_exact_mut(BS)) {
-                let b: &[u8; TS] = b.try_into().expect("TS bytes");
-                let wb: &mut [f32; BS] = wb.try_into().expect("BS values");
-                Q::decode(b, wb);
-            }
-            for (mi, sum) in sums.iter_mut().enumerate() {
-                *sum += dot::<S>(&x[mi * k + b0 * BS..][..len], &buf[..len]);
-            }
-            b0 += blocks;
+        let mut mi = 0;
+        while mi + 4 <= m {
+            sums[mi..mi + 4].copy_from_slice(&row_dot::<S, Q, BS, TS, 4>(src, &x[mi * k..], k));
+            mi += 4;
+        }
+        while mi < m {
+            sums[mi] = row_dot::<S, Q, BS, TS, 1>(src, &x[mi * k..], k)[0];
+            mi += 1;
         }
     }
 }
 
-/// `Σ a·b` in f32 over the shorter of the two: four independent vector accumulators (so that
-/// consecutive multiply-adds do not wait on each other), then the lanes' sum, then the tail.
+/// One weight row (its blocks `src`) against the `R` activation rows of `x` (`k` apart), each
+/// block decoded once into codes for all of them. A format without mins multiplies the codes
+/// into the activations and scales each sub-block's partial sums once; one with mins forms each
+/// weight as `scale · q − min` in a register first (ggml's value: `scale · q` is exact), then
+/// multiplies it in.
 #[inline(always)]
-fn dot<S: Simd>(a: &[f32], b: &[f32]) -> f32 {
+fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: usize>(
+    src: &[u8],
+    x: &[f32],
+    k: usize,
+) -> [f32; R] {
     let lanes = f32::lanes::<S>();
-    let len = a.len().min(b.len());
-    let load = |i: usize| -> (Vector<S, f32>, Vector<S, f32>) {
-        debug_assert!(i + lanes <= len);
-        // SAFETY: i + lanes ≤ len ≤ both lengths.
-        unsafe {
-            (
-                vload_unaligned(a.as_ptr().add(i)),
-                vload_unaligned(b.as_ptr().add(i)),
-            )
-        }
+    let zero = 0f32.splat::<S>();
+    let load = |v: &[f32], at: usize| -> Vector<S, f32> {
+        assert!(at + lanes <= v.len());
+        // SAFETY: checked just above (and provable to the compiler, which drops the check).
+        unsafe { vload_unaligned(v.as_ptr().add(at)) }
     };
-    let mut acc = [0f32.splat::<S>(); 4];
-    let mut i = 0;
-    while i + 4 * lanes <= len {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            let (va, vb) = load(i + j * lanes);
-            *acc = f32::vmul_add(va, vb, *acc);
+    let mut acc = [[zero; 2]; R];
+    let (mut q, mut scale, mut min) = ([0f32; BS], [0f32; 16], [0f32; 16]);
+    for (b, block) in src.chunks_exact(TS).enumerate() {
+        Q::scales(block, &mut scale, &mut min);
+        for (run, q) in q.chunks_exact_mut(32).enumerate() {
+            Q::codes(block, run, q.try_into().expect("32 codes"));
         }
-        i += 4 * lanes;
+        for s in 0..BS / Q::SUB {
+            let qs = &q[s * Q::SUB..][..Q::SUB];
+            let sc = scale[s].splat::<S>();
+            let mn = (-min[s]).splat::<S>();
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xs = &x[r * k + b * BS + s * Q::SUB..][..Q::SUB];
+                // SUB (16 or 32) is a multiple of the lane count (1 to 16): every load is whole
+                // counted loops over a constant (after inlining) number of vectors, so that
+                // they unroll and the accumulators stay in registers
+                if Q::MIN {
+                    for j in 0..Q::SUB / lanes {
+                        let w = f32::vmul_add(sc, load(qs, j * lanes), mn);
+                        acc[j % 2] = f32::vmul_add(w, load(xs, j * lanes), acc[j % 2]);
+                    }
+                } else {
+                    let mut p = [zero; 2];
+                    for j in 0..Q::SUB / lanes {
+                        let at = j * lanes;
+                        p[j % 2] = f32::vmul_add(load(qs, at), load(xs, at), p[j % 2]);
+                    }
+                    acc[0] = f32::vmul_add(sc, p[0], acc[0]);
+                    acc[1] = f32::vmul_add(sc, p[1], acc[1]);
+                }
+            }
+        }
     }
-    while i + lanes <= len {
-        let (va, vb) = load(i);
-        acc[0] = f32::vmul_add(va, vb, acc[0]);
-        i += lanes;
-    }
-    let mut sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_add();
-    for j in i..len {
-        sum += a[j] * b[j];
-    }
-    sum
+    acc.map(|[a, b]| (a + b).reduce_add())
 }
 
 /// Checks that a GGUF-layout weight's words hold `desc`; returns its bytes.

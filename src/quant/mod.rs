@@ -4,6 +4,7 @@
 //!
 //! Nothing here needs a GPU or a Burn backend.
 
+pub(crate) mod codes;
 pub(crate) mod dequant;
 mod ggml_type;
 mod packed;
@@ -49,31 +50,45 @@ pub enum QuantError {
 /// A block decoder: one block's bytes into its `block_size` f32 values, bit-exact with ggml.
 pub(crate) type BlockFn = fn(&[u8], &mut [f32]);
 
-/// A block format's bit-exact decoder as a type, with its geometry as constants: generic
-/// products call it statically, so it inlines into every SIMD build of them.
+/// A block format's decoder as a type, with its geometry as constants: generic products call it
+/// statically, so it inlines into every SIMD build of them. It decodes a block into integer
+/// codes and per-sub-block scales and mins ([`codes`]): weight `i` is `scale[s] · q[i] − min[s]`
+/// (`s = i / SUB`), ggml's value bit for bit when rounded once.
 pub(crate) trait BlockDecode {
     /// Elements per block.
     const BLOCK: usize;
     /// Bytes per block.
     const BYTES: usize;
-    /// One block's bytes into its `BLOCK` values.
-    fn decode(b: &[u8], y: &mut [f32]);
+    /// Elements per sub-block: one scale and one min each.
+    const SUB: usize;
+    /// Whether the format has mins (else every `min` is zero and is not written).
+    const MIN: bool;
+    /// One block's `BLOCK / SUB` sub-blocks' `scale` and (where [`Self::MIN`]) `min`.
+    fn scales(b: &[u8], scale: &mut [f32], min: &mut [f32]);
+    /// The 32 codes of run `r` of a block (elements `32r .. 32r + 32`, one or two sub-blocks).
+    fn codes(b: &[u8], r: usize, q: &mut [f32; 32]);
 }
 
 /// One zero-sized [`BlockDecode`] per format with a generic CPU product.
 macro_rules! block_decoders {
-    ($($Q:ident: $f:ident, $bs:expr, $ts:expr;)*) => {
+    ($($Q:ident: $sc:ident, $f:ident, $bs:expr, $ts:expr, $sub:expr, $min:expr;)*) => {
         /// The formats' decoders as types ([`BlockDecode`]).
         pub(crate) mod decoders {
             $(
-                #[doc = concat!("`", stringify!($f), "` as a [`super::BlockDecode`].")]
+                #[doc = concat!("[`super::codes::", stringify!($f), "`] as a [`super::BlockDecode`].")]
                 pub(crate) struct $Q;
                 impl super::BlockDecode for $Q {
                     const BLOCK: usize = $bs;
                     const BYTES: usize = $ts;
+                    const SUB: usize = $sub;
+                    const MIN: bool = $min;
                     #[inline(always)]
-                    fn decode(b: &[u8], y: &mut [f32]) {
-                        super::dequant::$f(b, y)
+                    fn scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
+                        super::codes::$sc(b, scale, min)
+                    }
+                    #[inline(always)]
+                    fn codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+                        super::codes::$f(b, r, q)
                     }
                 }
             )*
@@ -81,15 +96,15 @@ macro_rules! block_decoders {
     };
 }
 block_decoders! {
-    Q4_0: q4_0_block, 32, 18;
-    Q4_1: q4_1_block, 32, 20;
-    Q5_0: q5_0_block, 32, 22;
-    Q5_1: q5_1_block, 32, 24;
-    Q8_0: q8_0_block, 32, 34;
-    Q2K: q2_k_block, 256, 84;
-    Q3K: q3_k_block, 256, 110;
-    Q4K: q4_k_block, 256, 144;
-    Q5K: q5_k_block, 256, 176;
+    Q4_0: q4_0_scales, q4_0_codes, 32, 18, 32, false;
+    Q4_1: q4_1_scales, q4_1_codes, 32, 20, 32, true;
+    Q5_0: q5_0_scales, q5_0_codes, 32, 22, 32, false;
+    Q5_1: q5_1_scales, q5_1_codes, 32, 24, 32, true;
+    Q8_0: q8_0_scales, q8_0_codes, 32, 34, 32, false;
+    Q2K: q2_k_scales, q2_k_codes, 256, 84, 16, true;
+    Q3K: q3_k_scales, q3_k_codes, 256, 110, 16, false;
+    Q4K: q4_k_scales, q4_k_codes, 256, 144, 32, true;
+    Q5K: q5_k_scales, q5_k_codes, 256, 176, 32, true;
 }
 
 /// Evaluates `$body` with `$Q` the [`BlockDecode`] type of `$t`: `Some($body)` for a type with a
@@ -147,15 +162,15 @@ pub(crate) fn block_fn(t: GgmlType) -> Option<BlockFn> {
         GgmlType::F32 => dequant::f32_block,
         GgmlType::F16 => dequant::f16_block,
         GgmlType::BF16 => dequant::bf16_block,
-        GgmlType::Q4_0 => dequant::q4_0_block,
-        GgmlType::Q4_1 => dequant::q4_1_block,
-        GgmlType::Q5_0 => dequant::q5_0_block,
-        GgmlType::Q5_1 => dequant::q5_1_block,
-        GgmlType::Q8_0 => dequant::q8_0_block,
-        GgmlType::Q2_K => dequant::q2_k_block,
-        GgmlType::Q3_K => dequant::q3_k_block,
-        GgmlType::Q4_K => dequant::q4_k_block,
-        GgmlType::Q5_K => dequant::q5_k_block,
+        GgmlType::Q4_0 => dequant::from_codes::<decoders::Q4_0>,
+        GgmlType::Q4_1 => dequant::from_codes::<decoders::Q4_1>,
+        GgmlType::Q5_0 => dequant::from_codes::<decoders::Q5_0>,
+        GgmlType::Q5_1 => dequant::from_codes::<decoders::Q5_1>,
+        GgmlType::Q8_0 => dequant::from_codes::<decoders::Q8_0>,
+        GgmlType::Q2_K => dequant::from_codes::<decoders::Q2K>,
+        GgmlType::Q3_K => dequant::from_codes::<decoders::Q3K>,
+        GgmlType::Q4_K => dequant::from_codes::<decoders::Q4K>,
+        GgmlType::Q5_K => dequant::from_codes::<decoders::Q5K>,
         GgmlType::Q6_K => dequant::q6_k_block,
         GgmlType::Q8_K => dequant::q8_k_block,
         _ => return None,

@@ -1,0 +1,198 @@
+//! The block formats as integer codes with one affine map per sub-block: weight `i` of a block is
+//! `scale[s] · q[i] − min[s]` with `s = i / SUB`, the codes small integers held exactly in f32.
+//! Every format ggml has decodes this way (`d · q`, `d · q + m`, `(d · sc) · q − dmin · m`, …),
+//! and `scale · q` is exact in f32 for each of them (an f16 scale, at most a 6-bit sub-block
+//! scale and a code of at most 8 bits need at most 24 bits), so `scale · q − min` rounded once is
+//! ggml's dequantized value bit for bit. The CPU products multiply codes, not decoded weights:
+//! formats without a `min` apply the scale once per sub-block, after the codes' dot product.
+//!
+//! A block decodes in two steps: its sub-blocks' scales and mins (`*_scales`), then its codes
+//! 32 at a time (`*_codes` of run `r`: elements `32r .. 32r + 32`, which stay in registers).
+
+use half::f16;
+
+#[inline(always)]
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// Q4_0 `{ f16 d; u8 qs[16] }`: codes `nibble − 8`, scale `d`; low nibbles are elements 0..16.
+#[inline(always)]
+pub(crate) fn q4_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
+    scale[0] = f16_at(b, 0);
+}
+/// Q4_0's codes.
+#[inline(always)]
+pub(crate) fn q4_0_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+    let qs: &[u8; 16] = b[2..18].try_into().expect("16 bytes");
+    for j in 0..16 {
+        q[j] = ((qs[j] & 0xF) as i32 - 8) as f32;
+        q[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32;
+    }
+}
+
+/// Q4_1 `{ f16 d; f16 m; u8 qs[16] }`: codes the nibbles, scale `d`, min `−m`.
+#[inline(always)]
+pub(crate) fn q4_1_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
+    (scale[0], min[0]) = (f16_at(b, 0), -f16_at(b, 2));
+}
+/// Q4_1's codes.
+#[inline(always)]
+pub(crate) fn q4_1_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+    let qs: &[u8; 16] = b[4..20].try_into().expect("16 bytes");
+    for j in 0..16 {
+        q[j] = (qs[j] & 0xF) as f32;
+        q[j + 16] = (qs[j] >> 4) as f32;
+    }
+}
+
+/// The five-bit codes of Q5_0 / Q5_1: the nibbles placed as in Q4_0, bit `j` of the
+/// little-endian u32 `qh` the fifth bit of element `j`.
+#[inline(always)]
+fn q5_codes(qh: &[u8], qs: &[u8]) -> [i32; 32] {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    // a fixed-size view and 32-bit lanes throughout: the loop vectorizes (per-lane shifts)
+    let qs: &[u8; 16] = qs[..16].try_into().expect("16 bytes");
+    let mut q = [0i32; 32];
+    for j in 0..16 {
+        q[j] = ((qs[j] & 0xF) as u32 | (((qh >> j) & 1) << 4)) as i32;
+        q[j + 16] = ((qs[j] >> 4) as u32 | (((qh >> (j + 16)) & 1) << 4)) as i32;
+    }
+    q
+}
+
+/// Q5_0 `{ f16 d; u8 qh[4]; u8 qs[16] }`: codes `q5 − 16`, scale `d`.
+#[inline(always)]
+pub(crate) fn q5_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
+    scale[0] = f16_at(b, 0);
+}
+/// Q5_0's codes.
+#[inline(always)]
+pub(crate) fn q5_0_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+    for (q, c) in q.iter_mut().zip(q5_codes(&b[2..6], &b[6..22])) {
+        *q = (c - 16) as f32;
+    }
+}
+
+/// Q5_1 `{ f16 d; f16 m; u8 qh[4]; u8 qs[16] }`: codes `q5`, scale `d`, min `−m`.
+#[inline(always)]
+pub(crate) fn q5_1_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
+    (scale[0], min[0]) = (f16_at(b, 0), -f16_at(b, 2));
+}
+/// Q5_1's codes.
+#[inline(always)]
+pub(crate) fn q5_1_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+    for (q, c) in q.iter_mut().zip(q5_codes(&b[4..8], &b[8..24])) {
+        *q = c as f32;
+    }
+}
+
+/// Q8_0 `{ f16 d; i8 qs[32] }`: codes `qs`, scale `d`.
+#[inline(always)]
+pub(crate) fn q8_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
+    scale[0] = f16_at(b, 0);
+}
+/// Q8_0's codes.
+#[inline(always)]
+pub(crate) fn q8_0_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+    let qs: &[u8; 32] = b[2..34].try_into().expect("32 codes");
+    for i in 0..32 {
+        q[i] = (qs[i] as i8) as f32;
+    }
+}
+
+/// Q2_K `{ u8 scales[16]; u8 qs[64]; f16 d; f16 dmin }`: 2-bit codes, per 16 elements scale
+/// `d · (sc & 15)` and min `dmin · (sc >> 4)`.
+#[inline(always)]
+pub(crate) fn q2_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
+    let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+    for (i, &sc) in b[0..16].iter().enumerate() {
+        scale[i] = d * (sc & 0xF) as f32;
+        min[i] = dmin * (sc >> 4) as f32;
+    }
+}
+/// Q2_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
+/// bits `2j` of `qs[32g + l]`.
+#[inline(always)]
+pub(crate) fn q2_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+    let qs: &[u8; 32] = b[16 + 32 * (r / 4)..][..32].try_into().expect("32");
+    let shift = 2 * (r % 4) as u32;
+    for l in 0..32 {
+        q[l] = ((qs[l] >> shift) & 3) as f32;
+    }
+}
+
+/// Q3_K `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }`: codes `(low 2 bits) − 4·(1 − hmask
+/// bit)`, per 16 elements scale `d · sc` with `sc` a six-bit signed scale.
+#[inline(always)]
+pub(crate) fn q3_k_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
+    let sc = &b[96..108];
+    let d = f16_at(b, 108);
+    for (i, s) in scale[..16].iter_mut().enumerate() {
+        // branch-free (the loop vectorizes): low nibble of byte i for i < 8, high of byte i − 8
+        let low = (sc[i % 8] >> (4 * (i / 8))) & 0xF;
+        let high = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
+        *s = d * (((low | (high << 4)) as i8).wrapping_sub(32)) as f32;
+    }
+}
+/// Q3_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
+/// bits `2j` of `qs[32g + l]` and bit `4g + j` of `hmask[l]`.
+#[inline(always)]
+pub(crate) fn q3_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+    let hm: &[u8; 32] = b[0..32].try_into().expect("32");
+    let qs: &[u8; 32] = b[32 + 32 * (r / 4)..][..32].try_into().expect("32");
+    let (shift, bit) = (2 * (r % 4) as u32, r as u32);
+    for l in 0..32 {
+        // 32-bit lanes (the same small integers): the loop vectorizes
+        let low = ((qs[l] >> shift) & 3) as i32;
+        // a set hmask bit means no −4 offset
+        let high = (((hm[l] >> bit) & 1) ^ 1) as i32;
+        q[l] = (low - 4 * high) as f32;
+    }
+}
+
+/// The per-32 scales `d · sc` and mins `dmin · m` of Q4_K / Q5_K, their 6-bit factors packed in
+/// the 12 bytes at 4 (`d` and `dmin` the block's first two f16).
+#[inline(always)]
+fn k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
+    let (d, dmin, s) = (f16_at(b, 0), f16_at(b, 2), &b[4..16]);
+    for j in 0..4 {
+        scale[j] = d * (s[j] & 0x3F) as f32;
+        min[j] = dmin * (s[4 + j] & 0x3F) as f32;
+        scale[4 + j] = d * ((s[8 + j] & 0x0F) | ((s[j] >> 2) & 0x30)) as f32;
+        min[4 + j] = dmin * ((s[8 + j] >> 4) | ((s[4 + j] >> 2) & 0x30)) as f32;
+    }
+}
+
+/// Q4_K `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }`: 4-bit codes, per 32 elements scale
+/// `d · sc` and min `dmin · m`.
+#[inline(always)]
+pub(crate) fn q4_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
+    k_scales(b, scale, min);
+}
+/// Q4_K's codes: runs (sub-blocks) `2g` and `2g + 1` are the low and high nibbles of
+/// `qs[32g ..]`.
+#[inline(always)]
+pub(crate) fn q4_k_codes(b: &[u8], s: usize, q: &mut [f32; 32]) {
+    let qs: &[u8; 32] = b[16 + 32 * (s / 2)..][..32].try_into().expect("32 bytes");
+    let shift = 4 * (s % 2) as u32;
+    for l in 0..32 {
+        q[l] = ((qs[l] >> shift) & 0xF) as f32;
+    }
+}
+
+/// Q5_K `{ f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }`: as Q4_K with a fifth bit.
+#[inline(always)]
+pub(crate) fn q5_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
+    k_scales(b, scale, min);
+}
+/// Q5_K's codes: as Q4_K's, with bit `s` of `qh[l]` the fifth bit of element `l`.
+#[inline(always)]
+pub(crate) fn q5_k_codes(b: &[u8], s: usize, q: &mut [f32; 32]) {
+    let qh: &[u8; 32] = b[16..48].try_into().expect("32 bytes");
+    let qs: &[u8; 32] = b[48 + 32 * (s / 2)..][..32].try_into().expect("32 bytes");
+    let shift = 4 * (s % 2) as u32;
+    for l in 0..32 {
+        q[l] = (((qs[l] >> shift) & 0xF) | (((qh[l] >> s) & 1) << 4)) as f32;
+    }
+}
