@@ -9,12 +9,7 @@
 //! A block decodes in two steps: its sub-blocks' scales and mins (`*_scales`), then its codes
 //! 32 at a time (`*_codes` of run `r`: elements `32r .. 32r + 32`, which stay in registers).
 
-use half::f16;
-
-#[inline(always)]
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
-}
+use super::dequant::f16_at;
 
 /// Q4_0 `{ f16 d; u8 qs[16] }`: codes `nibble − 8`, scale `d`; low nibbles are elements 0..16.
 #[inline(always)]

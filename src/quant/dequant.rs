@@ -5,8 +5,9 @@
 
 use half::{bf16, f16};
 
+/// The little-endian f16 at byte `at`, as f32 (exact).
 #[inline(always)]
-fn f16_at(b: &[u8], at: usize) -> f32 {
+pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
