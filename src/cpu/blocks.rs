@@ -93,7 +93,7 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
     let zero = 0f32.splat::<S>();
     let load = |v: &[f32], at: usize| -> Vector<S, f32> {
         assert!(at + lanes <= v.len());
-        // SAFETY: checked just above (and provable to the compiler, which drops the check).
+        // SAFETY: checked just above.
         unsafe { vload_unaligned(v.as_ptr().add(at)) }
     };
     let mut acc = [[zero; 2]; R];
@@ -109,9 +109,9 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
             let mn = (-min[s]).splat::<S>();
             for (r, acc) in acc.iter_mut().enumerate() {
                 let xs = &x[r * k + b * BS + s * Q::SUB..][..Q::SUB];
-                // SUB (16 or 32) is a multiple of the lane count (1 to 16): every load is whole
-                // counted loops over a constant (after inlining) number of vectors, so that
-                // they unroll and the accumulators stay in registers
+                // SUB (16 or 32) is a multiple of the lane count (1 to 16), so every load is
+                // whole; the loops count a constant number of vectors (after inlining), so they
+                // unroll and the accumulators stay in registers
                 if Q::MIN {
                     for j in 0..Q::SUB / lanes {
                         let w = f32::vmul_add(sc, load(qs, j * lanes), mn);

@@ -244,6 +244,18 @@ mod tests {
                 <Q as BlockDecode>::BLOCK as u64,
                 <Q as BlockDecode>::BYTES as u64
             ));
+            // the products and `dequant::from_codes` decode 32 codes at a time and keep at most
+            // 16 sub-blocks' scales
+            let runs = with_block_decoder!(t, Q => {
+                <Q as BlockDecode>::BLOCK % 32 == 0
+                    && 32 % <Q as BlockDecode>::SUB == 0
+                    && <Q as BlockDecode>::BLOCK / <Q as BlockDecode>::SUB <= 16
+            });
+            assert_ne!(
+                runs,
+                Some(false),
+                "{t}: runs of 32 codes, at most 16 sub-blocks"
+            );
             match geometry {
                 Some(g) => assert_eq!(Some(g), t.block_size().zip(t.type_size()), "{t}"),
                 None => assert_eq!(t, GgmlType::Q6_K, "{t} has no decoder type"),
