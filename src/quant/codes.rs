@@ -7,7 +7,8 @@
 //! formats without a `min` apply the scale once per sub-block, after the codes' dot product.
 //!
 //! A block decodes in two steps: its sub-blocks' scales and mins (`*_scales`), then its codes
-//! 32 at a time (`*_codes` of run `r`: elements `32r .. 32r + 32`, which stay in registers).
+//! 32 at a time (`*_codes` of run `r`: elements `32r .. 32r + 32`, fixed-size runs the compiler
+//! vectorizes).
 
 use super::dequant::f16_at;
 
@@ -18,7 +19,7 @@ pub(crate) fn q4_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
 }
 /// Q4_0's codes.
 #[inline(always)]
-pub(crate) fn q4_0_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+pub(crate) fn q4_0_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
     let qs: &[u8; 16] = b[2..18].try_into().expect("16 bytes");
     for j in 0..16 {
         q[j] = ((qs[j] & 0xF) as i32 - 8) as f32;
@@ -33,7 +34,7 @@ pub(crate) fn q4_1_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
 }
 /// Q4_1's codes.
 #[inline(always)]
-pub(crate) fn q4_1_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+pub(crate) fn q4_1_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
     let qs: &[u8; 16] = b[4..20].try_into().expect("16 bytes");
     for j in 0..16 {
         q[j] = (qs[j] & 0xF) as f32;
@@ -63,7 +64,7 @@ pub(crate) fn q5_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
 }
 /// Q5_0's codes.
 #[inline(always)]
-pub(crate) fn q5_0_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+pub(crate) fn q5_0_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
     for (q, c) in q.iter_mut().zip(q5_codes(&b[2..6], &b[6..22])) {
         *q = (c - 16) as f32;
     }
@@ -76,7 +77,7 @@ pub(crate) fn q5_1_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
 }
 /// Q5_1's codes.
 #[inline(always)]
-pub(crate) fn q5_1_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+pub(crate) fn q5_1_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
     for (q, c) in q.iter_mut().zip(q5_codes(&b[4..8], &b[8..24])) {
         *q = c as f32;
     }
@@ -89,7 +90,7 @@ pub(crate) fn q8_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
 }
 /// Q8_0's codes.
 #[inline(always)]
-pub(crate) fn q8_0_codes(b: &[u8], _s: usize, q: &mut [f32; 32]) {
+pub(crate) fn q8_0_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
     let qs: &[u8; 32] = b[2..34].try_into().expect("32 codes");
     for i in 0..32 {
         q[i] = (qs[i] as i8) as f32;
@@ -168,9 +169,9 @@ pub(crate) fn q4_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
 /// Q4_K's codes: runs (sub-blocks) `2g` and `2g + 1` are the low and high nibbles of
 /// `qs[32g ..]`.
 #[inline(always)]
-pub(crate) fn q4_k_codes(b: &[u8], s: usize, q: &mut [f32; 32]) {
-    let qs: &[u8; 32] = b[16 + 32 * (s / 2)..][..32].try_into().expect("32 bytes");
-    let shift = 4 * (s % 2) as u32;
+pub(crate) fn q4_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+    let qs: &[u8; 32] = b[16 + 32 * (r / 2)..][..32].try_into().expect("32 bytes");
+    let shift = 4 * (r % 2) as u32;
     for l in 0..32 {
         q[l] = ((qs[l] >> shift) & 0xF) as f32;
     }
@@ -181,13 +182,13 @@ pub(crate) fn q4_k_codes(b: &[u8], s: usize, q: &mut [f32; 32]) {
 pub(crate) fn q5_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
     k_scales(b, scale, min);
 }
-/// Q5_K's codes: as Q4_K's, with bit `s` of `qh[l]` the fifth bit of element `l`.
+/// Q5_K's codes: as Q4_K's, with bit `r` of `qh[l]` the fifth bit of element `l`.
 #[inline(always)]
-pub(crate) fn q5_k_codes(b: &[u8], s: usize, q: &mut [f32; 32]) {
+pub(crate) fn q5_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
     let qh: &[u8; 32] = b[16..48].try_into().expect("32 bytes");
-    let qs: &[u8; 32] = b[48 + 32 * (s / 2)..][..32].try_into().expect("32 bytes");
-    let shift = 4 * (s % 2) as u32;
+    let qs: &[u8; 32] = b[48 + 32 * (r / 2)..][..32].try_into().expect("32 bytes");
+    let shift = 4 * (r % 2) as u32;
     for l in 0..32 {
-        q[l] = (((qs[l] >> shift) & 0xF) | (((qh[l] >> s) & 1) << 4)) as f32;
+        q[l] = (((qs[l] >> shift) & 0xF) | (((qh[l] >> r) & 1) << 4)) as f32;
     }
 }
