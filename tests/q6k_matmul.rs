@@ -822,6 +822,7 @@ fn check_kernels(name: &str, cube: &Cube) {
             per_iter,
             weights_path,
             pipeline,
+            groups: 0,
         })
     };
     let geometries = [

@@ -216,27 +216,28 @@ fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
 }
 
 /// The GGUF-layout kernel itself, called directly for every type with forced launch geometries
-/// (rows and warps per cube; the tuning runs may pick any of them): rows past the last one,
-/// cubes whose units outnumber a row's chunks, and 1..=8 activation rows.
+/// (rows, warps, row groups and items per iteration; the tuning runs may pick any of them): rows past the
+/// last one, cubes whose units outnumber a row's runs, and 1..=8 activation rows.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
     use burn_gguf::kernel::{PlanesTuning, gemv_shape, quant_gemv};
     let mut rng = Rng::fresh(name);
-    let tuning = |rows, warps| {
+    let tuning = |rows, warps, groups, per_iter| {
         Some(PlanesTuning {
             rows,
             warps,
-            per_iter: 1,
+            per_iter,
             weights_path: false,
             pipeline: false,
+            groups,
         })
     };
     let geometries = [
-        tuning(1, 1),
-        tuning(3, 2),
-        tuning(8, 1),
-        tuning(2, 8),
-        tuning(2, 4),
+        tuning(1, 1, 1, 1),
+        tuning(3, 2, 2, 2),
+        tuning(2, 8, 8, 3),
+        tuning(1, 2, 32, 1),
+        tuning(8, 1, 4, 4),
         None,
     ];
     let cases = [(1, 11, 1), (3, 5, 8), (9, 7, 2), (2, 13, 5)];

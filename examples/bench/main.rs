@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, default_value = "planes")]
     layouts: String,
     /// Also time the fused kernel of every variant, on the backend without fusion, with these
-    /// launch geometries, as `ROWSxWARPS[xUNITS][w][p]` (rows and warps per cube, 1..=8; the
+    /// launch geometries, as `ROWSxWARPS[xUNITS][w][p][gGROUPS]` (rows and warps per cube, 1..=8; the
     /// planes kernel also reads units loaded per iteration, 1 or 2, `w`: the dequantized-weights
     /// path even at M = 1, `p`: pipelined loads), comma-separated (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`). Each is passed to
     /// `burn_gguf::kernel::quant_gemv` as an explicit `PlanesTuning`; M above the fused kernel's
@@ -405,7 +405,12 @@ fn gbs(r: &Row) -> f64 {
 /// One `--sweep` entry, `ROWSxWARPS[xUNITS][w][p]`, as the tuning passed to the kernel.
 #[cfg(feature = "cube")]
 fn parse_geometry(geometry: &str) -> burn_gguf::kernel::PlanesTuning {
-    // `w`: the dequantized-weights path even for one row; `p`: pipelined loads.
+    // `gN`: N row groups per warp (the GGUF-layout kernel); `w`: the dequantized-weights path
+    // even for one row; `p`: pipelined loads.
+    let (geometry, groups) = match geometry.split_once('g') {
+        Some((g, n)) => (g, n.parse().expect("--sweep ...gN: N row groups")),
+        None => (geometry, 0),
+    };
     let dims = geometry.trim_end_matches(['w', 'p']);
     let suffix = &geometry[dims.len()..];
     let v: Vec<usize> = dims
@@ -421,8 +426,8 @@ fn parse_geometry(geometry: &str) -> burn_gguf::kernel::PlanesTuning {
         v.len() <= 3
             && (1..=8).contains(&rows)
             && (1..=8).contains(&warps)
-            && (1..=2).contains(&per_iter),
-        "--sweep {geometry:?}: ROWSxWARPS[xUNITS] with rows and warps in 1..=8, units 1 or 2"
+            && (1..=4).contains(&per_iter),
+        "--sweep {geometry:?}: ROWSxWARPS[xUNITS] with rows and warps in 1..=8, units 1..=4 (the planes kernel: 1 or 2)"
     );
     burn_gguf::kernel::PlanesTuning {
         rows,
@@ -430,6 +435,7 @@ fn parse_geometry(geometry: &str) -> burn_gguf::kernel::PlanesTuning {
         per_iter,
         weights_path: suffix.contains('w'),
         pipeline: suffix.contains('p'),
+        groups,
     }
 }
 
@@ -493,16 +499,48 @@ impl Unfused {
         record: &mut impl FnMut(&str, usize, (Stat, Stat)),
         kernels: &mut Vec<(String, usize, Stat)>,
     ) {
-        use burn_gguf::kernel::quant_gemv;
+        use burn_gguf::kernel::{PlanesTuning, quant_gemv};
         let (x, w, desc) = (&self.x, &self.w, self.desc);
+        // Every geometry's result against the simplest one's (one row, one warp, one group, one
+        // item per iteration): they differ only in how the partial sums meet.
+        let values = |y| {
+            burn_cubecl::ops::into_data_sync(y)
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 values")
+        };
+        let single = PlanesTuning {
+            rows: 1,
+            warps: 1,
+            per_iter: 1,
+            weights_path: false,
+            pipeline: false,
+            groups: 1,
+        };
+        let reference = quant_gemv(x.clone(), w[0].clone(), desc, Some(single)).map(values);
         for geometry in sweep.split(',') {
             let t = parse_geometry(geometry.trim());
+            if let Ok(reference) = &reference {
+                let y = values(quant_gemv(x.clone(), w[0].clone(), desc, Some(t)).expect("runs"));
+                let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let diff = y
+                    .iter()
+                    .zip(reference)
+                    .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+                let bad = y.iter().filter(|v| !v.is_finite()).count();
+                println!(
+                    "check {} {geometry}: max |y - y(1x1x1g1)| / max |y| = {:.2e}, {bad} not finite",
+                    self.name,
+                    diff / scale
+                );
+            }
             let name = format!(
-                "{}_r{}w{}u{}{}{}",
+                "{}_r{}w{}u{}g{}{}{}",
                 self.name,
                 t.rows,
                 t.warps,
                 t.per_iter,
+                t.groups,
                 if t.weights_path { "_wt" } else { "" },
                 if t.pipeline { "_p" } else { "" }
             );

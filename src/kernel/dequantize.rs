@@ -14,8 +14,31 @@ use super::formats::{BlockFormat, with_format};
 use crate::quant::q6k::planes::PlaneOffsets;
 use crate::quant::{PackedLayout, QuantWeightDesc};
 
-/// One chunk (eight weights) per unit: chunk `item % CHUNKS` of block `item / CHUNKS`, the
-/// blocks row-major over the whole weight, so consecutive units write neighbouring outputs.
+/// The 32 weights of run `r` of the block at byte `bb`, written to `out[o .. o + 32]`: ggml's
+/// values bit for bit (`scale · code` is exact, so `scale · code − min` rounds once).
+#[cube]
+fn write_run<F: Float, Q: BlockFormat>(w: &[u32], bb: usize, r: usize, out: &mut [F], o: usize) {
+    let s = Q::scales(w, bb, r);
+    let mut q = Array::<f32>::new(32usize);
+    Q::codes(w, bb, r, &mut q);
+    #[unroll]
+    for i in 0..32usize {
+        let mut d = s.d1;
+        let mut mn = s.m1;
+        if i < 16 {
+            d = s.d0;
+            mn = s.m0;
+        }
+        let mut v = d * q[i];
+        if comptime!(Q::MIN) {
+            v -= mn;
+        }
+        out[o + i] = F::cast_from(v);
+    }
+}
+
+/// One run (32 weights) per unit: run `item % RUNS` of block `item / RUNS`, the blocks row-major
+/// over the whole weight.
 #[cube(launch)]
 fn quant_dequantize_kernel<F: Float, Q: BlockFormat>(
     w: &[u32],
@@ -27,19 +50,19 @@ fn quant_dequantize_kernel<F: Float, Q: BlockFormat>(
     if item >= n_items {
         terminate!();
     }
-    let chunks = comptime!(Q::CHUNKS);
-    let t = item / chunks;
-    let ch = Q::decode(w, t * comptime!(Q::BYTES), item % chunks);
-    let o = t * comptime!(Q::BLOCK) + ch.offset;
-    let o2 = o + comptime!(Q::GAP);
-    #[unroll]
-    for i in 0..4usize {
-        out[o + i] = F::cast_from(ch.lo.extract(i));
-        out[o2 + i] = F::cast_from(ch.hi.extract(i));
-    }
+    let runs = comptime!(Q::RUNS);
+    let t = item / runs;
+    let r = item % runs;
+    write_run::<F, Q>(
+        w,
+        t * comptime!(Q::BYTES),
+        r,
+        out,
+        t * comptime!(Q::BLOCK) + 32 * r,
+    );
 }
 
-/// Rows `ids` of the weight (an embedding lookup), one chunk per unit: `out[p, ..]` is row
+/// Rows `ids` of the weight (an embedding lookup), one run per unit: `out[p, ..]` is row
 /// `ids[p]` dequantized; an id past the weight's `n` rows gives a row of NaN (never a read out of
 /// bounds).
 #[cube(launch)]
@@ -56,31 +79,20 @@ fn quant_rows_kernel<F: Float, Q: BlockFormat>(
     if item >= n_items {
         terminate!();
     }
-    let chunks = comptime!(Q::CHUNKS);
-    let per_row = (k / comptime!(Q::BLOCK)) * chunks;
+    let per_row = k / 32;
     let p = item / per_row;
-    let r = item % per_row;
+    let e = item % per_row; // the run within the row
     let id = ids[p] as usize;
-    let b = r / chunks;
-    let o = p * k + b * comptime!(Q::BLOCK);
+    let o = p * k + 32 * e;
     if id < n {
-        let t = id * (k / comptime!(Q::BLOCK)) + b;
-        let ch = Q::decode(w, t * comptime!(Q::BYTES), r % chunks);
-        let o1 = o + ch.offset;
-        let o2 = o1 + comptime!(Q::GAP);
-        #[unroll]
-        for i in 0..4usize {
-            out[o1 + i] = F::cast_from(ch.lo.extract(i));
-            out[o2 + i] = F::cast_from(ch.hi.extract(i));
-        }
+        let runs = comptime!(Q::RUNS);
+        let t = id * (k / comptime!(Q::BLOCK)) + e / runs;
+        write_run::<F, Q>(w, t * comptime!(Q::BYTES), e % runs, out, o);
     } else {
-        // The chunk's eight outputs, wherever they sit in the block: fill the whole block once.
-        let c = r % chunks;
-        if c == 0 {
-            for i in 0..comptime!(Q::BLOCK) {
-                // a quiet NaN from its bits (WGSL has no NaN literal)
-                out[o + i] = F::cast_from(f32::reinterpret(0x7FC0_0000u32));
-            }
+        #[unroll]
+        for i in 0..32usize {
+            // a quiet NaN from its bits (WGSL has no NaN literal)
+            out[o + i] = F::cast_from(f32::reinterpret(0x7FC0_0000u32));
         }
     }
 }
@@ -166,7 +178,7 @@ pub(super) fn launch(
         }
         return Ok(out);
     }
-    let n_items = desc.blocks() * desc.block_size() / 8;
+    let n_items = desc.blocks() * desc.block_size() / 32;
     if n_items == 0 {
         return Ok(out);
     }
@@ -202,7 +214,7 @@ pub(super) fn launch_rows(
         Shape::from(shape),
         dtype,
     );
-    let n_items = n_ids * desc.in_features / 8;
+    let n_items = n_ids * desc.in_features / 32;
     if n_items == 0 {
         return Ok(out);
     }

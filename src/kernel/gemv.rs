@@ -3,12 +3,16 @@
 //! format is the kernel's type parameter, [`BlockFormat`]): `y[m, n] = Σ_k x[m, k] · W[n, k]` for
 //! up to [`super::MAX_ROWS`] activation rows, reading every weight byte once for all rows.
 //!
-//! Mapping (the planes kernel's): a cube owns `rows` output rows and `warps × lanes` units. A
-//! row's work items are its blocks' chunks (eight weights each, [`super::formats::Chunk`]); the
-//! cube's units stride over them together, and at each item a unit decodes that chunk of every
-//! row the cube owns, then reads each activation row's eight matching values once (two
-//! four-wide loads) for all of those rows. Partial sums stay in f32 registers, one per (weight
-//! row, activation row), and meet in [`store_sums`].
+//! Mapping: a cube owns `groups × rows` output rows and `warps × lanes` units; lane `l` works on
+//! row group `l % groups` (rows `row0 + r · groups + l % groups`, r < rows), so the lanes of a
+//! warp that read the same activations serve `groups` weight rows at once. A row's work items
+//! are its blocks' runs (32 weights each, [`BlockFormat`]); a group's units stride over them
+//! together, and at each item a unit decodes that run of each of its `rows` rows into codes and
+//! scales, then reads each activation row's 32 matching values once (eight four-wide loads) for
+//! all of those rows. A format without mins multiplies the codes into the
+//! activations and scales the sums once per 16 or 32 weights; a format with mins forms each
+//! weight `scale · code − min` first (ggml's value, rounded once). Partial sums stay in f32
+//! registers, one per (weight row, activation row), and meet in [`store_sums`].
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
@@ -35,16 +39,20 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
     #[comptime] rows: usize,
     #[comptime] lanes: usize,
     #[comptime] warps: usize,
+    #[comptime] groups: usize,
+    #[comptime] per_iter: usize,
     #[comptime] use_plane: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let block = comptime!(Q::BLOCK);
     let bytes = comptime!(Q::BYTES);
-    let chunks = comptime!(Q::CHUNKS);
-    let gap = comptime!(Q::GAP / 4);
-    let threads = comptime![lanes * warps];
-    let tid = UNIT_POS_Y as usize * lanes + UNIT_POS_X as usize;
-    let row0 = CUBE_POS * rows;
+    let runs = comptime!(Q::RUNS);
+    // Units per row group, and this unit's group and place among them.
+    let strides = comptime![lanes / groups * warps];
+    let lane = UNIT_POS_X as usize;
+    let g = lane % groups;
+    let unit = UNIT_POS_Y as usize * (lanes / groups) + lane / groups;
+    let row0 = CUBE_POS * rows * groups;
     let nb = k / block;
     let kv = k / 4;
     let row_bytes = nb * bytes;
@@ -52,54 +60,91 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
     // part in the reduction, so every barrier stays uniform.
     let mut items = 0usize;
     if row0 < n {
-        items = nb * chunks;
+        items = nb * runs;
     }
     let mut acc = Array::<f32>::new(rows * m);
     #[unroll]
     for i in 0..rows * m {
         acc[i] = 0.0f32;
     }
-    let mut wv = Array::<f32>::new(rows * 8);
-    let mut item = tid;
+    // Per weight row: its run's 32 codes (or weights, with mins) and its two scales.
+    let mut wq = Array::<f32>::new(rows * 32);
+    let mut ws = Array::<f32>::new(rows * 2);
+    let mut t = Array::<f32>::new(32usize);
+    let mut item = unit;
     while item < items {
-        let b = item / chunks;
-        let c = item % chunks;
-        let mut offset = 0usize;
+        // `per_iter` items per iteration, in straight-line code, so that their loads are in
+        // flight together; one past the end repeats the row's last item and adds nothing.
         #[unroll]
-        for r in 0..rows {
-            // A row past the end decodes the last row again (in bounds, never written).
-            let row = (row0 + r).min(n - 1);
-            let ch = Q::decode(w, row * row_bytes + b * bytes, c);
-            offset = ch.offset;
+        for u in 0..per_iter {
+            let next = item + u * strides;
+            let valid = next < items;
+            let it = select(valid, next, items - 1);
+            let b = it / runs;
+            let r = it % runs;
             #[unroll]
-            for j in 0..4usize {
-                wv[r * 8 + j] = ch.lo.extract(j);
-                wv[r * 8 + 4 + j] = ch.hi.extract(j);
-            }
-        }
-        let xo = (b * block + offset) / 4;
-        #[unroll]
-        for mi in 0..m {
-            let lo = x[mi * kv + xo];
-            let hi = x[mi * kv + xo + gap];
-            #[unroll]
-            for r in 0..rows {
-                let mut sum = 0.0f32;
+            for ri in 0..rows {
+                // A row past the end decodes the last row again (in bounds, never written).
+                let row = (row0 + ri * groups + g).min(n - 1);
+                let bb = row * row_bytes + b * bytes;
+                let s = Q::scales(w, bb, r);
+                Q::codes(w, bb, r, &mut t);
                 #[unroll]
-                for j in 0..4usize {
-                    sum += wv[r * 8 + j] * f32::cast_from(lo.extract(j))
-                        + wv[r * 8 + 4 + j] * f32::cast_from(hi.extract(j));
+                for i in 0..32usize {
+                    if comptime!(Q::MIN) {
+                        if i < 16 {
+                            wq[ri * 32 + i] = s.d0 * t[i] - s.m0;
+                        } else {
+                            wq[ri * 32 + i] = s.d1 * t[i] - s.m1;
+                        }
+                    } else {
+                        wq[ri * 32 + i] = t[i];
+                    }
                 }
-                acc[r * m + mi] += sum;
+                ws[ri * 2] = s.d0;
+                ws[ri * 2 + 1] = s.d1;
+            }
+            let xo = (b * block + 32 * r) / 4;
+            #[unroll]
+            for mi in 0..m {
+                let mut p = Array::<f32>::new(rows * 2);
+                #[unroll]
+                for i in 0..rows * 2 {
+                    p[i] = 0.0f32;
+                }
+                #[unroll]
+                for j in 0..8usize {
+                    let xv = x[mi * kv + xo + j];
+                    #[unroll]
+                    for ri in 0..rows {
+                        let mut sum = p[ri * 2 + j / 4];
+                        #[unroll]
+                        for e in 0..4usize {
+                            sum += wq[ri * 32 + 4 * j + e] * f32::cast_from(xv.extract(e));
+                        }
+                        p[ri * 2 + j / 4] = sum;
+                    }
+                }
+                #[unroll]
+                for ri in 0..rows {
+                    let mut add = ws[ri * 2] * (p[ri * 2] + p[ri * 2 + 1]);
+                    if comptime!(Q::MIN) {
+                        add = p[ri * 2] + p[ri * 2 + 1];
+                    } else if comptime!(Q::SUB == 16) {
+                        add = ws[ri * 2] * p[ri * 2] + ws[ri * 2 + 1] * p[ri * 2 + 1];
+                    }
+                    acc[ri * m + mi] += select(valid, add, 0.0f32);
+                }
             }
         }
-        item += threads;
+        item += strides * per_iter;
     }
-    store_sums::<F>(&acc, y, row0, n, rows, m, lanes, warps, use_plane);
+    store_sums::<F>(&acc, y, row0, n, rows, m, lanes, warps, groups, use_plane);
 }
 
-/// The launch shape for `desc` and `m` activation rows on `client`'s device: `tuning`'s rows
-/// and warps when given and in range (1..=8), else the measured default.
+/// The launch shape for `desc` and `m` activation rows on `client`'s device: `tuning`'s rows,
+/// warps, groups and items per iteration when given and in range (rows and warps 1..=8, groups a
+/// power of two dividing the plane size, items 1..=4), else the measured default.
 pub fn gemv_shape(
     client: &Client,
     runtime: RuntimeId,
@@ -107,19 +152,27 @@ pub fn gemv_shape(
     m: usize,
     tuning: Option<PlanesTuning>,
 ) -> CubeShape {
-    let items = desc.in_features / 8;
+    let items = desc.in_features / 32;
     let mut shape = CubeShape::default_for(client, runtime, items, m);
-    // Measured on an H200 (PERF.md, session 8; 4096 × 14336, every format): this kernel runs
-    // fastest with 4 warps at every M (the planes kernel's single warp above 2 activation rows
-    // is up to 2.6× slower here at M = 8) and, on CUDA, 2 rows per cube (M = 1 and 8; wgpu keeps
-    // the 4 rows measured there).
-    shape.warps = items.div_ceil(shape.lanes).clamp(1, 4);
-    if runtime == RuntimeId::Cuda {
-        shape.rows = 2;
-    }
+    // Measured on an H200 (PERF.md, session 10; 4096 × 14336, Q4_0 / Q4_K / Q8_0): four row
+    // groups per warp (a warp's activation loads then touch 8 cache lines, not 32), with 2 rows ×
+    // 8 warps per cube up to 2 activation rows and 4 rows × 4 warps above (each activation value
+    // loaded into registers serves 4 weight rows).
+    shape.groups = 4.min(shape.lanes);
+    (shape.rows, shape.warps) = if m <= 2 { (2, 8) } else { (4, 4) };
     if let Some(t) = tuning.filter(|t| (1..=8).contains(&t.rows) && (1..=8).contains(&t.warps)) {
         (shape.rows, shape.warps) = (t.rows, t.warps);
+        if t.groups.is_power_of_two() && shape.lanes.is_multiple_of(t.groups) {
+            shape.groups = t.groups;
+        }
+        if (1..=4).contains(&t.per_iter) {
+            shape.per_iter = t.per_iter;
+        }
     }
+    shape.warps = shape
+        .warps
+        .min(items.div_ceil(shape.lanes / shape.groups))
+        .max(1);
     shape.fit_shared_memory(m)
 }
 
@@ -136,7 +189,7 @@ pub(super) fn launch(
     let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
     let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
     let g = gemv_shape(&client, x.device.runtime(), desc, rows, tuning);
-    let cubes = desc.out_features.div_ceil(g.rows) as u32;
+    let cubes = desc.out_features.div_ceil(g.rows * g.groups) as u32;
     let cube_count = CubeCountSelection::new(&client, cubes).cube_count();
     let cube_dim = CubeDim::new_2d(g.lanes as u32, g.warps as u32);
     let dtype = dtype_to_storage_type(x.dtype);
@@ -160,6 +213,8 @@ pub(super) fn launch(
             g.rows,
             g.lanes,
             g.warps,
+            g.groups,
+            g.per_iter,
             g.use_plane,
             dtype,
         )

@@ -74,6 +74,10 @@ pub struct PlanesTuning {
     pub weights_path: bool,
     /// Software pipelining (see [`PlanesGeometry::pipeline`]).
     pub pipeline: bool,
+    /// Row groups per warp of the GGUF-layout kernel (a power of two up to the plane size; 0:
+    /// its default): lane `l` works on rows `l % groups`, so a warp's activation loads serve
+    /// `groups` weight rows at once. The planes kernel takes 1 only.
+    pub groups: usize,
 }
 
 /// The four 6-bit codes of sub-block quarter `g` from a `ql` word (low nibbles for g < 2, high
@@ -407,7 +411,7 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
         }
     }
 
-    store_sums::<F>(&acc, y, row0, n, rows, m, lanes, warps, use_plane);
+    store_sums::<F>(&acc, y, row0, n, rows, m, lanes, warps, 1usize, use_plane);
 }
 
 /// The geometry for `desc` and `m` activation rows on `client`'s device: `tuning` when given

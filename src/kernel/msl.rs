@@ -101,6 +101,8 @@ fn gemv_msl(t: GgmlType, m: usize, use_plane: bool) -> Result<String, String> {
             ROWS,
             LANES,
             WARPS,
+            2,
+            2,
             use_plane,
             ElemType::Float(FloatKind::F32),
         );
@@ -132,8 +134,8 @@ fn gemv_compiles_to_metal_shading_language_for_every_format() {
             );
             if use_plane {
                 assert!(
-                    msl.contains("simd_sum"),
-                    "{t}: reduces with simd_sum: {msl}"
+                    msl.contains("simd_shuffle_xor"),
+                    "{t}: reduces each row group with simd_shuffle_xor: {msl}"
                 );
             } else {
                 assert!(msl.contains("threadgroup_barrier"), "{t}: syncs: {msl}");

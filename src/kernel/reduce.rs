@@ -1,14 +1,20 @@
-//! The end of both matrix-vector kernels: every unit of a cube holds partial sums for the cube's
-//! `rows` weight rows × `m` activation rows; they meet through `plane_sum` and, across warps,
-//! shared memory (or through shared memory alone on a device without plane operations), and
-//! the totals are written to `y[mi · n + row]`. Also the launch shape both kernels share.
+//! The end of both matrix-vector kernels: every unit of a cube holds partial sums for its
+//! `rows` weight rows × `m` activation rows; they meet through plane operations and, across
+//! warps, shared memory (or through shared memory alone on a device without plane operations),
+//! and the totals are written to `y[mi · n + row]`. Also the launch shape both kernels share.
+//!
+//! A cube's lanes may be split into `groups` row groups: lane `l` of a warp works on group
+//! `l % groups`, whose rows are `row0 + r · groups + l % groups` (r < rows), so one warp reads
+//! the same activations for `groups` different weight rows at once. With one group every unit
+//! works on rows `row0 + r`.
 
 use cubecl::client::Client;
 use cubecl::device::RuntimeId;
 use cubecl::prelude::*;
 
-/// Adds up `acc[r · m + mi]` over the cube's units and writes the totals of rows `row0 + r < n`
-/// to `y`. Every unit of the cube must call it (it synchronizes the cube).
+/// Adds up `acc[r · m + mi]` over the units of each row group and writes the totals of rows
+/// `row0 + r · groups + g < n` to `y`. Every unit of the cube must call it (it synchronizes the
+/// cube). `groups` divides `lanes`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub fn store_sums<F: Float>(
@@ -20,49 +26,68 @@ pub fn store_sums<F: Float>(
     #[comptime] m: usize,
     #[comptime] lanes: usize,
     #[comptime] warps: usize,
+    #[comptime] groups: usize,
     #[comptime] use_plane: bool,
 ) {
     let lane = UNIT_POS_X as usize;
     let warp = UNIT_POS_Y as usize;
     let threads = comptime![lanes * warps];
     let tid = warp * lanes + lane;
+    let sums = comptime![rows * m];
+    let outputs = comptime![groups * rows * m];
     if use_plane {
-        let mut partial = Shared::<[f32]>::new_slice(rows * m * warps);
+        let mut partial = Shared::<[f32]>::new_slice(groups * sums * warps);
         #[unroll]
-        for i in 0..rows * m {
-            let total = plane_sum(acc[i]);
-            if lane == 0 {
-                partial[i * warps + warp] = total;
+        for a in 0..sums {
+            let mut total = acc[a];
+            if comptime![groups == 1] {
+                total = plane_sum(total);
+            } else {
+                // the lanes of one group differ in the bits above log2(groups)
+                #[unroll]
+                for b in 0..comptime![(lanes / groups).trailing_zeros() as usize] {
+                    total += plane_shuffle_xor(total, (groups as u32) << (b as u32));
+                }
+            }
+            if lane < groups {
+                partial[(lane * sums + a) * warps + warp] = total;
             }
         }
         sync_cube();
-        if tid < rows * m {
+        // Output `o` of the cube (group-major), as many per unit as it takes.
+        let mut o = tid;
+        while o < outputs {
             let mut total = 0.0f32;
             #[unroll]
             for wi in 0..warps {
-                total += partial[tid * warps + wi];
+                total += partial[o * warps + wi];
             }
-            let r = tid / m;
-            if row0 + r < n {
-                y[(tid % m) * n + row0 + r] = F::cast_from(total);
+            let row = row0 + (o % sums / m) * groups + o / sums;
+            if row < n {
+                y[(o % m) * n + row] = F::cast_from(total);
             }
+            o += threads;
         }
     } else {
-        let mut partial = Shared::<[f32]>::new_slice(rows * m * threads);
+        let mut partial = Shared::<[f32]>::new_slice(sums * threads);
         #[unroll]
-        for i in 0..rows * m {
-            partial[i * threads + tid] = acc[i];
+        for a in 0..sums {
+            partial[a * threads + tid] = acc[a];
         }
         sync_cube();
-        if tid < rows * m {
+        let mut o = tid;
+        while o < outputs {
+            let g = o / sums;
+            let i = o % sums;
             let mut total = 0.0f32;
-            for ti in 0..threads {
-                total += partial[tid * threads + ti];
+            for t in 0..comptime![threads / groups] {
+                total += partial[i * threads + t * groups + g];
             }
-            let r = tid / m;
-            if row0 + r < n {
-                y[(tid % m) * n + row0 + r] = F::cast_from(total);
+            let row = row0 + (i / m) * groups + g;
+            if row < n {
+                y[(i % m) * n + row] = F::cast_from(total);
             }
+            o += threads;
         }
     }
 }
@@ -77,6 +102,10 @@ pub struct CubeShape {
     pub warps: usize,
     /// Units per warp: the plane size, or 32 without plane operations.
     pub lanes: usize,
+    /// Row groups per warp (see the module doc; a power of two dividing `lanes`).
+    pub groups: usize,
+    /// Work items a unit takes per loop iteration (their loads in flight together).
+    pub per_iter: usize,
     /// Whether partial sums meet through plane operations.
     pub use_plane: bool,
 }
@@ -97,6 +126,8 @@ impl CubeShape {
             rows: 4,
             warps: items.div_ceil(lanes).clamp(1, max_warps),
             lanes,
+            groups: 1,
+            per_iter: 1,
             use_plane,
         }
     }

@@ -1,13 +1,14 @@
 //! The ggml block formats as the kernels decode them: one file per format, each a
-//! [`BlockFormat`] (its geometry, and how one thread decodes a *chunk* — eight weights of a block,
-//! two runs of four consecutive elements `GAP` apart — from the packed GGUF words). The kernels
-//! (matrix-vector product, dequantization, row lookup) are written once, generic over the format,
-//! and instantiated per type like ggml's `mul_mat_vec_q<type>`; [`with_format`] picks the
-//! instantiation from a [`GgmlType`] at run time.
+//! [`BlockFormat`] (its geometry, and how one thread decodes a *run* — 32 consecutive weights of a
+//! block — from the packed GGUF words: the run's 32 integer codes and the one or two scales, and
+//! mins, that turn them into weights). The kernels (matrix-vector product, dequantization, row
+//! lookup) are written once, generic over the format, and instantiated per type like ggml's
+//! `mul_mat_vec_q<type>`; [`with_format`] picks the instantiation from a [`GgmlType`] at run time.
 //!
-//! Every decoder reproduces ggml's `dequantize_row_*` expression for expression (`d · q`,
-//! `d · q + m`, `(d · sc) · q − dmin · m`), so the dequantized weights are ggml's bit for bit
-//! wherever the device compiler does not contract a multiply and an add.
+//! A code is a small integer, exact in f32, and so is `scale · code` (a product of an f32 and an
+//! integer below 2⁸ whose scale has at most 16 significant bits): `scale · code − min` rounds once,
+//! so the dequantized weights are ggml's (`d · q`, `d · q + m`, `(d · sc) · q − dmin · m`) bit
+//! for bit, whether or not the device compiler contracts the multiply and the add.
 
 mod q2_k;
 mod q3_k;
@@ -39,30 +40,37 @@ pub trait Geometry: Send + Sync + 'static {
     const BLOCK: usize;
     /// Bytes per block.
     const BYTES: usize;
-    /// Elements between a chunk's two runs of four.
-    const GAP: usize;
-    /// Chunks (of eight weights) per block.
-    const CHUNKS: usize = Self::BLOCK / 8;
+    /// Whether a weight is `scale · code − min` (else `scale · code`).
+    const MIN: bool;
+    /// Weights per scale: 16 or 32.
+    const SUB: usize;
+    /// Runs (of 32 weights) per block.
+    const RUNS: usize = Self::BLOCK / 32;
 }
 
-/// Eight decoded weights of one block: elements `offset .. offset + 4` (`lo`) and
-/// `offset + GAP .. offset + GAP + 4` (`hi`) of the block, as f32.
+/// The scales (and mins) of one run: elements `0..16` of the run are `d0 · code − m0`, elements
+/// `16..32` `d1 · code − m1` (`d0 = d1`, `m0 = m1` for 32-weight sub-blocks; the mins are zero,
+/// and unused, for a format without them).
 #[derive(CubeType)]
-pub struct Chunk {
-    /// The first run of four.
-    pub lo: Vector<f32, Const<4>>,
-    /// The second run, `GAP` elements later.
-    pub hi: Vector<f32, Const<4>>,
-    /// Element index of `lo`'s first weight within the block.
-    pub offset: usize,
+pub struct RunScales {
+    /// Scale of the run's first 16 weights.
+    pub d0: f32,
+    /// Scale of its last 16.
+    pub d1: f32,
+    /// Min of its first 16.
+    pub m0: f32,
+    /// Min of its last 16.
+    pub m1: f32,
 }
 
-/// A block format the kernels decode: chunk `c` (0..CHUNKS) of the block whose GGUF bytes start
-/// at byte `bb` of the words `w`.
+/// A block format the kernels decode: run `r` (0..RUNS, elements `32r .. 32r + 32`) of the block
+/// whose GGUF bytes start at byte `bb` of the words `w`.
 #[cube]
 pub trait BlockFormat: Geometry {
-    /// Decodes chunk `c` of the block at byte `bb`.
-    fn decode(w: &[u32], bb: usize, c: usize) -> Chunk;
+    /// The scales and mins of run `r`.
+    fn scales(w: &[u32], bb: usize, r: usize) -> RunScales;
+    /// The 32 codes of run `r`, as exact f32, into `q[0..32]`.
+    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<f32>);
 }
 
 /// Runs `$body` with `$Q` the [`BlockFormat`] of `$t` (a [`crate::quant::GgmlType`]), or
@@ -118,51 +126,66 @@ macro_rules! with_format {
 }
 pub(crate) use with_format;
 
-/// Four bytes starting at any byte offset, as a little-endian u32 (one or two word loads; the
-/// second only when the bytes straddle a word, so no load past the last byte).
+/// Four bytes starting at any byte offset, as a little-endian u32: the word at `byte / 4` and,
+/// when the bytes straddle a word, the next one (else that word again, so no load past the last
+/// byte). Branch-free, so that the compiler may issue a unit's loads together.
 #[cube]
 pub fn load_u32(w: &[u32], byte: usize) -> u32 {
     let i = byte / 4;
     let s = ((byte % 4) * 8) as u32;
-    let mut v = w[i];
-    if s != 0u32 {
-        v = (v >> s) | (w[i + 1] << (32u32 - s));
+    let j = select(s != 0u32, i + 1, i);
+    // `<< (32 − s)` as two shifts: a shift by 32 is not defined everywhere.
+    (w[i] >> s) | ((w[j] << (31u32 - s)) << 1u32)
+}
+
+/// The integer `c − offset` (for `c` below 2²³) as f32, without an integer-to-float conversion
+/// (a slow instruction on GPUs): `c` in the mantissa of 2²³, then 2²³ + `offset` subtracted;
+/// both terms and the difference are exact.
+#[cube]
+pub fn code(c: u32, #[comptime] offset: u32) -> f32 {
+    f32::reinterpret(c | 0x4B00_0000u32) - f32::reinterpret(comptime!(0x4B00_0000u32 | offset))
+}
+
+/// Four codes into `q[at .. at + 4]`: code `i` is bits `shift + 8i ..` of `lo` under `mask`, with
+/// bits `hshift + hstride · i ..` of `hi` under `hmask` placed at bit `hpos` above them (no high
+/// part when `hmask` is 0), minus `offset`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn put4(
+    q: &mut Array<f32>,
+    at: usize,
+    lo: u32,
+    shift: u32,
+    #[comptime] mask: u32,
+    hi: u32,
+    hshift: u32,
+    #[comptime] hstride: u32,
+    #[comptime] hmask: u32,
+    #[comptime] hpos: u32,
+    #[comptime] offset: u32,
+) {
+    #[unroll]
+    for i in 0..4usize {
+        let mut c = (lo >> (shift + 8u32 * i as u32)) & mask;
+        if comptime!(hmask != 0) {
+            c |= ((hi >> (hshift + hstride * i as u32)) & hmask) << hpos;
+        }
+        q[at + i] = code(c, offset);
     }
-    v
-}
-
-/// Byte `i` (0..4) of a word.
-#[cube]
-pub fn byte_of(word: u32, #[comptime] i: u32) -> u32 {
-    (word >> (8 * i)) & 0xFFu32
-}
-
-/// A vector of four f32.
-#[cube]
-pub fn vec4(a: f32, b: f32, c: f32, d: f32) -> Vector<f32, Const<4>> {
-    let mut v = Vector::<f32, Const<4>>::empty();
-    v.insert(0usize, a);
-    v.insert(1usize, b);
-    v.insert(2usize, c);
-    v.insert(3usize, d);
-    v
 }
 
 /// The 6-bit scale and min of sub-block `j` (0..8) of Q4_K / Q5_K, from the 12 scale bytes at
-/// byte `sb` (ggml's `get_scale_min_k4`), as f32.
+/// byte `sb` (ggml's `get_scale_min_k4`), as f32. Branch-free: both of ggml's cases are formed
+/// from in-bounds bytes and one is selected.
 #[cube]
-#[allow(unused_assignments)]
 pub fn k_scale_min(w: &[u32], sb: usize, j: usize) -> (f32, f32) {
-    let mut sc = 0u32;
-    let mut mn = 0u32;
-    if j < 4 {
-        sc = load_byte(w, sb + j) & 63u32;
-        mn = load_byte(w, sb + j + 4) & 63u32;
-    } else {
-        let hi = load_byte(w, sb + j + 4);
-        sc = (hi & 0xFu32) | ((load_byte(w, sb + j - 4) >> 6u32) << 4u32);
-        mn = (hi >> 4u32) | ((load_byte(w, sb + j) >> 6u32) << 4u32);
-    }
+    let lo = j % 4;
+    let a = load_byte(w, sb + lo); // j < 4: the scale; else its top two bits
+    let b = load_byte(w, sb + lo + 4); // j < 4: the min; else its top two bits
+    let c = load_byte(w, sb + lo + 8); // j ≥ 4: the low nibbles of scale and min
+    let high = j >= 4;
+    let sc = select(high, (c & 0xFu32) | ((a >> 6u32) << 4u32), a & 63u32);
+    let mn = select(high, (c >> 4u32) | ((b >> 6u32) << 4u32), b & 63u32);
     (f32::cast_from(sc), f32::cast_from(mn))
 }
 

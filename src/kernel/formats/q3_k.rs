@@ -1,11 +1,11 @@
 //! Q3_K `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }` (110 bytes): element
 //! `e = 128g + 32s + l` is `(d · sc) · q` with `q = (bits 2s..2s + 2 of qs[32g + l]) − 4` unless
 //! bit `e / 32` of `hmask[l]` is set, and `sc` the six-bit signed scale `e / 16` (ggml's
-//! `dequantize_row_q3_K`). Chunks are placed as in Q2_K.
+//! `dequantize_row_q3_K`). Run `r = 4g + s`; its code is the two bits with the hmask bit above.
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Chunk, Geometry, load_byte, load_f16, load_u32, vec4};
+use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, put4};
 
 /// Q3_K.
 pub struct Q3K;
@@ -13,59 +13,51 @@ pub struct Q3K;
 impl Geometry for Q3K {
     const BLOCK: usize = 256;
     const BYTES: usize = 110;
-    const GAP: usize = 32;
+    const MIN: bool = false;
+    const SUB: usize = 16;
 }
 
-/// The signed six-bit scale `i` (0..16) from the 12 scale bytes at byte `sb`.
+/// The signed six-bit scale `i` (0..16) from the 12 scale bytes at byte `sb`: the low nibble of
+/// byte `i` (i < 8) or the high nibble of byte `i − 8`, with two bits of byte `8 + i % 4` above.
 #[cube]
-#[allow(unused_assignments)]
 fn scale(w: &[u32], sb: usize, i: usize) -> f32 {
-    let mut low = 0u32;
-    if i < 8 {
-        low = load_byte(w, sb + i) & 0xFu32;
-    } else {
-        low = load_byte(w, sb + i - 8) >> 4u32;
-    }
+    let low = (load_byte(w, sb + i % 8) >> ((4 * (i / 8)) as u32)) & 0xFu32;
     let high = (load_byte(w, sb + 8 + i % 4) >> ((2 * (i / 4)) as u32)) & 3u32;
     f32::cast_from(i32::cast_from(low | (high << 4u32)) - 32i32)
 }
 
-/// One weight: low bits at `shift` of `q`, the hmask bit at `hbit` of `hm`.
-#[cube]
-fn weight(q: u32, hm: u32, shift: u32, hbit: u32, ds: f32) -> f32 {
-    let low = i32::cast_from((q >> shift) & 3u32);
-    let off = i32::cast_from(((hm >> hbit) & 1u32) ^ 1u32) * 4i32;
-    ds * f32::cast_from(low - off)
-}
-
-/// Four weights of sub-block shift `s` (codes at bits `2s + 8i`, hmask bits `e / 32 + 8i`).
-#[cube]
-fn run(q: u32, hm: u32, s: u32, hb: u32, ds: f32) -> Vector<f32, Const<4>> {
-    vec4(
-        weight(q, hm, 2u32 * s, hb, ds),
-        weight(q, hm, 2u32 * s + 8u32, hb + 8u32, ds),
-        weight(q, hm, 2u32 * s + 16u32, hb + 16u32, ds),
-        weight(q, hm, 2u32 * s + 24u32, hb + 24u32, ds),
-    )
-}
-
 #[cube]
 impl BlockFormat for Q3K {
-    fn decode(w: &[u32], bb: usize, c: usize) -> Chunk {
-        let g = c / 16;
-        let s = 2 * ((c / 8) % 2);
-        let l = 4 * (c % 8);
+    fn scales(w: &[u32], bb: usize, r: usize) -> RunScales {
         let d = load_f16(w, bb + 108);
-        let q = load_u32(w, bb + 32 + 32 * g + l);
-        let hm = load_u32(w, bb + l);
-        let offset = 128 * g + 32 * s + l;
-        let ds_lo = d * scale(w, bb + 96, offset / 16);
-        let ds_hi = d * scale(w, bb + 96, offset / 16 + 2);
-        let hb = (4 * g + s) as u32; // hmask bit e / 32 of the first run
-        Chunk {
-            lo: run(q, hm, s as u32, hb, ds_lo),
-            hi: run(q, hm, (s + 1) as u32, hb + 1u32, ds_hi),
-            offset,
+        RunScales {
+            d0: d * scale(w, bb + 96, 2 * r),
+            d1: d * scale(w, bb + 96, 2 * r + 1),
+            m0: 0.0f32,
+            m1: 0.0f32,
+        }
+    }
+
+    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<f32>) {
+        let base = bb + 32 + 32 * (r / 4);
+        let shift = (2 * (r % 4)) as u32;
+        #[unroll]
+        for j in 0..8usize {
+            let v = load_u32(w, base + 4 * j);
+            let hm = load_u32(w, bb + 4 * j);
+            put4(
+                q,
+                4 * j,
+                v,
+                shift,
+                3u32,
+                hm,
+                r as u32,
+                8u32,
+                1u32,
+                2u32,
+                4u32,
+            );
         }
     }
 }

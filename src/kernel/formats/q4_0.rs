@@ -1,9 +1,9 @@
 //! Q4_0 `{ f16 d; u8 qs[16] }` (18 bytes): `(nibble − 8) · d`; byte `j`'s low nibble is element
-//! `j`, its high nibble element `j + 16`. Chunk `c` is the four bytes `4c .. 4c + 4`.
+//! `j`, its high nibble element `j + 16`. One run per block.
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Chunk, Geometry, load_f16, load_u32, vec4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, put4};
 
 /// Q4_0.
 pub struct Q4_0;
@@ -11,33 +11,52 @@ pub struct Q4_0;
 impl Geometry for Q4_0 {
     const BLOCK: usize = 32;
     const BYTES: usize = 18;
-    const GAP: usize = 16;
-}
-
-#[cube]
-fn weight(q: u32, #[comptime] shift: u32, d: f32) -> f32 {
-    f32::cast_from(i32::cast_from((q >> shift) & 0xFu32) - 8i32) * d
+    const MIN: bool = false;
+    const SUB: usize = 32;
 }
 
 #[cube]
 impl BlockFormat for Q4_0 {
-    fn decode(w: &[u32], bb: usize, c: usize) -> Chunk {
+    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
         let d = load_f16(w, bb);
-        let q = load_u32(w, bb + 2 + 4 * c);
-        Chunk {
-            lo: vec4(
-                weight(q, 0u32, d),
-                weight(q, 8u32, d),
-                weight(q, 16u32, d),
-                weight(q, 24u32, d),
-            ),
-            hi: vec4(
-                weight(q, 4u32, d),
-                weight(q, 12u32, d),
-                weight(q, 20u32, d),
-                weight(q, 28u32, d),
-            ),
-            offset: 4 * c,
+        RunScales {
+            d0: d,
+            d1: d,
+            m0: 0.0f32,
+            m1: 0.0f32,
+        }
+    }
+
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+        #[unroll]
+        for j in 0..4usize {
+            let v = load_u32(w, bb + 2 + 4 * j);
+            put4(
+                q,
+                4 * j,
+                v,
+                0u32,
+                0xFu32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                8u32,
+            );
+            put4(
+                q,
+                16 + 4 * j,
+                v,
+                4u32,
+                0xFu32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                8u32,
+            );
         }
     }
 }

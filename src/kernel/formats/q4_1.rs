@@ -2,7 +2,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Chunk, Geometry, load_f16, load_u32, vec4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, put4};
 
 /// Q4_1.
 pub struct Q4_1;
@@ -10,34 +10,53 @@ pub struct Q4_1;
 impl Geometry for Q4_1 {
     const BLOCK: usize = 32;
     const BYTES: usize = 20;
-    const GAP: usize = 16;
-}
-
-#[cube]
-fn weight(q: u32, #[comptime] shift: u32, d: f32, m: f32) -> f32 {
-    f32::cast_from((q >> shift) & 0xFu32) * d + m
+    const MIN: bool = true;
+    const SUB: usize = 32;
 }
 
 #[cube]
 impl BlockFormat for Q4_1 {
-    fn decode(w: &[u32], bb: usize, c: usize) -> Chunk {
+    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
         let d = load_f16(w, bb);
-        let m = load_f16(w, bb + 2);
-        let q = load_u32(w, bb + 4 + 4 * c);
-        Chunk {
-            lo: vec4(
-                weight(q, 0u32, d, m),
-                weight(q, 8u32, d, m),
-                weight(q, 16u32, d, m),
-                weight(q, 24u32, d, m),
-            ),
-            hi: vec4(
-                weight(q, 4u32, d, m),
-                weight(q, 12u32, d, m),
-                weight(q, 20u32, d, m),
-                weight(q, 28u32, d, m),
-            ),
-            offset: 4 * c,
+        let m = -load_f16(w, bb + 2);
+        RunScales {
+            d0: d,
+            d1: d,
+            m0: m,
+            m1: m,
+        }
+    }
+
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+        #[unroll]
+        for j in 0..4usize {
+            let v = load_u32(w, bb + 4 + 4 * j);
+            put4(
+                q,
+                4 * j,
+                v,
+                0u32,
+                0xFu32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+            );
+            put4(
+                q,
+                16 + 4 * j,
+                v,
+                4u32,
+                0xFu32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+                0u32,
+            );
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Q5_0 `{ f16 d; u8 qh[4]; u8 qs[16] }` (22 bytes): `(q5 − 16) · d`, the nibbles placed as in
-//! Q4_0 and bit `j` of the little-endian `qh` the fifth bit of element `j`.
+//! Q4_0 and bit `j` of the little-endian `qh` the fifth bit of element `j`. One run per block.
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Chunk, Geometry, load_f16, load_u32, vec4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, put4};
 
 /// Q5_0.
 pub struct Q5_0;
@@ -11,40 +11,42 @@ pub struct Q5_0;
 impl Geometry for Q5_0 {
     const BLOCK: usize = 32;
     const BYTES: usize = 22;
-    const GAP: usize = 16;
-}
-
-/// Element `j`'s code from nibble `shift` of `q` and bit `j` of `qh` (`hb = qh >> j0`).
-#[cube]
-fn code(q: u32, hb: u32, #[comptime] shift: u32, #[comptime] bit: u32) -> i32 {
-    i32::cast_from(((q >> shift) & 0xFu32) | (((hb >> bit) & 1u32) << 4u32))
-}
-
-#[cube]
-fn weight(q: u32, hb: u32, #[comptime] shift: u32, #[comptime] bit: u32, d: f32) -> f32 {
-    f32::cast_from(code(q, hb, shift, bit) - 16i32) * d
+    const MIN: bool = false;
+    const SUB: usize = 32;
 }
 
 #[cube]
 impl BlockFormat for Q5_0 {
-    fn decode(w: &[u32], bb: usize, c: usize) -> Chunk {
+    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
         let d = load_f16(w, bb);
-        let hb = load_u32(w, bb + 2) >> (4 * c) as u32;
-        let q = load_u32(w, bb + 6 + 4 * c);
-        Chunk {
-            lo: vec4(
-                weight(q, hb, 0u32, 0u32, d),
-                weight(q, hb, 8u32, 1u32, d),
-                weight(q, hb, 16u32, 2u32, d),
-                weight(q, hb, 24u32, 3u32, d),
-            ),
-            hi: vec4(
-                weight(q, hb, 4u32, 16u32, d),
-                weight(q, hb, 12u32, 17u32, d),
-                weight(q, hb, 20u32, 18u32, d),
-                weight(q, hb, 28u32, 19u32, d),
-            ),
-            offset: 4 * c,
+        RunScales {
+            d0: d,
+            d1: d,
+            m0: 0.0f32,
+            m1: 0.0f32,
+        }
+    }
+
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+        let qh = load_u32(w, bb + 2);
+        #[unroll]
+        for j in 0..4usize {
+            let v = load_u32(w, bb + 6 + 4 * j);
+            let b = (4 * j) as u32;
+            put4(q, 4 * j, v, 0u32, 0xFu32, qh, b, 1u32, 1u32, 4u32, 16u32);
+            put4(
+                q,
+                16 + 4 * j,
+                v,
+                4u32,
+                0xFu32,
+                qh,
+                b + 16u32,
+                1u32,
+                1u32,
+                4u32,
+                16u32,
+            );
         }
     }
 }

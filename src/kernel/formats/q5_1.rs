@@ -2,7 +2,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Chunk, Geometry, load_f16, load_u32, vec4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, put4};
 
 /// Q5_1.
 pub struct Q5_1;
@@ -10,37 +10,43 @@ pub struct Q5_1;
 impl Geometry for Q5_1 {
     const BLOCK: usize = 32;
     const BYTES: usize = 24;
-    const GAP: usize = 16;
-}
-
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn weight(q: u32, hb: u32, #[comptime] shift: u32, #[comptime] bit: u32, d: f32, m: f32) -> f32 {
-    let code = ((q >> shift) & 0xFu32) | (((hb >> bit) & 1u32) << 4u32);
-    f32::cast_from(code) * d + m
+    const MIN: bool = true;
+    const SUB: usize = 32;
 }
 
 #[cube]
 impl BlockFormat for Q5_1 {
-    fn decode(w: &[u32], bb: usize, c: usize) -> Chunk {
+    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
         let d = load_f16(w, bb);
-        let m = load_f16(w, bb + 2);
-        let hb = load_u32(w, bb + 4) >> (4 * c) as u32;
-        let q = load_u32(w, bb + 8 + 4 * c);
-        Chunk {
-            lo: vec4(
-                weight(q, hb, 0u32, 0u32, d, m),
-                weight(q, hb, 8u32, 1u32, d, m),
-                weight(q, hb, 16u32, 2u32, d, m),
-                weight(q, hb, 24u32, 3u32, d, m),
-            ),
-            hi: vec4(
-                weight(q, hb, 4u32, 16u32, d, m),
-                weight(q, hb, 12u32, 17u32, d, m),
-                weight(q, hb, 20u32, 18u32, d, m),
-                weight(q, hb, 28u32, 19u32, d, m),
-            ),
-            offset: 4 * c,
+        let m = -load_f16(w, bb + 2);
+        RunScales {
+            d0: d,
+            d1: d,
+            m0: m,
+            m1: m,
+        }
+    }
+
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+        let qh = load_u32(w, bb + 4);
+        #[unroll]
+        for j in 0..4usize {
+            let v = load_u32(w, bb + 8 + 4 * j);
+            let b = (4 * j) as u32;
+            put4(q, 4 * j, v, 0u32, 0xFu32, qh, b, 1u32, 1u32, 4u32, 0u32);
+            put4(
+                q,
+                16 + 4 * j,
+                v,
+                4u32,
+                0xFu32,
+                qh,
+                b + 16u32,
+                1u32,
+                1u32,
+                4u32,
+                0u32,
+            );
         }
     }
 }
