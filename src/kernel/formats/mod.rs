@@ -174,19 +174,35 @@ pub fn put4(
     }
 }
 
-/// The 6-bit scale and min of sub-block `j` (0..8) of Q4_K / Q5_K, from the 12 scale bytes at
-/// byte `sb` (ggml's `get_scale_min_k4`), as f32. Branch-free: both of ggml's cases are formed
-/// from in-bounds bytes and one is selected.
+/// The scales of a run with one scale `d` and min `m` for all its 32 weights.
 #[cube]
-pub fn k_scale_min(w: &[u32], sb: usize, j: usize) -> (f32, f32) {
-    let lo = j % 4;
-    let a = load_byte(w, sb + lo); // j < 4: the scale; else its top two bits
-    let b = load_byte(w, sb + lo + 4); // j < 4: the min; else its top two bits
-    let c = load_byte(w, sb + lo + 8); // j ≥ 4: the low nibbles of scale and min
-    let high = j >= 4;
+pub fn one_scale(d: f32, m: f32) -> RunScales {
+    RunScales {
+        d0: d,
+        d1: d,
+        m0: m,
+        m1: m,
+    }
+}
+
+/// The scales of run `r` (sub-block `r`, 0..8) of the Q4_K / Q5_K block at byte `bb`: `d · sc`
+/// and `dmin · m` with `(sc, m)` the sub-block's six-bit pair from the 12 scale bytes at
+/// `bb + 4` (ggml's `get_scale_min_k4`). Branch-free: both of ggml's cases are formed from
+/// in-bounds bytes and one is selected.
+#[cube]
+pub fn k_run_scales(w: &[u32], bb: usize, r: usize) -> RunScales {
+    let sb = bb + 4;
+    let lo = r % 4;
+    let a = load_byte(w, sb + lo); // r < 4: the scale; else its top two bits
+    let b = load_byte(w, sb + lo + 4); // r < 4: the min; else its top two bits
+    let c = load_byte(w, sb + lo + 8); // r ≥ 4: the low nibbles of scale and min
+    let high = r >= 4;
     let sc = select(high, (c & 0xFu32) | ((a >> 6u32) << 4u32), a & 63u32);
     let mn = select(high, (c >> 4u32) | ((b >> 6u32) << 4u32), b & 63u32);
-    (f32::cast_from(sc), f32::cast_from(mn))
+    one_scale(
+        load_f16(w, bb) * f32::cast_from(sc),
+        load_f16(w, bb + 2) * f32::cast_from(mn),
+    )
 }
 
 pub use super::decode::{load_byte, load_f16, sign_extend};

@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, put4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, one_scale, put4};
 
 /// Q5_0.
 pub struct Q5_0;
@@ -19,12 +19,7 @@ impl Geometry for Q5_0 {
 impl BlockFormat for Q5_0 {
     fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
         let d = load_f16(w, bb);
-        RunScales {
-            d0: d,
-            d1: d,
-            m0: 0.0f32,
-            m1: 0.0f32,
-        }
+        one_scale(d, 0.0f32)
     }
 
     fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {

@@ -2,7 +2,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, put4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, one_scale, put4};
 
 /// Q5_1.
 pub struct Q5_1;
@@ -19,12 +19,7 @@ impl BlockFormat for Q5_1 {
     fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
         let d = load_f16(w, bb);
         let m = -load_f16(w, bb + 2);
-        RunScales {
-            d0: d,
-            d1: d,
-            m0: m,
-            m1: m,
-        }
+        one_scale(d, m)
     }
 
     fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {

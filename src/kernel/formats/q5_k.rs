@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, k_scale_min, load_f16, load_u32, put4};
+use super::{BlockFormat, Geometry, RunScales, k_run_scales, load_u32, put4};
 
 /// Q5_K.
 pub struct Q5K;
@@ -18,15 +18,7 @@ impl Geometry for Q5K {
 #[cube]
 impl BlockFormat for Q5K {
     fn scales(w: &[u32], bb: usize, r: usize) -> RunScales {
-        let (sc, mn) = k_scale_min(w, bb + 4, r);
-        let d = load_f16(w, bb) * sc;
-        let m = load_f16(w, bb + 2) * mn;
-        RunScales {
-            d0: d,
-            d1: d,
-            m0: m,
-            m1: m,
-        }
+        k_run_scales(w, bb, r)
     }
 
     fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<f32>) {
