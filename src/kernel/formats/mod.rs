@@ -174,6 +174,39 @@ pub fn put4(
     }
 }
 
+/// The 32 codes of a Q4_0 / Q4_1 / Q5_0 / Q5_1 block into `q`: byte `j` of the 16 bytes at
+/// byte `qs` holds element `j` (low nibble) and element `j + 16` (high nibble); where `hmask` is
+/// 1, bit `e` of `qh` (the little-endian `qh` word of Q5_0 / Q5_1) is element `e`'s fifth bit.
+#[cube]
+pub fn nibble_codes(
+    w: &[u32],
+    qs: usize,
+    qh: u32,
+    q: &mut Array<f32>,
+    #[comptime] hmask: u32,
+    #[comptime] offset: u32,
+) {
+    #[unroll]
+    for j in 0..4usize {
+        let v = load_u32(w, qs + 4 * j);
+        let b = (4 * j) as u32;
+        put4(q, 4 * j, v, 0u32, 0xFu32, qh, b, 1u32, hmask, 4u32, offset);
+        put4(
+            q,
+            16 + 4 * j,
+            v,
+            4u32,
+            0xFu32,
+            qh,
+            b + 16u32,
+            1u32,
+            hmask,
+            4u32,
+            offset,
+        );
+    }
+}
+
 /// The scales of a run with one scale `d` and min `m` for all its 32 weights.
 #[cube]
 pub fn one_scale(d: f32, m: f32) -> RunScales {

@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, one_scale, put4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, nibble_codes, one_scale};
 
 /// Q4_0.
 pub struct Q4_0;
@@ -23,35 +23,6 @@ impl BlockFormat for Q4_0 {
     }
 
     fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
-        #[unroll]
-        for j in 0..4usize {
-            let v = load_u32(w, bb + 2 + 4 * j);
-            put4(
-                q,
-                4 * j,
-                v,
-                0u32,
-                0xFu32,
-                0u32,
-                0u32,
-                0u32,
-                0u32,
-                0u32,
-                8u32,
-            );
-            put4(
-                q,
-                16 + 4 * j,
-                v,
-                4u32,
-                0xFu32,
-                0u32,
-                0u32,
-                0u32,
-                0u32,
-                0u32,
-                8u32,
-            );
-        }
+        nibble_codes(w, bb + 2, 0u32, q, 0u32, 8u32);
     }
 }

@@ -2,7 +2,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, one_scale, put4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, nibble_codes, one_scale};
 
 /// Q5_1.
 pub struct Q5_1;
@@ -23,25 +23,6 @@ impl BlockFormat for Q5_1 {
     }
 
     fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
-        let qh = load_u32(w, bb + 4);
-        #[unroll]
-        for j in 0..4usize {
-            let v = load_u32(w, bb + 8 + 4 * j);
-            let b = (4 * j) as u32;
-            put4(q, 4 * j, v, 0u32, 0xFu32, qh, b, 1u32, 1u32, 4u32, 0u32);
-            put4(
-                q,
-                16 + 4 * j,
-                v,
-                4u32,
-                0xFu32,
-                qh,
-                b + 16u32,
-                1u32,
-                1u32,
-                4u32,
-                0u32,
-            );
-        }
+        nibble_codes(w, bb + 8, load_u32(w, bb + 4), q, 1u32, 0u32);
     }
 }
