@@ -3,12 +3,17 @@
 //! whole weight), f32 accumulation. They serve the Flex backend and are the reference the GPU
 //! kernels are tested against.
 //!
+//! Also the transformer layer's fused ops on the CPU ([`rms_norm`]).
+//!
 //! One entry per product. Every fused type takes `blocks`, the product over the type's bit-exact
 //! block decoder on macerator's portable SIMD (the CPU's best instruction set picked at run
 //! time); Q6_K has its own (`q6k`: both layouts, AVX2 and AVX-512 builds picked at run time).
 
 mod blocks;
+mod norm;
 mod q6k;
+
+pub use norm::rms_norm;
 
 use crate::parallel::{SendPtr, for_each_range};
 use crate::quant::{BlockDecode, GgmlType, PackError, QuantWeightDesc};

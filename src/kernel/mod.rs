@@ -2,6 +2,8 @@
 //! (wgpu) and MSL (Metal), and their launches over `CubeTensor`s. Each kernel shares its file
 //! with its launch function.
 //!
+//! The transformer layer's fused ops have their kernels here too ([`rms_norm`]).
+//!
 //! The entries, [`quant_gemv`], [`quant_dequantize`] and [`quant_rows`], take a packed weight and
 //! the [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the
 //! weight's type and layout; an input they cannot run on is a [`KernelError`], never a silent
@@ -15,10 +17,12 @@ mod gemv;
 mod gemv_planes;
 #[cfg(test)]
 mod msl;
+mod norm;
 mod reduce;
 
 pub use gemv::gemv_shape;
 pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
+pub use norm::rms_norm;
 pub use reduce::CubeShape;
 
 use burn::tensor::DType;
@@ -77,6 +81,17 @@ pub enum KernelError {
     /// Activations and weight live on different devices.
     #[error("activations and weight are on different devices")]
     Device,
+    /// A norm's weight is not as long as the rows it scales.
+    #[error("a norm of rows of shape {shape:?} takes a weight of their last dim, found {weight:?}")]
+    NormWeight {
+        /// The input's shape.
+        shape: Vec<usize>,
+        /// The weight's shape.
+        weight: Vec<usize>,
+    },
+    /// Two float inputs of one op with different dtypes.
+    #[error("the op's float inputs must share a dtype, found {0:?} and {1:?}")]
+    Dtypes(DType, DType),
 }
 
 /// Checks a packed weight against `desc`; returns it contiguous.

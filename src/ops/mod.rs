@@ -11,6 +11,9 @@
 //! silent host fallback.
 
 mod backends;
+mod transformer;
+
+pub use transformer::{TransformerBackend, rms_norm};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};

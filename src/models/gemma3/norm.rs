@@ -13,10 +13,8 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// Normalizes over the last dim.
+    /// Normalizes over the last dim: one fused op ([`crate::ops::rms_norm`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let mean_sq = x.clone().powi_scalar(2).mean_dim(D - 1);
-        let inv = mean_sq.add_scalar(self.eps).sqrt().recip();
-        x * inv * self.weight.val().unsqueeze()
+        crate::ops::rms_norm(x, self.weight.val(), self.eps)
     }
 }

@@ -6,10 +6,10 @@ use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::Checkpoi
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Autodiff, AutodiffBackend};
+use burn::backend::{Autodiff, AutodiffBackend, Backend};
 use burn::tensor::FloatDType;
 
-use crate::ops::QuantBackend;
+use crate::ops::{QuantBackend, TransformerBackend};
 use crate::quant::QuantWeightDesc;
 
 /// `x · Wᵀ` (`transposed: false`) or `g · W` (`transposed: true`) on the inner backend.
@@ -101,3 +101,6 @@ impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
         <Self as AutodiffBackend>::from_inner(B::quant_rows(weight, desc, ids, dtype))
     }
 }
+
+/// The transformer ops' default bodies: Burn's own ops, so Burn's own gradients.
+impl<B: Backend, C: CheckpointStrategy> TransformerBackend for Autodiff<B, C> {}

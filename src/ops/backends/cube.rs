@@ -11,7 +11,7 @@ use burn_cubecl::tensor::CubeTensor;
 
 use crate::dims::with_last_dim;
 use crate::kernel::{self, KernelError};
-use crate::ops::{FUSED_MAX_ROWS, QuantBackend};
+use crate::ops::{FUSED_MAX_ROWS, QuantBackend, TransformerBackend};
 use crate::quant::QuantWeightDesc;
 
 fn ok<T>(r: Result<T, KernelError>) -> T {
@@ -75,5 +75,11 @@ impl QuantBackend for CubeBackend {
         dtype: FloatDType,
     ) -> FloatTensor<Self> {
         ok(kernel::quant_rows(weight, desc, ids, dtype.into()))
+    }
+}
+
+impl TransformerBackend for CubeBackend {
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        ok(kernel::rms_norm(x, weight, eps))
     }
 }

@@ -7,7 +7,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{Bytes, DType, FloatDType};
 
 use crate::dims::with_last_dim;
-use crate::ops::QuantBackend;
+use crate::ops::{QuantBackend, TransformerBackend};
 use crate::quant::{PackError, QuantWeightDesc};
 
 type Product = fn(&[f32], &[u32], usize, QuantWeightDesc) -> Result<Vec<f32>, PackError>;
@@ -38,22 +38,25 @@ fn product(
     f: Product,
 ) -> FlexTensor {
     let dtype = input.dtype();
-    let mut input = input;
-    if dtype != DType::F32 {
-        input = Flex::float_cast(input, FloatDType::F32);
-    }
-    if input.as_slice::<f32>().is_none() {
-        input = input.to_contiguous();
-    }
+    let input = contiguous_f32(input);
     let values = input.as_slice::<f32>().expect("contiguous f32");
     let rows = values.len() / inner;
     let y = f(values, words(weight), rows, desc).unwrap_or_else(|e| panic!("{e}"));
     let shape = with_last_dim(input.layout().shape(), out_last);
-    let y = FlexTensor::new(Bytes::from_elems(y), Layout::contiguous(shape), DType::F32);
-    if dtype == DType::F32 {
-        y
+    f32_tensor(y, shape.to_vec(), dtype.into())
+}
+
+/// `t` as a contiguous f32 tensor (itself when it is one).
+fn contiguous_f32(t: FlexTensor) -> FlexTensor {
+    let t = if t.dtype() == DType::F32 {
+        t
     } else {
-        Flex::float_cast(y, dtype.into())
+        Flex::float_cast(t, FloatDType::F32)
+    };
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
     }
 }
 
@@ -104,6 +107,17 @@ impl QuantBackend for Flex {
         let rows = crate::cpu::rows(words(&weight), desc, &ids).unwrap_or_else(|e| panic!("{e}"));
         shape.push(desc.in_features);
         f32_tensor(rows, shape, dtype)
+    }
+}
+
+impl TransformerBackend for Flex {
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        let dtype = x.dtype();
+        let (x, weight) = (contiguous_f32(x), contiguous_f32(weight));
+        let values = x.as_slice::<f32>().expect("contiguous f32");
+        let w = weight.as_slice::<f32>().expect("contiguous f32");
+        let y = crate::cpu::rms_norm(values, w, eps).unwrap_or_else(|e| panic!("{e}"));
+        f32_tensor(y, x.layout().shape().to_vec(), dtype.into())
     }
 }
 
