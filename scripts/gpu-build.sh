@@ -19,12 +19,12 @@ for l in sys.stdin:
 }
 # What to build: every binary the GPU scripts run, or those named in $GPU_BINARIES (each binary
 # links LLVM statically, ~25 MB compressed, and one device call carries at most 64 MiB).
-binaries=${GPU_BINARIES:-q6k_matmul quant_types gemma3_test bench gemma3 swap_linear}
+binaries=${GPU_BINARIES:-q6k_matmul quant_types transformer_ops gemma3_test bench gemma3 swap_linear}
 mkdir -p .gpu
 for b in $binaries; do
     case $b in
         # Test binaries as .gpu/NAME_test.gz (q6k_matmul keeps its name: gpu-check.sh runs it).
-        q6k_matmul|quant_types) strip -o ".gpu/$b" "$(test_bin "$b")" ;;
+        q6k_matmul|quant_types|transformer_ops) strip -o ".gpu/$b" "$(test_bin "$b")" ;;
         gemma3_test) strip -o .gpu/gemma3_test "$(test_bin gemma3)" ;;
         # The benchmark and the examples, same features.
         *) cargo build --release --features cuda,wgpu,flex,autodiff --example "$b"

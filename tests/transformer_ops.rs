@@ -1,8 +1,9 @@
-//! The transformer layer's fused ops (`burn_gguf::ops::TransformerBackend`) on every device of
-//! this build against f64 math: fresh random inputs each run (the seed is printed), row widths
-//! that are not multiples of a cube's units, many rows and one, inputs small enough that ε
-//! matters, poisoned outputs, f16 inputs, ranks 1 to 4 and a transposed view, and under autodiff the gradient against
-//! its f64 derivative. Where the backend has a kernel, the kernel's typed errors too.
+//! The transformer layer's fused ops (`burn_gguf::ops::TransformerBackend`: RMS norm, RoPE,
+//! the GELU gate) on every device of this build against f64 math: fresh random inputs each run
+//! (the seed is printed), row widths that are not multiples of a cube's units, many rows and
+//! one, inputs small enough that ε matters, poisoned outputs, f16 inputs, ranks 1 to 4 and
+//! transposed views, and under autodiff the gradients against their f64 derivatives. Where the
+//! backend has a kernel, the kernel's typed errors too.
 //!
 //! Devices: Flex and Flex with autodiff; wgpu (lavapipe in CI) and its autodiff; CUDA with
 //! `BURN_GGUF_CUDA=1` on the GPU machine.
@@ -11,7 +12,7 @@
 mod common;
 
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
-use burn_gguf::ops::rms_norm;
+use burn_gguf::ops::{gelu_mul, rms_norm, rope, rope_tables};
 use common::Rng;
 
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -169,6 +170,276 @@ fn check_rms_norm_grad(name: &str, device: &Device) {
     }
 }
 
+/// RoPE tables against f64 angles `scale · p · base^(−2i/d)`: the f32 angle of pair `i` is the
+/// product of `i + 1` roundings (ggml's recurrence), so within `(i + 4)` units of the angle.
+fn check_rope_tables(name: &str) {
+    for (base, scale, hd) in [
+        (10_000f32, 1.0f32, 256),
+        (1_000_000.0, 0.125, 64),
+        (500.0, 1.0, 2),
+    ] {
+        let positions = 3000;
+        let (cos, sin) = rope_tables(positions, hd, base, scale);
+        let half = hd / 2;
+        assert_eq!(
+            (cos.len(), sin.len()),
+            (positions * half, positions * half),
+            "{name}"
+        );
+        for p in [0, 1, 2, 17, 1000, 2999] {
+            for i in 0..half {
+                let angle =
+                    scale as f64 * p as f64 * (base as f64).powf(-2.0 * i as f64 / hd as f64);
+                let tol = 2f64.powi(-24) * (i as f64 + 4.0) * angle.abs() + 2f64.powi(-23);
+                let (c, s) = (cos[p * half + i] as f64, sin[p * half + i] as f64);
+                assert!(
+                    (c - angle.cos()).abs() <= tol && (s - angle.sin()).abs() <= tol,
+                    "{name} base {base} scale {scale} d {hd}: pair {i} at {p}: ({c}, {s}), \
+                     f64 angle {angle} (tol {tol:e})"
+                );
+            }
+        }
+    }
+}
+
+/// f64 RoPE of `x` `[b, t, h, d]` at `start..` with the f32 tables (values as given).
+fn rope_f64(
+    x: &[f32],
+    [_, t, h, d]: [usize; 4],
+    cos: &[f32],
+    sin: &[f32],
+    start: usize,
+) -> Vec<f64> {
+    let half = d / 2;
+    let mut y = vec![0f64; x.len()];
+    for (row, (xs, ys)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
+        let at = (start + (row / h) % t) * half;
+        for i in 0..half {
+            let (c, s) = (cos[at + i] as f64, sin[at + i] as f64);
+            let (x1, x2) = (xs[i] as f64, xs[i + half] as f64);
+            ys[i] = x1 * c - x2 * s;
+            ys[i + half] = x1 * s + x2 * c;
+        }
+    }
+    y
+}
+
+/// `got` against f64 `want` within `units` roundings of `scale[i]` (each value's largest term).
+fn check_within(what: &str, got: &[f32], want: &[f64], scale: &[f64], units: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, ((&g, &w), &m)) in got.iter().zip(want).zip(scale).enumerate() {
+        let tol = units * 2f64.powi(-24) * m + 1e-30;
+        assert!(
+            (g as f64 - w).abs() <= tol,
+            "{what}: value {i} is {g}, f64 {w} (tol {tol:e})"
+        );
+    }
+}
+
+/// RoPE on `device` against f64 over the f32 tables, in the `[b, t, heads, d]` layout and a
+/// transposed view of it, f16 in and out; panics where the tables are too short.
+fn check_rope(name: &str, device: &Device) {
+    check_rope_tables(name);
+    let mut rng = Rng::fresh(name);
+    for shape in [
+        [1, 1, 4, 256],
+        [2, 3, 1, 8],
+        [1, 5, 3, 2],
+        [1, 37, 2, 64],
+        [3, 2, 5, 6],
+    ] {
+        let [b, t, h, d] = shape;
+        let start = rng.below(1000) as usize;
+        let positions = start + t + rng.below(3) as usize;
+        let (base, scale) = [(10_000.0, 1.0), (1_000_000.0, 0.125)][rng.below(2) as usize];
+        let (cos, sin) = rope_tables(positions, d, base, scale);
+        let x: Vec<f32> = (0..b * t * h * d).map(|_| rng.normal() as f32).collect();
+        let want = rope_f64(&x, shape, &cos, &sin, start);
+        let half = d / 2;
+        let mags: Vec<f64> = (0..x.len())
+            .map(|j| {
+                let (row, i) = (j / d, j % half);
+                let at = (start + (row / h) % t) * half + i;
+                let (x1, x2) = (x[row * d + i] as f64, x[row * d + i + half] as f64);
+                (x1 * cos[at] as f64).abs()
+                    + (x2 * sin[at] as f64).abs()
+                    + (x1 * sin[at] as f64).abs()
+                    + (x2 * cos[at] as f64).abs()
+            })
+            .collect();
+        let what = format!("{name} {shape:?} start {start}");
+        let table =
+            |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [positions, half]), device);
+        let (ct, st) = (table(cos.clone()), table(sin.clone()));
+        poison(x.len(), device);
+        let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), device);
+        let y = rope(xt.clone(), ct.clone(), st.clone(), start);
+        assert_eq!((y.dims(), y.dtype()), (shape, DType::F32), "{what}");
+        check_within(&what, &floats(y), &want, &mags, 3.0);
+
+        // the same values as a transposed view ([b, h, t, d] in memory)
+        let xv: Vec<f32> = (0..x.len())
+            .map(|j| {
+                let (bi, hi, ti, di) = (j / (h * t * d), j / (t * d) % h, j / d % t, j % d);
+                x[((bi * t + ti) * h + hi) * d + di]
+            })
+            .collect();
+        let view =
+            Tensor::<4>::from_data(TensorData::new(xv, [b, h, t, d]), device).swap_dims(1, 2);
+        let yv = rope(view, ct.clone(), st.clone(), start);
+        check_within(&format!("{what} view"), &floats(yv), &want, &mags, 3.0);
+
+        // f16 in and out (f32 tables): one rounding of x in, one of y out
+        let xh: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        let want = rope_f64(&xh, shape, &cos, &sin, start);
+        let yh = rope(xt.cast(FloatDType::F16), ct, st, start);
+        assert_eq!(yh.dtype(), DType::F16, "{what} f16");
+        let mags: Vec<f64> = mags.iter().map(|m| m + 1e-3).collect();
+        check_within(
+            &format!("{what} f16"),
+            &floats(yh),
+            &want,
+            &mags,
+            2f64.powi(13) * 1.1,
+        );
+    }
+    let short = |positions| {
+        let (c, s) = rope_tables(positions, 8, 10_000.0, 1.0);
+        let t = |v| Tensor::<2>::from_data(TensorData::new(v, [positions, 4]), device);
+        let x = Tensor::<4>::zeros([1, 3, 1, 8], device);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = rope(x, t(c), t(s), 5);
+        }))
+    };
+    assert!(short(8).is_ok(), "{name}: positions 5..8 of 8");
+    assert!(short(7).is_err(), "{name}: positions 5..8 of 7 must panic");
+}
+
+/// `gelu_tanh(g) · u` and GELU's derivative in f64.
+fn gelu_f64(g: f64) -> (f64, f64) {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    let inner = k * (g + 0.044715 * g * g * g);
+    let th = inner.tanh();
+    let value = 0.5 * g * (1.0 + th);
+    let slope = 0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * k * (1.0 + 3.0 * 0.044715 * g * g);
+    (value, slope)
+}
+
+/// The gate on `device` against f64: wide inputs (|g| up to ~30, where tanh saturates),
+/// rank 3 and a transposed view, f16.
+fn check_gelu_mul(name: &str, device: &Device) {
+    let mut rng = Rng::fresh(name);
+    for (rows, width) in [(1, 1), (1, 2048), (7, 129), (64, 33)] {
+        let gate: Vec<f32> = (0..rows * width)
+            .map(|i| (rng.normal() * if i % 7 == 0 { 10.0 } else { 2.0 }) as f32)
+            .collect();
+        let up: Vec<f32> = (0..rows * width).map(|_| rng.normal() as f32).collect();
+        let want: Vec<f64> = gate
+            .iter()
+            .zip(&up)
+            .map(|(&g, &u)| gelu_f64(g as f64).0 * u as f64)
+            .collect();
+        // the f32 formula's error: a few roundings of g/2 · up times (1 + tanh), and of tanh's
+        // argument (up to ~30 units of it for the cube) times its slope
+        let mags: Vec<f64> = gate
+            .iter()
+            .zip(&up)
+            .map(|(&g, &u)| {
+                let (g, u) = (g as f64, u as f64);
+                let inner = (2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g);
+                (0.5 * g * u).abs() * (2.0 + 16.0 * inner.abs() * (1.0 - inner.tanh().powi(2)))
+            })
+            .collect();
+        let what = format!("{name} {rows}x{width}");
+        poison(rows * width, device);
+        let gt = Tensor::<2>::from_data(TensorData::new(gate.clone(), [rows, width]), device);
+        let ut = Tensor::<2>::from_data(TensorData::new(up.clone(), [rows, width]), device);
+        let y = gelu_mul(gt.clone(), ut.clone());
+        assert_eq!((y.dims(), y.dtype()), ([rows, width], DType::F32), "{what}");
+        check_within(&what, &floats(y), &want, &mags, 16.0);
+        let y3 = gelu_mul(
+            gt.clone().reshape([rows, 1, width]),
+            ut.clone().reshape([rows, 1, width]),
+        );
+        check_within(&format!("{what} rank 3"), &floats(y3), &want, &mags, 16.0);
+        let gv: Vec<f32> = (0..rows * width)
+            .map(|i| gate[(i % rows) * width + i / rows])
+            .collect();
+        let view = Tensor::<2>::from_data(TensorData::new(gv, [width, rows]), device).transpose();
+        let yv = gelu_mul(view, ut.clone());
+        check_within(&format!("{what} view"), &floats(yv), &want, &mags, 16.0);
+        // f16: the f64 value of the f16-rounded inputs, one f16 rounding out
+        let r = |v: &[f32]| -> Vec<f32> {
+            v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+        };
+        let (gh, uh) = (r(&gate), r(&up));
+        let want: Vec<f64> = gh
+            .iter()
+            .zip(&uh)
+            .map(|(&g, &u)| gelu_f64(g as f64).0 * u as f64)
+            .collect();
+        let yh = gelu_mul(gt.cast(FloatDType::F16), ut.cast(FloatDType::F16));
+        assert_eq!(yh.dtype(), DType::F16, "{what} f16");
+        let mags: Vec<f64> = mags
+            .iter()
+            .zip(&want)
+            .map(|(m, w)| m + w.abs() * 2f64.powi(13) + 2f64.powi(-1))
+            .collect();
+        check_within(&format!("{what} f16"), &floats(yh), &want, &mags, 16.0);
+    }
+}
+
+/// Under autodiff, the gradients of `Σ r · rope(x)` to `x` (the inverse rotation of `r`) and of
+/// `Σ r · gelu_mul(g, u)` to both inputs, against f64.
+#[cfg(feature = "autodiff")]
+fn check_rope_gelu_grads(name: &str, device: &Device) {
+    let mut rng = Rng::fresh(name);
+    let shape = [1, 3, 2, 8];
+    let (start, positions) = (5, 9);
+    let (cos, sin) = rope_tables(positions, 8, 10_000.0, 1.0);
+    let x: Vec<f32> = (0..48).map(|_| rng.normal() as f32).collect();
+    let r: Vec<f32> = (0..48).map(|_| rng.normal() as f32).collect();
+    let table = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [positions, 4]), device);
+    let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), device).require_grad();
+    let rt = Tensor::<4>::from_data(TensorData::new(r.clone(), shape), device);
+    let grads = (rope(xt.clone(), table(cos.clone()), table(sin.clone()), start) * rt)
+        .sum()
+        .backward();
+    let gx = floats(xt.grad(&grads).expect("x has a gradient"));
+    // the adjoint of a rotation by θ is the rotation by −θ
+    let neg: Vec<f32> = sin.iter().map(|s| -s).collect();
+    let want = rope_f64(&r, shape, &cos, &neg, start);
+    let mags: Vec<f64> = r.iter().map(|_| 4.0 * 4.0).collect();
+    check_within(&format!("{name} rope"), &gx, &want, &mags, 4.0);
+
+    let n = 37;
+    let g: Vec<f32> = (0..n).map(|_| (rng.normal() * 2.0) as f32).collect();
+    let u: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let r: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), device);
+    let (gt, ut) = (t1(g.clone()).require_grad(), t1(u.clone()).require_grad());
+    let grads = (gelu_mul(gt.clone(), ut.clone()) * t1(r.clone()))
+        .sum()
+        .backward();
+    let (gg, gu) = (
+        floats(gt.grad(&grads).expect("gate has a gradient")),
+        floats(ut.grad(&grads).expect("up has a gradient")),
+    );
+    for i in 0..n {
+        let (value, slope) = gelu_f64(g[i] as f64);
+        let (want_g, want_u) = (r[i] as f64 * u[i] as f64 * slope, r[i] as f64 * value);
+        let tol = 2f64.powi(-16)
+            * (1.0 + (r[i] as f64 * u[i] as f64).abs() * (1.0 + (g[i] as f64).powi(2)));
+        assert!(
+            (gg[i] as f64 - want_g).abs() <= tol && (gu[i] as f64 - want_u).abs() <= tol,
+            "{name} gelu_mul {i}: g {}: d/dgate {} (f64 {want_g}), d/dup {} (f64 {want_u})",
+            g[i],
+            gg[i],
+            gu[i]
+        );
+    }
+}
+
 /// The kernel's typed errors: a weight of the wrong length, mismatched dtypes.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
@@ -181,8 +452,35 @@ fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
     );
     assert!(err.to_string().contains("[3, 4]"), "{name}: {err}");
     let w16 = cube.tensor(&[0u8; 8], burn::tensor::Shape::new([4]), DType::F16);
-    let err = kernel_rms_norm(x, w16, 1e-6).unwrap_err();
+    let err = kernel_rms_norm(x.clone(), w16, 1e-6).unwrap_err();
     assert_eq!(err, KernelError::Dtypes(DType::F32, DType::F16), "{name}");
+
+    let x4 = cube.floats(&[1.0; 24], [1, 3, 2, 4]);
+    let table = |p: usize, half: usize| cube.floats(&vec![1.0; p * half], [p, half]);
+    let rope = |x, c, s, start| burn_gguf::kernel::rope(x, c, s, start).err();
+    assert!(
+        rope(x4.clone(), table(8, 2), table(8, 2), 5).is_none(),
+        "{name}: 5..8 of 8"
+    );
+    for (x, c, start, why) in [
+        (x4.clone(), table(7, 2), 5, "positions past the tables"),
+        (x4.clone(), table(8, 3), 0, "tables of the wrong width"),
+        (x.clone(), table(8, 2), 0, "x of rank 2"),
+        (
+            cube.floats(&[1.0; 9], [1, 3, 1, 3]),
+            table(8, 1),
+            0,
+            "an odd head width",
+        ),
+    ] {
+        let err = rope(x, c, table(8, 2), start);
+        assert!(
+            matches!(err, Some(KernelError::Rope { .. })),
+            "{name}: {why}: {err:?}"
+        );
+    }
+    let err = burn_gguf::kernel::gelu_mul(x.clone(), cube.floats(&[1.0; 12], [4, 3])).unwrap_err();
+    assert_eq!(err, KernelError::Shapes(vec![3, 4], vec![4, 3]), "{name}");
 }
 
 #[cfg(feature = "flex")]
@@ -193,14 +491,20 @@ mod flex {
     fn rms_norm_flex() {
         check_rms_norm("rms_norm_flex", &Device::flex());
     }
+    #[test]
+    fn rope_gelu_flex() {
+        check_rope("rope_flex", &Device::flex());
+        check_gelu_mul("gelu_mul_flex", &Device::flex());
+    }
     #[cfg(feature = "autodiff")]
     #[test]
-    fn rms_norm_grad_flex() {
+    fn grads_flex() {
         check_rms_norm_grad("rms_norm_grad_flex", &Device::flex().autodiff());
+        check_rope_gelu_grads("rope_gelu_grads_flex", &Device::flex().autodiff());
     }
     #[test]
     #[should_panic(expected = "the weight's length must be x's last dim")]
-    fn rms_norm_weight_length_flex() {
+    fn weight_length_flex() {
         let device = Device::flex();
         let x = Tensor::<2>::zeros([2, 3], &device);
         let _ = rms_norm(x, Tensor::<1>::zeros([4], &device), 1e-6);
@@ -212,17 +516,21 @@ mod wgpu {
     use super::*;
 
     #[test]
-    fn rms_norm_wgpu() {
-        if let Some(d) = common::wgpu_device("rms_norm_wgpu") {
+    fn ops_wgpu() {
+        if let Some(d) = common::wgpu_device("ops_wgpu") {
             check_rms_norm("rms_norm_wgpu", &d);
-            check_kernel_errors("rms_norm_errors_wgpu", &common::cube::Cube::wgpu());
+            check_rope("rope_wgpu", &d);
+            check_gelu_mul("gelu_mul_wgpu", &d);
+            check_kernel_errors("errors_wgpu", &common::cube::Cube::wgpu());
         }
     }
     #[cfg(feature = "autodiff")]
     #[test]
-    fn rms_norm_grad_wgpu() {
-        if let Some(d) = common::wgpu_device("rms_norm_grad_wgpu") {
-            check_rms_norm_grad("rms_norm_grad_wgpu", &d.autodiff());
+    fn grads_wgpu() {
+        if let Some(d) = common::wgpu_device("grads_wgpu") {
+            let d = d.autodiff();
+            check_rms_norm_grad("rms_norm_grad_wgpu", &d);
+            check_rope_gelu_grads("rope_gelu_grads_wgpu", &d);
         }
     }
 }
@@ -240,12 +548,18 @@ mod cuda {
     }
 
     #[test]
-    fn rms_norm_cuda() {
+    fn ops_cuda() {
         if let Some(d) = device() {
             check_rms_norm("rms_norm_cuda", &d);
-            check_kernel_errors("rms_norm_errors_cuda", &common::cube::Cube::cuda());
+            check_rope("rope_cuda", &d);
+            check_gelu_mul("gelu_mul_cuda", &d);
+            check_kernel_errors("errors_cuda", &common::cube::Cube::cuda());
             #[cfg(feature = "autodiff")]
-            check_rms_norm_grad("rms_norm_grad_cuda", &d.autodiff());
+            {
+                let d = d.autodiff();
+                check_rms_norm_grad("rms_norm_grad_cuda", &d);
+                check_rope_gelu_grads("rope_gelu_grads_cuda", &d);
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (wgpu) and MSL (Metal), and their launches over `CubeTensor`s. Each kernel shares its file
 //! with its launch function.
 //!
-//! The transformer layer's fused ops have their kernels here too ([`rms_norm`]).
+//! The transformer layer's fused ops have their kernels here too ([`rms_norm`], [`rope`],
+//! [`gelu_mul`]).
 //!
 //! The entries, [`quant_gemv`], [`quant_dequantize`] and [`quant_rows`], take a packed weight and
 //! the [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the
@@ -13,17 +14,21 @@
 mod decode;
 mod dequantize;
 mod formats;
+mod gelu;
 mod gemv;
 mod gemv_planes;
 #[cfg(test)]
 mod msl;
 mod norm;
 mod reduce;
+mod rope;
 
+pub use gelu::gelu_mul;
 pub use gemv::gemv_shape;
 pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
 pub use norm::rms_norm;
 pub use reduce::CubeShape;
+pub use rope::rope;
 
 use burn::tensor::DType;
 use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
@@ -89,6 +94,22 @@ pub enum KernelError {
         /// The weight's shape.
         weight: Vec<usize>,
     },
+    /// RoPE inputs that do not fit together.
+    #[error(
+        "rope of x {shape:?} (.., positions, heads, even head width) at position {start} needs \
+         tables [positions ≥ {start} + x's positions, head width / 2], found {table:?}"
+    )]
+    Rope {
+        /// x's shape.
+        shape: Vec<usize>,
+        /// The cosine table's shape.
+        table: Vec<usize>,
+        /// The first position.
+        start: usize,
+    },
+    /// Two inputs of an element-wise op with different shapes.
+    #[error("the op's inputs must share a shape, found {0:?} and {1:?}")]
+    Shapes(Vec<usize>, Vec<usize>),
     /// Two float inputs of one op with different dtypes.
     #[error("the op's float inputs must share a dtype, found {0:?} and {1:?}")]
     Dtypes(DType, DType),

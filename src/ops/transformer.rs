@@ -1,16 +1,17 @@
 //! The transformer layer's fused ops: [`TransformerBackend`], a Burn backend extension whose
 //! methods each replace a chain of Burn ops in a decoding step with one kernel (on the GPU, one
 //! launch instead of several, each of which costs host time: PERF.md), and the `Tensor`-level
-//! functions over it ([`rms_norm`]).
+//! functions over it ([`rms_norm`], [`rope`], [`gelu_mul`]).
 //!
 //! Every method has a default body composed of Burn's own ops, which Autodiff uses (so the
 //! gradients are Burn's); the CubeCL backend (CUDA, wgpu, Metal) and Flex override it with one
 //! kernel or one pass over the data.
 
-use burn::backend::Scalar;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
+use burn::backend::{Backend, Dispatch, Scalar, Slice, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor};
+
+use crate::cpu::{GELU_CUBIC, SQRT_2_OVER_PI};
 
 /// A Burn backend with the transformer layer's fused ops.
 #[backend_extension(
@@ -37,6 +38,89 @@ pub trait TransformerBackend: Backend {
         let weight = Self::float_reshape(weight, Shape::from(w_shape));
         Self::float_mul(Self::float_mul(x, inv), weight)
     }
+
+    /// NEOX ("rotate half") rotary position embedding of `x` `[.., t, heads, head_dim]` at
+    /// positions `start..start + t`: pair `i` of a head (elements `i` and `i + head_dim / 2`)
+    /// at position `p` turns by the angle whose cosine and sine are `cos[p, i]` and `sin[p, i]`
+    /// (`[positions, head_dim / 2]` tables, [`rope_tables`], kept on the device: nothing is
+    /// uploaded per call). `start + t` must not exceed the tables' positions.
+    #[fusion(id = "burn_gguf::rope", dtype = x, shape = x)]
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+    ) -> FloatTensor<Self> {
+        let shape = x.shape();
+        let dims = shape.num_dims();
+        let (t, half) = (shape[dims - 3], shape[dims - 1] / 2);
+        let mut table_shape = vec![1; dims];
+        (table_shape[dims - 3], table_shape[dims - 1]) = (t, half);
+        let table = |v: FloatTensor<Self>| {
+            let rows = Self::float_slice(v, &[Slice::from(start..start + t), Slice::from(0..half)]);
+            let rows = Self::float_reshape(rows, Shape::from(table_shape.clone()));
+            Self::float_cast(rows, x.dtype().into())
+        };
+        let (cos, sin) = (table(cos), table(sin));
+        let part = |from: usize| {
+            let mut slices: Vec<Slice> = (0..dims).map(|d| Slice::from(0..shape[d])).collect();
+            slices[dims - 1] = Slice::from(from..from + half);
+            Self::float_slice(x.clone(), &slices)
+        };
+        let (x1, x2) = (part(0), part(half));
+        let lo = Self::float_sub(
+            Self::float_mul(x1.clone(), cos.clone()),
+            Self::float_mul(x2.clone(), sin.clone()),
+        );
+        let hi = Self::float_add(Self::float_mul(x1, sin), Self::float_mul(x2, cos));
+        Self::float_cat(vec![lo, hi], dims - 1)
+    }
+
+    /// `gelu_tanh(gate) · up` (Gemma's gated MLP): `g/2 · (1 + tanh(√(2/π) · (g + 0.044715 g³)))
+    /// · up`, element-wise over two tensors of one shape.
+    #[fusion(id = "burn_gguf::gelu_mul", dtype = gate, shape = gate)]
+    fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let cube = Self::float_mul(Self::float_mul(gate.clone(), gate.clone()), gate.clone());
+        let inner = Self::float_mul_scalar(
+            Self::float_add(
+                gate.clone(),
+                Self::float_mul_scalar(cube, Scalar::Float(GELU_CUBIC)),
+            ),
+            Scalar::Float(SQRT_2_OVER_PI),
+        );
+        let tanh1 = Self::float_add_scalar(Self::float_tanh(inner), Scalar::Float(1.0));
+        let gelu = Self::float_mul(Self::float_mul_scalar(gate, Scalar::Float(0.5)), tanh1);
+        Self::float_mul(gelu, up)
+    }
+}
+
+/// cos and sin of the RoPE angles of positions `0..positions`, each `[positions, head_dim / 2]`
+/// row-major, as [`TransformerBackend::rope`] takes them: pair `i` at position `p` turns by
+/// `scale · p · base^(−2i / head_dim)`, the angle computed as ggml's `rope_cache_init` does (f32,
+/// each pair's frequency the previous one's times `base^(−2 / head_dim)`), so the rounding is
+/// llama.cpp's.
+pub fn rope_tables(
+    positions: usize,
+    head_dim: usize,
+    base: f32,
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let half = head_dim / 2;
+    let theta_scale = base.powf(-2.0 / head_dim as f32);
+    let (mut cos, mut sin) = (
+        Vec::with_capacity(positions * half),
+        Vec::with_capacity(positions * half),
+    );
+    for pos in 0..positions {
+        let mut theta = pos as f32;
+        for _ in 0..half {
+            let angle = scale * theta;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+            theta *= theta_scale;
+        }
+    }
+    (cos, sin)
 }
 
 /// RMS norm of `x` over its last dim, scaled by `weight` (`[d]` for `x` `[.., d]`):
@@ -66,5 +150,68 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
     );
     let y =
         <Dispatch as TransformerBackend>::rms_norm(x.into_dispatch(), weight.into_dispatch(), eps);
+    Tensor::from_dispatch(y)
+}
+
+/// NEOX rotary position embedding of `x` `[.., t, heads, head_dim]` at positions
+/// `start..start + t`, the angles' cosines and sines read from device tables `[positions,
+/// head_dim / 2]` ([`rope_tables`]; see [`TransformerBackend::rope`]): one kernel on the GPU.
+///
+/// ```
+/// # #[cfg(feature = "flex")] {
+/// use burn::tensor::{Device, Tensor, TensorData};
+/// use burn_gguf::ops::{rope, rope_tables};
+/// let device = Device::flex();
+/// let (cos, sin) = rope_tables(4, 2, 10_000.0, 1.0);
+/// let table = |v| Tensor::<2>::from_data(TensorData::new(v, [4, 1]), &device);
+/// // position 2, one head of width 2: its one pair turns by 2 radians
+/// let x = Tensor::<3>::from_floats([[[1.0, 0.0]]], &device);
+/// let y = rope(x, table(cos), table(sin), 2).into_data().to_vec::<f32>().unwrap();
+/// assert_eq!(y, [2f32.cos(), 2f32.sin()]);
+/// # }
+/// ```
+///
+/// # Panics
+/// If `D < 3`, the head width is odd, the tables are not `[positions, head_dim / 2]` or the
+/// positions run past them.
+pub fn rope<const D: usize>(
+    x: Tensor<D>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    start: usize,
+) -> Tensor<D> {
+    assert!(D >= 3, "rope: x is [.., positions, heads, head_dim]");
+    let dims = x.dims();
+    let (t, hd) = (dims[D - 3], dims[D - 1]);
+    assert!(hd % 2 == 0, "rope: the head width must be even");
+    for table in [&cos, &sin] {
+        let [positions, half] = table.dims();
+        assert!(
+            half == hd / 2 && start + t <= positions,
+            "rope: tables of {positions} positions × {half} pairs for positions {start}..{} of heads of {hd}",
+            start + t
+        );
+    }
+    let y = <Dispatch as TransformerBackend>::rope(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        start,
+    );
+    Tensor::from_dispatch(y)
+}
+
+/// `gelu_tanh(gate) · up`, element-wise (see [`TransformerBackend::gelu_mul`]): one kernel on
+/// the GPU.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn gelu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    assert_eq!(
+        gate.dims(),
+        up.dims(),
+        "gelu_mul: gate and up differ in shape"
+    );
+    let y = <Dispatch as TransformerBackend>::gelu_mul(gate.into_dispatch(), up.into_dispatch());
     Tensor::from_dispatch(y)
 }

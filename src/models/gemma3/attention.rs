@@ -47,12 +47,14 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let start = cache.len();
+        // [b, t, heads, hd]: the norms and RoPE work per head, positions in dim 1
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
         let q = self.q_norm.forward(heads(self.q.forward(x.clone()), nh));
         let k = self.k_norm.forward(heads(self.k.forward(x.clone()), nkv));
-        let v = heads(self.v.forward(x), nkv);
-        let q = rope.apply(q).mul_scalar(self.scale);
-        let k = rope.apply(k);
+        let v = heads(self.v.forward(x), nkv).swap_dims(1, 2);
+        let q = rope.apply(q, start).mul_scalar(self.scale).swap_dims(1, 2);
+        let k = rope.apply(k, start).swap_dims(1, 2);
         let (k, v) = cache.append(layer, k, v);
         let s = k.dims()[2];
 

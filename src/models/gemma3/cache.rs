@@ -1,8 +1,9 @@
 //! The key/value cache of a generation.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use super::Gemma3Config;
+use super::rope::RopeTables;
 
 /// Smallest capacity the cache allocates (positions).
 const MIN_CAPACITY: usize = 256;
@@ -13,12 +14,17 @@ const MIN_CAPACITY: usize = 256;
 /// a cache growing by one position a step would make them do so at every step). Positions at and
 /// past [`len`](Self::len) are masked out of attention. Sliding-window layers keep every position
 /// too and mask the old ones, so one position counter serves all layers.
+///
+/// It also keeps the RoPE tables (sliding-window and global layers') of every position it can
+/// hold, on the device, rebuilt when it grows: a decoding step uploads nothing for RoPE.
 #[derive(Clone, Debug)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
     capacity: usize,
     max: usize,
+    rope: Option<(RopeTables, RopeTables)>,
+    config: Gemma3Config,
 }
 
 impl KvCache {
@@ -29,6 +35,8 @@ impl KvCache {
             len: 0,
             capacity: 0,
             max: config.context_length,
+            rope: None,
+            config: config.clone(),
         }
     }
 
@@ -63,6 +71,29 @@ impl KvCache {
                 .min(self.max.max(needed));
         }
         self.capacity
+    }
+
+    /// The RoPE tables of sliding-window and global layers for every position of the current
+    /// capacity (call [`reserve`](Self::reserve) first), built on `device` when the capacity
+    /// changed.
+    pub(super) fn rope_tables(&mut self, device: &Device) -> (RopeTables, RopeTables) {
+        let c = &self.config;
+        let cap = self.capacity;
+        let tables = match self.rope.take() {
+            Some(t) if t.0.positions() == cap => t,
+            _ => (
+                RopeTables::new(cap, c.head_dim, c.rope_base_local, 1.0, device),
+                RopeTables::new(
+                    cap,
+                    c.head_dim,
+                    c.rope_base_global,
+                    c.rope_scale_global,
+                    device,
+                ),
+            ),
+        };
+        self.rope = Some(tables.clone());
+        tables
     }
 
     /// Writes a layer's keys and values for the `t` positions after [`len`](Self::len) (call

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use crate::nn::GgufLinear;
 
-/// `down(gelu_tanh(gate(x)) · up(x))`.
+/// `down(gelu_tanh(gate(x)) · up(x))`, the gating one fused op ([`crate::ops::gelu_mul`]).
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// `ffn_gate`.
@@ -19,16 +19,7 @@ pub struct Mlp {
 impl Mlp {
     /// Applies the MLP to `[batch, positions, d_model]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = gelu_tanh(self.gate.forward(x.clone()));
-        self.down.forward(gate * self.up.forward(x))
+        let gated = crate::ops::gelu_mul(self.gate.forward(x.clone()), self.up.forward(x));
+        self.down.forward(gated)
     }
-}
-
-/// GELU with the tanh approximation, as Gemma (`gelu_pytorch_tanh`) and ggml's `ggml_gelu` use:
-/// `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
-pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-    let inner =
-        (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715)).mul_scalar(SQRT_2_OVER_PI);
-    x.mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
 }

@@ -44,7 +44,7 @@ pub use attention::{Attention, causal_mask};
 pub use cache::KvCache;
 pub use config::{Gemma3Config, Gemma3Error};
 pub use load::{LoadEvent, LoadSummary, LoadedTensor, TensorPlacement};
-pub use mlp::{Mlp, gelu_tanh};
+pub use mlp::Mlp;
 pub use model::{Block, Gemma3, Generation};
 pub use norm::RmsNorm;
 pub use rope::RopeTables;

@@ -9,7 +9,6 @@ use super::attention::{Attention, causal_mask};
 use super::cache::KvCache;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
-use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
 use crate::models::sampling::Sampler;
 use crate::nn::GgufEmbedding;
@@ -96,16 +95,8 @@ impl Gemma3 {
             .mul_scalar((c.d_model as f32).sqrt());
 
         let groups = c.n_heads / c.n_kv_heads;
-        let rope_local = RopeTables::new(start, t, c.head_dim, c.rope_base_local, 1.0, &device);
-        let rope_global = RopeTables::new(
-            start,
-            t,
-            c.head_dim,
-            c.rope_base_global,
-            c.rope_scale_global,
-            &device,
-        );
         let keys = cache.reserve(t);
+        let (rope_local, rope_global) = cache.rope_tables(&device);
         let mask_local = causal_mask(start, t, keys, groups, Some(c.sliding_window), &device);
         let mask_global = causal_mask(start, t, keys, groups, None, &device);
         for (i, layer) in self.layers.iter().enumerate() {

@@ -82,4 +82,17 @@ impl TransformerBackend for CubeBackend {
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
         ok(kernel::rms_norm(x, weight, eps))
     }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+    ) -> FloatTensor<Self> {
+        ok(kernel::rope(x, cos, sin, start))
+    }
+
+    fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        ok(kernel::gelu_mul(gate, up))
+    }
 }

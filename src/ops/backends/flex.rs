@@ -39,11 +39,16 @@ fn product(
 ) -> FlexTensor {
     let dtype = input.dtype();
     let input = contiguous_f32(input);
-    let values = input.as_slice::<f32>().expect("contiguous f32");
+    let values = f32s(&input);
     let rows = values.len() / inner;
     let y = f(values, words(weight), rows, desc).unwrap_or_else(|e| panic!("{e}"));
     let shape = with_last_dim(input.layout().shape(), out_last);
     f32_tensor(y, shape.to_vec(), dtype.into())
+}
+
+/// The values of a contiguous f32 tensor ([`contiguous_f32`]'s).
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32")
 }
 
 /// `t` as a contiguous f32 tensor (itself when it is one).
@@ -114,10 +119,32 @@ impl TransformerBackend for Flex {
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
         let dtype = x.dtype();
         let (x, weight) = (contiguous_f32(x), contiguous_f32(weight));
-        let values = x.as_slice::<f32>().expect("contiguous f32");
-        let w = weight.as_slice::<f32>().expect("contiguous f32");
-        let y = crate::cpu::rms_norm(values, w, eps).unwrap_or_else(|e| panic!("{e}"));
+        let y =
+            crate::cpu::rms_norm(f32s(&x), f32s(&weight), eps).unwrap_or_else(|e| panic!("{e}"));
         f32_tensor(y, x.layout().shape().to_vec(), dtype.into())
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+    ) -> FloatTensor<Self> {
+        let dtype = x.dtype();
+        let (x, cos, sin) = (contiguous_f32(x), contiguous_f32(cos), contiguous_f32(sin));
+        let shape = x.layout().shape().to_vec();
+        let dims = shape.len();
+        let geometry = (shape[dims - 3], shape[dims - 2], shape[dims - 1] / 2);
+        let y = crate::cpu::rope(f32s(&x), f32s(&cos), f32s(&sin), geometry, start)
+            .unwrap_or_else(|e| panic!("{e}"));
+        f32_tensor(y, shape, dtype.into())
+    }
+
+    fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let dtype = gate.dtype();
+        let (gate, up) = (contiguous_f32(gate), contiguous_f32(up));
+        let y = crate::cpu::gelu_mul(f32s(&gate), f32s(&up)).unwrap_or_else(|e| panic!("{e}"));
+        f32_tensor(y, gate.layout().shape().to_vec(), dtype.into())
     }
 }
 

@@ -1,0 +1,111 @@
+//! NEOX rotary position embedding, one pair of a head per unit, the angles' cosines and sines
+//! read from device tables (no upload per call).
+
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn_cubecl::{kernel::cast, kernel::into_contiguous, tensor::CubeTensor};
+use cubecl::{calculate_cube_count_elemwise, prelude::*};
+
+use super::KernelError;
+use super::dequantize::empty_like;
+
+/// Unit `item` turns pair `item % half` of row `item / half` (rows are `[.., t, heads]`
+/// flattened, `2 · half` values each) at position `start + (row / heads) % t`.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn rope_kernel<F: Float>(
+    x: &[F],
+    cos: &[F],
+    sin: &[F],
+    y: &mut [F],
+    n_items: usize,
+    heads: usize,
+    t: usize,
+    half: usize,
+    start: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let item = ABSOLUTE_POS;
+    if item >= n_items {
+        terminate!();
+    }
+    let row = item / half;
+    let i = item % half;
+    let angle = (start + (row / heads) % t) * half + i;
+    let c = f32::cast_from(cos[angle]);
+    let s = f32::cast_from(sin[angle]);
+    let at = row * 2 * half + i;
+    let x1 = f32::cast_from(x[at]);
+    let x2 = f32::cast_from(x[at + half]);
+    y[at] = F::cast_from(x1 * c - x2 * s);
+    y[at + half] = F::cast_from(x1 * s + x2 * c);
+}
+
+/// RoPE of `x` (`[.., t, heads, head_dim]`) at positions `start..start + t`, the tables `cos`
+/// and `sin` `[positions, head_dim / 2]` (cast to x's dtype if they differ).
+pub fn rope(
+    x: CubeTensor,
+    cos: CubeTensor,
+    sin: CubeTensor,
+    start: usize,
+) -> Result<CubeTensor, KernelError> {
+    let shape = x.meta.shape().clone();
+    let dims = shape.num_dims();
+    let bad = || KernelError::Rope {
+        shape: shape.to_vec(),
+        table: cos.meta.shape().to_vec(),
+        start,
+    };
+    if dims < 3 || shape[dims - 1] % 2 == 1 {
+        return Err(bad());
+    }
+    let (t, heads, half) = (shape[dims - 3], shape[dims - 2], shape[dims - 1] / 2);
+    for table in [&cos, &sin] {
+        let ts = table.meta.shape();
+        if ts.num_dims() != 2 || ts[1] != half || start + t > ts[0] {
+            return Err(bad());
+        }
+        if table.device != x.device {
+            return Err(KernelError::Device);
+        }
+    }
+    let table = |v: CubeTensor| {
+        let v = into_contiguous(v);
+        if v.dtype == x.dtype {
+            v
+        } else {
+            cast(v, x.dtype)
+        }
+    };
+    let (cos, sin) = (table(cos), table(sin));
+    let x = into_contiguous(x);
+    let y = empty_like(&x, shape);
+    let n_items = y.meta.num_elements() / 2;
+    if n_items == 0 {
+        return Ok(y);
+    }
+    let client = x.client.clone();
+    let cube_dim = CubeDim::new(&client, n_items);
+    let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
+    let dtype = dtype_to_storage_type(x.dtype);
+    // SAFETY: x and y are contiguous with `n_items · 2` values (pairs of rows of 2 · half); a
+    // unit past n_items returns; the table index is below (start + t) · half ≤ the tables'
+    // length (checked above).
+    unsafe {
+        rope_kernel::launch_unchecked(
+            &client,
+            cube_count,
+            cube_dim,
+            x.into_buffer_arg(),
+            cos.into_buffer_arg(),
+            sin.into_buffer_arg(),
+            y.clone().into_buffer_arg(),
+            n_items,
+            heads,
+            t,
+            half,
+            start,
+            dtype,
+        )
+    };
+    Ok(y)
+}
