@@ -1,5 +1,5 @@
 //! The transformer layer's fused ops (`burn_gguf::ops::TransformerBackend`: RMS norm, RoPE,
-//! the GELU gate) on every device of this build against f64 math: fresh random inputs each run
+//! the GELU gate, attention over a KV cache) on every device of this build against f64 math: fresh random inputs each run
 //! (the seed is printed), row widths that are not multiples of a cube's units, many rows and
 //! one, inputs small enough that ε matters, poisoned outputs, f16 inputs, ranks 1 to 4 and
 //! transposed views, and under autodiff the gradients against their f64 derivatives. Where the
@@ -12,7 +12,7 @@
 mod common;
 
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
-use burn_gguf::ops::{gelu_mul, rms_norm, rope, rope_tables};
+use burn_gguf::ops::{attention, gelu_mul, rms_norm, rope, rope_tables};
 use common::Rng;
 
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -440,6 +440,170 @@ fn check_rope_gelu_grads(name: &str, device: &Device) {
     }
 }
 
+/// (batch, queries, heads, kv heads, key slots, head width, first position, window): one query
+/// and a prompt; Gemma's decoding shapes with and without a window; more keys than the kernel's
+/// chunk of 256 (the online softmax's rescaling); head widths that are not multiples of a cube's
+/// units; groups of 1, 2 and 4 query heads per kv head.
+type AttentionCase = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    Option<usize>,
+);
+const ATTENTION: &[AttentionCase] = &[
+    (1, 1, 4, 1, 256, 256, 100, None),
+    (1, 1, 4, 1, 1024, 256, 700, Some(512)),
+    (2, 3, 6, 3, 40, 8, 10, Some(5)),
+    (1, 17, 2, 2, 17, 64, 0, None),
+    (1, 1, 1, 1, 600, 32, 599, None),
+    (1, 2, 3, 1, 300, 200, 280, Some(290)),
+];
+
+/// Attention on `device` against f64, the key slots no query may see filled with ±6·10⁴ (a read
+/// of one would swamp the result; finite in f16); `u`: the device matmul's input rounding where
+/// the op runs Burn's ops (`composed`: the autodiff default body, whose f16 ops also round every
+/// intermediate to f16), else f32's.
+fn check_attention(name: &str, device: &Device, u: f64, composed: bool) {
+    let mut rng = Rng::fresh(name);
+    for (case, &(b, t, nh, nkv, keys, hd, start, window)) in ATTENTION.iter().enumerate() {
+        let scale = 1.0 / (hd as f64).sqrt();
+        let q: Vec<f32> = (0..b * t * nh * hd)
+            .map(|_| (rng.normal() * 0.7) as f32)
+            .collect();
+        let (mut k, mut v) = (
+            vec![0f32; b * nkv * keys * hd],
+            vec![0f32; b * nkv * keys * hd],
+        );
+        let seen = |i: usize, j: usize| {
+            let p = start + i;
+            j <= p && window.is_none_or(|w| p - j < w)
+        };
+        let any_seen = |j: usize| (0..t).any(|i| seen(i, j));
+        for (at, (kx, vx)) in k.iter_mut().zip(v.iter_mut()).enumerate() {
+            let j = at / hd % keys;
+            if any_seen(j) {
+                (*kx, *vx) = ((rng.normal() * 0.7) as f32, rng.normal() as f32);
+            } else {
+                let sign = if rng.below(2) == 0 { 1.0 } else { -1.0 };
+                (*kx, *vx) = (sign * 6e4, -sign * 6e4);
+            }
+        }
+        let (want, tol) = attention_f64(&q, &k, &v, (b, t, nh, nkv, keys, hd), &seen, scale, u);
+        let what = format!(
+            "{name} case {case} (b {b} t {t} heads {nh}/{nkv} keys {keys} d {hd} at {start} window {window:?})"
+        );
+        poison(q.len(), device);
+        let tq = Tensor::<4>::from_data(TensorData::new(q.clone(), [b, t, nh, hd]), device);
+        let tk = Tensor::<4>::from_data(TensorData::new(k.clone(), [b, nkv, keys, hd]), device);
+        let tv = Tensor::<4>::from_data(TensorData::new(v.clone(), [b, nkv, keys, hd]), device);
+        let y = attention(tq.clone(), tk.clone(), tv.clone(), start, window, scale);
+        assert_eq!(
+            (y.dims(), y.dtype()),
+            ([b, t, nh, hd], DType::F32),
+            "{what}"
+        );
+        check_within(&what, &floats(y), &want, &tol, 2f64.powi(24));
+        if case == 2 {
+            // f16 throughout: the f64 result of the f16-rounded inputs, one f16 rounding out
+            let r = |v: &[f32]| -> Vec<f32> {
+                v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+            };
+            let (qh, kh, vh) = (r(&q), r(&k), r(&v));
+            let u16 = if composed { 2f64.powi(-11) } else { u };
+            let (want, tol) =
+                attention_f64(&qh, &kh, &vh, (b, t, nh, nkv, keys, hd), &seen, scale, u16);
+            let tol: Vec<f64> = tol
+                .iter()
+                .zip(&want)
+                .map(|(t, w)| t + w.abs() * 2f64.powi(-11) + 2f64.powi(-25))
+                .collect();
+            let h = |x: Tensor<4>| x.cast(FloatDType::F16);
+            let y = attention(h(tq), h(tk), h(tv), start, window, scale);
+            assert_eq!(y.dtype(), DType::F16, "{what} f16");
+            check_within(
+                &format!("{what} f16"),
+                &floats(y),
+                &want,
+                &tol,
+                2f64.powi(24),
+            );
+        }
+    }
+    let run = |keys: usize, window: Option<usize>| {
+        let (q, kv) = (
+            Tensor::<4>::zeros([1, 2, 2, 4], device),
+            Tensor::<4>::zeros([1, 1, keys, 4], device),
+        );
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = attention(q, kv.clone(), kv, 3, window, 1.0);
+        }))
+    };
+    assert!(run(5, Some(1)).is_ok(), "{name}: positions 3..5 of 5");
+    assert!(
+        run(4, None).is_err(),
+        "{name}: positions 3..5 of 4 must panic"
+    );
+    assert!(run(5, Some(0)).is_err(), "{name}: a window of 0 must panic");
+}
+
+/// f64 attention and each output's tolerance: every score off by up to `(d + 4)` roundings of
+/// its largest term (`u` of the device's product), the softmax's weights by twice that, the
+/// weighted sum by `n + 8` roundings of the largest value.
+#[allow(clippy::too_many_arguments)]
+fn attention_f64(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (b, t, nh, nkv, keys, hd): (usize, usize, usize, usize, usize, usize),
+    seen: &dyn Fn(usize, usize) -> bool,
+    scale: f64,
+    u: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut out, mut tol) = (Vec::new(), Vec::new());
+    let u = u.max(2f64.powi(-24));
+    for bi in 0..b {
+        for i in 0..t {
+            for h in 0..nh {
+                let qr = &q[((bi * t + i) * nh + h) * hd..][..hd];
+                let kv = (bi * nkv + h / (nh / nkv)) * keys * hd;
+                let js: Vec<usize> = (0..keys).filter(|&j| seen(i, j)).collect();
+                let (mut scores, mut mags) = (Vec::new(), Vec::new());
+                for &j in &js {
+                    let kr = &k[kv + j * hd..][..hd];
+                    scores.push(
+                        qr.iter()
+                            .zip(kr)
+                            .map(|(&a, &c)| a as f64 * scale * c as f64)
+                            .sum::<f64>(),
+                    );
+                    mags.push(
+                        qr.iter()
+                            .zip(kr)
+                            .map(|(&a, &c)| (a as f64 * scale * c as f64).abs())
+                            .sum::<f64>(),
+                    );
+                }
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                let score_err = mags.iter().cloned().fold(0.0, f64::max) * (hd as f64 + 4.0) * u;
+                for d in 0..hd {
+                    let vals: Vec<f64> = js.iter().map(|&j| v[kv + j * hd + d] as f64).collect();
+                    let o: f64 = e.iter().zip(&vals).map(|(w, x)| w / sum * x).sum();
+                    let vmax = vals.iter().map(|x| x.abs()).fold(0.0, f64::max);
+                    out.push(o);
+                    tol.push(vmax * (4.0 * score_err + (js.len() as f64 + 8.0) * u) + 1e-30);
+                }
+            }
+        }
+    }
+    (out, tol)
+}
+
 /// The kernel's typed errors: a weight of the wrong length, mismatched dtypes.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
@@ -479,6 +643,43 @@ fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
             "{name}: {why}: {err:?}"
         );
     }
+    let attend = |q: [usize; 4], kv: [usize; 4], start, window| {
+        let n = |s: [usize; 4]| s.iter().product::<usize>();
+        let (q, kv) = (
+            cube.floats(&vec![0.0; n(q)], q),
+            cube.floats(&vec![0.0; n(kv)], kv),
+        );
+        burn_gguf::kernel::attention(q, kv.clone(), kv, start, window, 1.0).err()
+    };
+    assert!(
+        attend([1, 2, 4, 8], [1, 2, 5, 8], 3, None).is_none(),
+        "{name}: attention fits"
+    );
+    for (q, kv, start, window, why) in [
+        (
+            [1, 2, 4, 8],
+            [1, 2, 4, 8],
+            3,
+            None,
+            "positions past the keys",
+        ),
+        (
+            [1, 2, 4, 8],
+            [1, 3, 5, 8],
+            3,
+            None,
+            "kv heads not dividing heads",
+        ),
+        ([1, 2, 4, 8], [1, 2, 5, 6], 3, None, "head widths differ"),
+        ([2, 2, 4, 8], [1, 2, 5, 8], 3, None, "batches differ"),
+        ([1, 2, 4, 8], [1, 2, 5, 8], 3, Some(0), "a window of 0"),
+    ] {
+        let err = attend(q, kv, start, window);
+        assert!(
+            matches!(err, Some(KernelError::Attention { .. })),
+            "{name}: {why}: {err:?}"
+        );
+    }
     let err = burn_gguf::kernel::gelu_mul(x.clone(), cube.floats(&[1.0; 12], [4, 3])).unwrap_err();
     assert_eq!(err, KernelError::Shapes(vec![3, 4], vec![4, 3]), "{name}");
 }
@@ -495,12 +696,19 @@ mod flex {
     fn rope_gelu_flex() {
         check_rope("rope_flex", &Device::flex());
         check_gelu_mul("gelu_mul_flex", &Device::flex());
+        check_attention("attention_flex", &Device::flex(), 0.0, false);
     }
     #[cfg(feature = "autodiff")]
     #[test]
     fn grads_flex() {
         check_rms_norm_grad("rms_norm_grad_flex", &Device::flex().autodiff());
         check_rope_gelu_grads("rope_gelu_grads_flex", &Device::flex().autodiff());
+        check_attention(
+            "attention_autodiff_flex",
+            &Device::flex().autodiff(),
+            0.0,
+            true,
+        );
     }
     #[test]
     #[should_panic(expected = "the weight's length must be x's last dim")]
@@ -521,6 +729,7 @@ mod wgpu {
             check_rms_norm("rms_norm_wgpu", &d);
             check_rope("rope_wgpu", &d);
             check_gelu_mul("gelu_mul_wgpu", &d);
+            check_attention("attention_wgpu", &d, 0.0, false);
             check_kernel_errors("errors_wgpu", &common::cube::Cube::wgpu());
         }
     }
@@ -531,6 +740,7 @@ mod wgpu {
             let d = d.autodiff();
             check_rms_norm_grad("rms_norm_grad_wgpu", &d);
             check_rope_gelu_grads("rope_gelu_grads_wgpu", &d);
+            check_attention("attention_autodiff_wgpu", &d, 0.0, true);
         }
     }
 }
@@ -553,12 +763,15 @@ mod cuda {
             check_rms_norm("rms_norm_cuda", &d);
             check_rope("rope_cuda", &d);
             check_gelu_mul("gelu_mul_cuda", &d);
+            check_attention("attention_cuda", &d, 0.0, false);
             check_kernel_errors("errors_cuda", &common::cube::Cube::cuda());
             #[cfg(feature = "autodiff")]
             {
                 let d = d.autodiff();
                 check_rms_norm_grad("rms_norm_grad_cuda", &d);
                 check_rope_gelu_grads("rope_gelu_grads_cuda", &d);
+                // Burn's f32 matmul may take TF32 on CUDA (10 mantissa bits)
+                check_attention("attention_autodiff_cuda", &d, 1.0 / 1024.0, true);
             }
         }
     }

@@ -3,18 +3,21 @@
 //! whole weight), f32 accumulation. They serve the Flex backend and are the reference the GPU
 //! kernels are tested against.
 //!
-//! Also the transformer layer's fused ops on the CPU ([`rms_norm`], [`rope`], [`gelu_mul`]).
+//! Also the transformer layer's fused ops on the CPU ([`rms_norm`], [`rope`], [`gelu_mul`],
+//! [`attention`]).
 //!
 //! One entry per product. Every fused type takes `blocks`, the product over the type's bit-exact
 //! block decoder on macerator's portable SIMD (the CPU's best instruction set picked at run
 //! time); Q6_K has its own (`q6k`: both layouts, AVX2 and AVX-512 builds picked at run time).
 
+mod attention;
 mod blocks;
 mod gelu;
 mod norm;
 mod q6k;
 mod rope;
 
+pub use attention::{AttentionShape, attention};
 pub use gelu::{GELU_CUBIC, SQRT_2_OVER_PI, gelu_mul};
 pub use norm::rms_norm;
 pub use rope::rope;

@@ -3,7 +3,7 @@
 //! with its launch function.
 //!
 //! The transformer layer's fused ops have their kernels here too ([`rms_norm`], [`rope`],
-//! [`gelu_mul`]).
+//! [`gelu_mul`], [`attention`]).
 //!
 //! The entries, [`quant_gemv`], [`quant_dequantize`] and [`quant_rows`], take a packed weight and
 //! the [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the
@@ -11,6 +11,7 @@
 //! fallback. The kernels are written once, generic over the block format ([`formats`]); Q6_K's
 //! aligned planes have a specialised product of their own.
 
+mod attention;
 mod decode;
 mod dequantize;
 mod formats;
@@ -23,6 +24,7 @@ mod norm;
 mod reduce;
 mod rope;
 
+pub use attention::attention;
 pub use gelu::gelu_mul;
 pub use gemv::gemv_shape;
 pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
@@ -105,6 +107,20 @@ pub enum KernelError {
         /// The cosine table's shape.
         table: Vec<usize>,
         /// The first position.
+        start: usize,
+    },
+    /// Attention inputs that do not fit together.
+    #[error(
+        "attention of queries {q:?} ([batch, positions, heads, head_dim]) at position {start} \
+         needs keys and values [batch, kv heads dividing heads, slots ≥ {start} + positions, \
+         head_dim] and a window of at least 1, found {kv:?}"
+    )]
+    Attention {
+        /// The queries' shape.
+        q: Vec<usize>,
+        /// The keys' shape.
+        kv: Vec<usize>,
+        /// The first query's position.
         start: usize,
     },
     /// Two inputs of an element-wise op with different shapes.

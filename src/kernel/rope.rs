@@ -41,7 +41,8 @@ fn rope_kernel<F: Float>(
 }
 
 /// RoPE of `x` (`[.., t, heads, head_dim]`) at positions `start..start + t`, the tables `cos`
-/// and `sin` `[positions, head_dim / 2]` (cast to x's dtype if they differ).
+/// and `sin` `[positions, head_dim / 2]` (x is computed in the tables' dtype, its result cast
+/// back, if the two differ).
 pub fn rope(
     x: CubeTensor,
     cos: CubeTensor,
@@ -68,15 +69,15 @@ pub fn rope(
             return Err(KernelError::Device);
         }
     }
-    let table = |v: CubeTensor| {
-        let v = into_contiguous(v);
-        if v.dtype == x.dtype {
-            v
-        } else {
-            cast(v, x.dtype)
-        }
-    };
-    let (cos, sin) = (table(cos), table(sin));
+    if cos.dtype != sin.dtype {
+        return Err(KernelError::Dtypes(cos.dtype, sin.dtype));
+    }
+    if x.dtype != cos.dtype {
+        // x in the tables' dtype (f32 tables keep their precision for an f16 x), back after
+        let dtype = x.dtype;
+        return Ok(cast(rope(cast(x, cos.dtype), cos, sin, start)?, dtype));
+    }
+    let (cos, sin) = (into_contiguous(cos), into_contiguous(sin));
     let x = into_contiguous(x);
     let y = empty_like(&x, shape);
     let n_items = y.meta.num_elements() / 2;

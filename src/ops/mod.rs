@@ -13,7 +13,7 @@
 mod backends;
 mod transformer;
 
-pub use transformer::{TransformerBackend, gelu_mul, rms_norm, rope, rope_tables};
+pub use transformer::{TransformerBackend, attention, gelu_mul, rms_norm, rope, rope_tables};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};

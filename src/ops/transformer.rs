@@ -1,15 +1,17 @@
 //! The transformer layer's fused ops: [`TransformerBackend`], a Burn backend extension whose
 //! methods each replace a chain of Burn ops in a decoding step with one kernel (on the GPU, one
 //! launch instead of several, each of which costs host time: PERF.md), and the `Tensor`-level
-//! functions over it ([`rms_norm`], [`rope`], [`gelu_mul`]).
+//! functions over it ([`rms_norm`], [`rope`], [`gelu_mul`], [`attention`]).
 //!
 //! Every method has a default body composed of Burn's own ops, which Autodiff uses (so the
 //! gradients are Burn's); the CubeCL backend (CUDA, wgpu, Metal) and Flex override it with one
 //! kernel or one pass over the data.
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, Scalar, Slice, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Tensor};
+use burn::backend::{
+    Backend, Dispatch, Scalar, Slice, TensorMetadata, backend_extension, get_device_settings,
+};
+use burn::tensor::{Shape, Tensor, TensorData};
 
 use crate::cpu::{GELU_CUBIC, SQRT_2_OVER_PI};
 
@@ -74,6 +76,52 @@ pub trait TransformerBackend: Backend {
         );
         let hi = Self::float_add(Self::float_mul(x1, sin), Self::float_mul(x2, cos));
         Self::float_cat(vec![lo, hi], dims - 1)
+    }
+
+    /// Causal grouped-query attention of queries `q` `[batch, t, heads, head_dim]` at positions
+    /// `start..start + t` over a key/value cache `k`, `v` `[batch, kv_heads, keys, head_dim]`
+    /// read in place (`keys ≥ start + t`; slots past the last position are never read): query
+    /// head `h` reads kv head `h / (heads / kv_heads)`, query `i` sees the keys at positions up
+    /// to `start + i`, and with `window` only the last `window` of those (llama.cpp's standard
+    /// sliding window). `q` is multiplied by `scale` first (ggml's Gemma graph scales the
+    /// query, not the scores). Gives `[batch, t, heads, head_dim]`.
+    #[fusion(id = "burn_gguf::attention", dtype = q, shape = q)]
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        start: usize,
+        window: Option<usize>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        let [b, t, nh, hd] = q.shape().dims();
+        let [_, nkv, keys, _] = k.shape().dims();
+        let g = nh / nkv;
+        let q = Self::float_mul_scalar(q, Scalar::Float(scale));
+        // the query heads of one kv head as one matrix of g · t rows
+        let q = Self::float_reshape(
+            Self::float_swap_dims(q, 1, 2),
+            Shape::from([b, nkv, g * t, hd]),
+        );
+        let scores = Self::float_matmul(q, Self::float_swap_dims(k, 2, 3));
+        let mut mask = Vec::with_capacity(g * t * keys);
+        for _ in 0..g {
+            for i in 0..t {
+                let seen = crate::cpu::AttentionShape::visible(start, i, window);
+                mask.extend((0..keys).map(|j| !seen.contains(&j)));
+            }
+        }
+        let device = scores.device();
+        let bool_dtype = get_device_settings::<Self>(&device).bool_dtype;
+        let mask = TensorData::new(mask, [1, 1, g * t, keys]).convert_dtype(bool_dtype.into());
+        let mask = Self::bool_from_data(mask, &device);
+        let mask = Self::bool_expand(mask, Shape::from([b, nkv, g * t, keys]));
+        let scores = Self::float_mask_fill(scores, mask, Scalar::Float(f64::NEG_INFINITY));
+        let max = Self::float_max_dim(scores.clone(), 3);
+        let e = Self::float_exp(Self::float_sub(scores, max));
+        let sum = Self::float_sum_dim(e.clone(), 3);
+        let out = Self::float_matmul(Self::float_div(e, sum), v);
+        Self::float_swap_dims(Self::float_reshape(out, Shape::from([b, nh, t, hd])), 1, 2)
     }
 
     /// `gelu_tanh(gate) · up` (Gemma's gated MLP): `g/2 · (1 + tanh(√(2/π) · (g + 0.044715 g³)))
@@ -213,5 +261,45 @@ pub fn gelu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         "gelu_mul: gate and up differ in shape"
     );
     let y = <Dispatch as TransformerBackend>::gelu_mul(gate.into_dispatch(), up.into_dispatch());
+    Tensor::from_dispatch(y)
+}
+
+/// Causal grouped-query attention over a key/value cache read in place (see
+/// [`TransformerBackend::attention`]): one kernel on the GPU, one threaded pass on the CPU.
+///
+/// # Panics
+/// If the shapes do not fit together (`q` `[batch, t, heads, head_dim]`, `k` and `v`
+/// `[batch, kv_heads, keys ≥ start + t, head_dim]` with `kv_heads` dividing `heads`) or the
+/// window is 0.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    start: usize,
+    window: Option<usize>,
+    scale: f64,
+) -> Tensor<4> {
+    let ([b, t, nh, hd], [kb, nkv, keys, khd]) = (q.dims(), k.dims());
+    assert!(
+        kb == b
+            && khd == hd
+            && v.dims() == k.dims()
+            && nkv > 0
+            && nh % nkv == 0
+            && start + t <= keys
+            && window != Some(0),
+        "attention: queries {:?} at {start} over keys {:?} and values {:?} (window {window:?})",
+        q.dims(),
+        k.dims(),
+        v.dims()
+    );
+    let y = <Dispatch as TransformerBackend>::attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        start,
+        window,
+        scale,
+    );
     Tensor::from_dispatch(y)
 }

@@ -1,8 +1,7 @@
 //! Grouped-query self-attention with q/k norms, NEOX RoPE and an optional sliding window.
 
 use burn::module::Module;
-use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use super::cache::KvCache;
 use super::norm::RmsNorm;
@@ -36,13 +35,15 @@ pub struct Attention {
 
 impl Attention {
     /// Attends `x` (`[batch, positions, d_model]`, the positions following those in `cache`)
-    /// over the cache and itself. `mask` is [`causal_mask`]'s for this layer's window.
+    /// over the cache and itself; with `window`, each position sees only the last `window`
+    /// positions up to its own (the sliding-window layers). The attention itself is one fused
+    /// op ([`crate::ops::attention`]) reading the cache in place.
     pub fn forward(
         &self,
         x: Tensor<3>,
         layer: usize,
         rope: &RopeTables,
-        mask: &Tensor<4, Bool>,
+        window: Option<usize>,
         cache: &mut KvCache,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
@@ -53,46 +54,10 @@ impl Attention {
         let q = self.q_norm.forward(heads(self.q.forward(x.clone()), nh));
         let k = self.k_norm.forward(heads(self.k.forward(x.clone()), nkv));
         let v = heads(self.v.forward(x), nkv).swap_dims(1, 2);
-        let q = rope.apply(q, start).mul_scalar(self.scale).swap_dims(1, 2);
+        let q = rope.apply(q, start);
         let k = rope.apply(k, start).swap_dims(1, 2);
         let (k, v) = cache.append(layer, k, v);
-        let s = k.dims()[2];
-
-        // Query head h reads key/value head h / (nh / nkv): group the query heads of one kv head
-        // into one matrix of (nh / nkv) · t rows.
-        let g = nh / nkv;
-        let q = q.reshape([b, nkv, g * t, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)); // [b, nkv, g·t, s]
-        let scores = scores.mask_fill(mask.clone().expand([b, nkv, g * t, s]), f32::NEG_INFINITY);
-        let out = softmax(scores, 3).matmul(v); // [b, nkv, g·t, hd]
-        let out = out
-            .reshape([b, nh, t, hd])
-            .swap_dims(1, 2)
-            .reshape([b, t, nh * hd]);
-        self.o.forward(out)
+        let out = crate::ops::attention(q, k, v, start, window, self.scale);
+        self.o.forward(out.reshape([b, t, nh * hd]))
     }
-}
-
-/// The attention mask for `t` new queries at positions `start..start + t` over `keys` key slots
-/// (`keys ≥ start + t`: the cache's capacity), repeated for `groups` query heads per kv head:
-/// `true` = masked. A query at p sees keys at q ≤ p, and with a window only those with
-/// p − q < window (llama.cpp's `LLAMA_SWA_TYPE_STANDARD`); slots past p are masked, so unused
-/// cache slots never count.
-pub fn causal_mask(
-    start: usize,
-    t: usize,
-    keys: usize,
-    groups: usize,
-    window: Option<usize>,
-    device: &Device,
-) -> Tensor<4, Bool> {
-    let s = keys;
-    let mut mask = Vec::with_capacity(groups * t * s);
-    for _ in 0..groups {
-        for i in 0..t {
-            let p = start + i;
-            mask.extend((0..s).map(|q| q > p || window.is_some_and(|w| p - q >= w)));
-        }
-    }
-    Tensor::from_data(TensorData::new(mask, [1, 1, groups * t, s]), device)
 }

@@ -60,9 +60,9 @@ impl KvCache {
         self.len = 0;
     }
 
-    /// The capacity after `new` more positions: the current one, or the next power of two
-    /// (at least 256, at most the context length).
-    pub(super) fn reserve(&mut self, new: usize) -> usize {
+    /// Makes room for `new` more positions: keeps the capacity, or grows it to the next power of
+    /// two (at least 256, at most the context length).
+    pub(super) fn reserve(&mut self, new: usize) {
         let needed = self.len + new;
         if needed > self.capacity {
             self.capacity = needed
@@ -70,7 +70,6 @@ impl KvCache {
                 .max(MIN_CAPACITY)
                 .min(self.max.max(needed));
         }
-        self.capacity
     }
 
     /// The RoPE tables of sliding-window and global layers for every position of the current

@@ -40,7 +40,7 @@ mod model;
 mod norm;
 mod rope;
 
-pub use attention::{Attention, causal_mask};
+pub use attention::Attention;
 pub use cache::KvCache;
 pub use config::{Gemma3Config, Gemma3Error};
 pub use load::{LoadEvent, LoadSummary, LoadedTensor, TensorPlacement};

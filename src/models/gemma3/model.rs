@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::attention::{Attention, causal_mask};
+use super::attention::Attention;
 use super::cache::KvCache;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
@@ -94,20 +94,17 @@ impl Gemma3 {
             .forward::<2, 3>(ids)
             .mul_scalar((c.d_model as f32).sqrt());
 
-        let groups = c.n_heads / c.n_kv_heads;
-        let keys = cache.reserve(t);
+        cache.reserve(t);
         let (rope_local, rope_global) = cache.rope_tables(&device);
-        let mask_local = causal_mask(start, t, keys, groups, Some(c.sliding_window), &device);
-        let mask_global = causal_mask(start, t, keys, groups, None, &device);
         for (i, layer) in self.layers.iter().enumerate() {
-            let (rope, mask) = if layer.global {
-                (&rope_global, &mask_global)
+            let (rope, window) = if layer.global {
+                (&rope_global, None)
             } else {
-                (&rope_local, &mask_local)
+                (&rope_local, Some(c.sliding_window))
             };
             let h = layer
                 .attn
-                .forward(layer.attn_norm.forward(x.clone()), i, rope, mask, cache);
+                .forward(layer.attn_norm.forward(x.clone()), i, rope, window, cache);
             x = x + layer.post_attn_norm.forward(h);
             let h = layer.mlp.forward(layer.ffn_norm.forward(x.clone()));
             x = x + layer.post_ffn_norm.forward(h);

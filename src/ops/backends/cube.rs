@@ -95,4 +95,15 @@ impl TransformerBackend for CubeBackend {
     fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         ok(kernel::gelu_mul(gate, up))
     }
+
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        start: usize,
+        window: Option<usize>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        ok(kernel::attention(q, k, v, start, window, scale))
+    }
 }

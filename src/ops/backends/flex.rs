@@ -146,6 +146,38 @@ impl TransformerBackend for Flex {
         let y = crate::cpu::gelu_mul(f32s(&gate), f32s(&up)).unwrap_or_else(|e| panic!("{e}"));
         f32_tensor(y, gate.layout().shape().to_vec(), dtype.into())
     }
+
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        start: usize,
+        window: Option<usize>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        let dtype = q.dtype();
+        let (q, k, v) = (contiguous_f32(q), contiguous_f32(k), contiguous_f32(v));
+        let (qs, ks) = (q.layout().shape().to_vec(), k.layout().shape().to_vec());
+        let shape = crate::cpu::AttentionShape {
+            batch: qs[0],
+            queries: qs[1],
+            heads: qs[2],
+            kv_heads: ks[1],
+            keys: ks[2],
+            head_dim: qs[3],
+        };
+        let y = crate::cpu::attention(
+            f32s(&q),
+            f32s(&k),
+            f32s(&v),
+            shape,
+            start,
+            window,
+            scale as f32,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        f32_tensor(y, qs, dtype.into())
+    }
 }
 
 /// `values` as a contiguous tensor of `shape`, cast to `dtype`.

@@ -1,0 +1,239 @@
+//! Causal grouped-query attention over a key/value cache read in place: one cube per query row
+//! (sequence, position, head), keys taken in chunks with an online softmax (flash-decoding's
+//! recurrence: a running maximum and sum, the accumulated values rescaled when the maximum
+//! grows), so any number of keys fits a fixed amount of shared memory. Reductions go through
+//! shared memory (every runtime has it).
+
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use cubecl::{prelude::*, server::CubeCountSelection};
+
+use super::KernelError;
+use super::dequantize::empty_like;
+
+/// Units per cube.
+const THREADS: usize = 128;
+/// Keys per chunk: their scores live in shared memory.
+const CHUNK: usize = 256;
+
+/// Reduces `red[0..threads]` into `red[0]` (maximum or sum); every unit must call it.
+#[cube]
+fn reduce_shared(red: &mut [f32], tid: usize, #[comptime] threads: usize, #[comptime] max: bool) {
+    #[unroll]
+    for b in 0..comptime![threads.trailing_zeros() as usize] {
+        let half = comptime![threads >> (b + 1)];
+        if tid < half {
+            if comptime![max] {
+                red[tid] = f32::max(red[tid], red[tid + half]);
+            } else {
+                red[tid] += red[tid + half];
+            }
+        }
+        sync_cube();
+    }
+}
+
+/// Row `CUBE_POS` = `(b · t + i) · heads + h` of the output: query `i` (position `start + i`) of
+/// head `h` over the keys it sees in kv head `h / (heads / kv_heads)`.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn attention_kernel<F: Float>(
+    q: &[F],
+    k: &[F],
+    v: &[F],
+    out: &mut [F],
+    n_rows: usize,
+    t: usize,
+    heads: usize,
+    kv_heads: usize,
+    keys: usize,
+    start: usize,
+    window: usize,
+    scale: f32,
+    #[comptime] hd: usize,
+    #[comptime] threads: usize,
+    #[comptime] chunk: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let row = CUBE_POS;
+    if row >= n_rows {
+        terminate!();
+    }
+    let tid = UNIT_POS as usize;
+    let h = row % heads;
+    let i = (row / heads) % t;
+    let b = row / (heads * t);
+    let kv = (b * kv_heads + h / (heads / kv_heads)) * keys * hd;
+    let p = start + i;
+    let mut lo = 0usize;
+    if window > 0 && p + 1 > window {
+        lo = p + 1 - window;
+    }
+    let hi = p + 1;
+
+    let mut qs = Shared::<[f32]>::new_slice(hd);
+    let mut sc = Shared::<[f32]>::new_slice(chunk);
+    let mut red = Shared::<[f32]>::new_slice(threads);
+    let mut d = tid;
+    while d < hd {
+        qs[d] = f32::cast_from(q[row * hd + d]) * scale;
+        d += threads;
+    }
+    sync_cube();
+
+    let per = comptime![hd.div_ceil(threads)];
+    let mut acc = Array::<f32>::new(per);
+    #[unroll]
+    for e in 0..per {
+        acc[e] = 0.0;
+    }
+    // the running maximum before the first key: a huge negative finite value (WGSL has no
+    // infinity literal; exp of it minus any score is 0)
+    let mut m = 0.0f32;
+    m -= 3.0e38f32;
+    let mut l = 0.0f32;
+    let mut c0 = lo;
+    while c0 < hi {
+        let n = (hi - c0).min(chunk);
+        // scores of this chunk, a key per unit
+        let mut j = tid;
+        while j < n {
+            let at = kv + (c0 + j) * hd;
+            let mut s = 0.0f32;
+            for dd in 0..hd {
+                s += qs[dd] * f32::cast_from(k[at + dd]);
+            }
+            sc[j] = s;
+            j += threads;
+        }
+        sync_cube();
+        // the chunk's maximum
+        let mut cm = 0.0f32;
+        cm -= 3.0e38f32;
+        let mut j = tid;
+        while j < n {
+            cm = f32::max(cm, sc[j]);
+            j += threads;
+        }
+        red[tid] = cm;
+        sync_cube();
+        reduce_shared(&mut red, tid, threads, true);
+        let m_new = f32::max(m, red[0]);
+        sync_cube();
+        // weights exp(s − m_new), their sum
+        let mut ps = 0.0f32;
+        let mut j = tid;
+        while j < n {
+            let e = f32::exp(sc[j] - m_new);
+            sc[j] = e;
+            ps += e;
+            j += threads;
+        }
+        red[tid] = ps;
+        sync_cube();
+        reduce_shared(&mut red, tid, threads, false);
+        let alpha = f32::exp(m - m_new);
+        l = l * alpha + red[0];
+        m = m_new;
+        // values: a unit owns output dims tid, tid + threads, …
+        #[unroll]
+        for e in 0..per {
+            let dd = tid + e * threads;
+            if dd < hd {
+                let mut a = acc[e] * alpha;
+                for jj in 0..n {
+                    a += sc[jj] * f32::cast_from(v[kv + (c0 + jj) * hd + dd]);
+                }
+                acc[e] = a;
+            }
+        }
+        sync_cube();
+        c0 += chunk;
+    }
+    #[unroll]
+    for e in 0..per {
+        let dd = tid + e * threads;
+        if dd < hd {
+            out[row * hd + dd] = F::cast_from(acc[e] / l);
+        }
+    }
+}
+
+/// Attention of queries `q` `[batch, t, heads, head_dim]` at positions `start..start + t` over
+/// `k`, `v` `[batch, kv_heads, keys, head_dim]` (`keys ≥ start + t`), each query seeing the
+/// keys at positions up to its own and, with `window`, only the last `window` of those; `q` is
+/// scaled by `scale` first. The result is `[batch, t, heads, head_dim]` in q's dtype.
+pub fn attention(
+    q: CubeTensor,
+    k: CubeTensor,
+    v: CubeTensor,
+    start: usize,
+    window: Option<usize>,
+    scale: f64,
+) -> Result<CubeTensor, KernelError> {
+    let (qs, ks) = (q.meta.shape().clone(), k.meta.shape().clone());
+    let bad = || KernelError::Attention {
+        q: qs.to_vec(),
+        kv: ks.to_vec(),
+        start,
+    };
+    if qs.num_dims() != 4 || ks.num_dims() != 4 || v.meta.shape() != &ks {
+        return Err(bad());
+    }
+    let ([b, t, heads, hd], [kb, kv_heads, keys, khd]) =
+        ([qs[0], qs[1], qs[2], qs[3]], [ks[0], ks[1], ks[2], ks[3]]);
+    if kb != b
+        || khd != hd
+        || kv_heads == 0
+        || heads % kv_heads != 0
+        || start + t > keys
+        || hd == 0
+        || window == Some(0)
+    {
+        return Err(bad());
+    }
+    for other in [&k, &v] {
+        if other.dtype != q.dtype {
+            return Err(KernelError::Dtypes(q.dtype, other.dtype));
+        }
+        if other.device != q.device {
+            return Err(KernelError::Device);
+        }
+    }
+    let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
+    let out = empty_like(&q, qs);
+    let n_rows = b * t * heads;
+    if n_rows == 0 {
+        return Ok(out);
+    }
+    let client = q.client.clone();
+    let cube_count = CubeCountSelection::new(&client, n_rows as u32).cube_count();
+    let dtype = dtype_to_storage_type(q.dtype);
+    // SAFETY: q and out are contiguous `n_rows × hd`, k and v `b × kv_heads × keys × hd` (shapes
+    // checked above); a cube reads keys below start + t ≤ keys of its own sequence and kv head
+    // and writes its own row; cubes past n_rows return at once.
+    unsafe {
+        attention_kernel::launch_unchecked(
+            &client,
+            cube_count,
+            CubeDim::new_1d(THREADS as u32),
+            q.into_buffer_arg(),
+            k.into_buffer_arg(),
+            v.into_buffer_arg(),
+            out.clone().into_buffer_arg(),
+            n_rows,
+            t,
+            heads,
+            kv_heads,
+            keys,
+            start,
+            window.unwrap_or(0),
+            scale as f32,
+            hd,
+            THREADS,
+            CHUNK,
+            dtype,
+        )
+    };
+    Ok(out)
+}
