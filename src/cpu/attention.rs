@@ -50,7 +50,7 @@ pub fn attention(
     super::check_input(q, rows, d)?;
     super::check_input(k, s.batch * s.kv_heads * s.keys, d)?;
     super::check_input(v, s.batch * s.kv_heads * s.keys, d)?;
-    if s.kv_heads == 0 || s.heads % s.kv_heads != 0 || start + s.queries > s.keys {
+    if s.kv_heads == 0 || !s.heads.is_multiple_of(s.kv_heads) || start + s.queries > s.keys {
         return Err(PackError::InputLength {
             rows: start + s.queries,
             width: d,

@@ -185,7 +185,7 @@ pub fn attention(
     if kb != b
         || khd != hd
         || kv_heads == 0
-        || heads % kv_heads != 0
+        || !heads.is_multiple_of(kv_heads)
         || start + t > keys
         || hd == 0
         || window == Some(0)

@@ -56,7 +56,7 @@ pub fn rope(
         table: cos.meta.shape().to_vec(),
         start,
     };
-    if dims < 3 || shape[dims - 1] % 2 == 1 {
+    if dims < 3 || !shape[dims - 1].is_multiple_of(2) {
         return Err(bad());
     }
     let (t, heads, half) = (shape[dims - 3], shape[dims - 2], shape[dims - 1] / 2);

@@ -231,7 +231,7 @@ pub fn rope<const D: usize>(
     assert!(D >= 3, "rope: x is [.., positions, heads, head_dim]");
     let dims = x.dims();
     let (t, hd) = (dims[D - 3], dims[D - 1]);
-    assert!(hd % 2 == 0, "rope: the head width must be even");
+    assert!(hd.is_multiple_of(2), "rope: the head width must be even");
     for table in [&cos, &sin] {
         let [positions, half] = table.dims();
         assert!(
@@ -285,7 +285,7 @@ pub fn attention(
             && khd == hd
             && v.dims() == k.dims()
             && nkv > 0
-            && nh % nkv == 0
+            && nh.is_multiple_of(nkv)
             && start + t <= keys
             && window != Some(0),
         "attention: queries {:?} at {start} over keys {:?} and values {:?} (window {window:?})",
