@@ -512,17 +512,9 @@ mod cuda {
 
     const TF32: f64 = 1.0 / 1024.0;
 
-    fn device() -> Option<Device> {
-        if std::env::var("BURN_GGUF_CUDA").as_deref() == Ok("1") {
-            return Some(Device::cuda(0usize));
-        }
-        eprintln!("SKIP cuda tests: set BURN_GGUF_CUDA=1 on a machine with an NVIDIA GPU");
-        None
-    }
-
     #[test]
     fn types_cuda() {
-        if let Some(d) = device() {
+        if let Some(d) = common::cuda_device() {
             check_types("types_cuda", &d, TF32, false);
             check_kernel_geometries("kernels_cuda", &common::cube::Cube::cuda());
             check_modules("modules_cuda", &d, true);
@@ -532,7 +524,7 @@ mod cuda {
     #[cfg(feature = "autodiff")]
     #[test]
     fn autodiff_types_cuda() {
-        if let Some(d) = device() {
+        if let Some(d) = common::cuda_device() {
             check_autodiff("autodiff_types_cuda", &d.autodiff(), TF32);
         }
     }

@@ -749,17 +749,9 @@ mod wgpu {
 mod cuda {
     use super::*;
 
-    fn device() -> Option<Device> {
-        if std::env::var("BURN_GGUF_CUDA").as_deref() == Ok("1") {
-            return Some(Device::cuda(0usize));
-        }
-        eprintln!("SKIP cuda tests: set BURN_GGUF_CUDA=1 on a machine with an NVIDIA GPU");
-        None
-    }
-
     #[test]
     fn ops_cuda() {
-        if let Some(d) = device() {
+        if let Some(d) = common::cuda_device() {
             check_rms_norm("rms_norm_cuda", &d);
             check_rope("rope_cuda", &d);
             check_gelu_mul("gelu_mul_cuda", &d);
@@ -770,7 +762,7 @@ mod cuda {
     #[cfg(feature = "autodiff")]
     #[test]
     fn grads_cuda() {
-        if let Some(d) = device() {
+        if let Some(d) = common::cuda_device() {
             let d = d.autodiff();
             check_rms_norm_grad("rms_norm_grad_cuda", &d);
             check_rope_gelu_grads("rope_gelu_grads_cuda", &d);

@@ -317,6 +317,17 @@ pub fn llama_vocab_dir(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// The first CUDA device when `BURN_GGUF_CUDA=1` (the GPU machine), else `None` after a SKIP
+/// line: a CUDA build may run where there is no NVIDIA GPU.
+#[cfg(feature = "cuda")]
+pub fn cuda_device() -> Option<burn::tensor::Device> {
+    if std::env::var("BURN_GGUF_CUDA").as_deref() == Ok("1") {
+        return Some(burn::tensor::Device::cuda(0usize));
+    }
+    eprintln!("SKIP cuda tests: set BURN_GGUF_CUDA=1 on a machine with an NVIDIA GPU");
+    None
+}
+
 /// The default wgpu device, if it can run a tensor op; else `None` with a SKIP line. Without any
 /// Vulkan/Metal/DX12 driver (not even lavapipe) wgpu panics, so the probe runs under
 /// `catch_unwind`. With `BURN_GGUF_REQUIRE_WGPU=1` a missing adapter fails the test.
