@@ -18,7 +18,7 @@ use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use burn_gguf::nn::{GgufEmbedding, QuantEmbedding, QuantLinear};
 use burn_gguf::ops::{QuantWeight, quant_matmul, read_words};
 use burn_gguf::quant::{self, FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc, pack};
-use common::{Rng, bytes_to_f32, oracle, oracles_available, scratch};
+use common::{Rng, bytes_to_f32, floats, oracle, oracles_available, poison, scratch};
 
 /// A pool of random blocks of one type and their dequantized values: a weight of `b` blocks is
 /// the first `b` blocks (dequantization is per block).
@@ -98,19 +98,6 @@ fn reference(t: GgmlType, bytes: &[u8], n: usize, test: &str) -> Vec<f32> {
 
 fn random_x(rng: &mut Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| (rng.normal() + 0.1) as f32).collect()
-}
-
-fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .expect("float values")
-}
-
-/// Fills the device's memory pool with NaN buffers of `len` floats.
-fn poison(len: usize, device: &Device) {
-    for _ in 0..2 {
-        let _ = floats(Tensor::<1>::full([len], f32::NAN, device));
-    }
 }
 
 fn check(what: &str, got: &[f32], x: &[f32], w: &Weight, m: usize, f16_out: bool, u_in: f64) {

@@ -13,20 +13,7 @@ mod common;
 
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 use burn_gguf::ops::{attention, gelu_mul, rms_norm, rope, rope_tables};
-use common::Rng;
-
-fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .expect("float values")
-}
-
-/// Fills the device's memory pool with NaN buffers of `len` floats.
-fn poison(len: usize, device: &Device) {
-    for _ in 0..2 {
-        let _ = floats(Tensor::<1>::full([len], f32::NAN, device));
-    }
-}
+use common::{Rng, floats, poison};
 
 /// f64 RMS norm of rows of `d` values: `(y, s)` with `s` each row's `1 / √(mean(x²) + ε)`.
 fn rms_norm_f64(x: &[f32], w: &[f32], eps: f64) -> (Vec<f64>, Vec<f64>) {

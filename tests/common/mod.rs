@@ -317,6 +317,23 @@ pub fn llama_vocab_dir(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// The values of a float tensor of any dtype, as f32.
+#[cfg(feature = "backend")]
+pub fn floats<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .expect("float values")
+}
+
+/// Fills the device's memory pool with NaN buffers of `len` floats, so an output a kernel
+/// forgets to write reads as NaN.
+#[cfg(feature = "backend")]
+pub fn poison(len: usize, device: &burn::tensor::Device) {
+    for _ in 0..2 {
+        let _ = floats(burn::tensor::Tensor::<1>::full([len], f32::NAN, device));
+    }
+}
+
 /// The first CUDA device when `BURN_GGUF_CUDA=1` (the GPU machine), else `None` after a SKIP
 /// line: a CUDA build may run where there is no NVIDIA GPU.
 #[cfg(feature = "cuda")]
