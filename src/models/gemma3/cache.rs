@@ -22,7 +22,6 @@ pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
     capacity: usize,
-    max: usize,
     rope: Option<(RopeTables, RopeTables)>,
     config: Gemma3Config,
 }
@@ -34,7 +33,6 @@ impl KvCache {
             layers: vec![None; config.n_layers],
             len: 0,
             capacity: 0,
-            max: config.context_length,
             rope: None,
             config: config.clone(),
         }
@@ -68,7 +66,7 @@ impl KvCache {
             self.capacity = needed
                 .next_power_of_two()
                 .max(MIN_CAPACITY)
-                .min(self.max.max(needed));
+                .min(self.config.context_length.max(needed));
         }
     }
 
