@@ -11,8 +11,13 @@
 
 mod common;
 
+use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
-use burn_gguf::ops::{attention, gelu_mul, rms_norm, rope, rope_tables};
+use burn_gguf::ops::{
+    DecoderLayerConfig, DecoderLayerWeights, LayerLinear, QuantWeight, attention, decoder_layer,
+    gelu_mul, rms_norm, rope, rope_tables,
+};
+use burn_gguf::quant::{GgmlType, PackedLayout, QuantWeightDesc};
 use common::{Rng, floats, poison};
 
 /// f64 RMS norm of rows of `d` values: `(y, s)` with `s` each row's `1 / √(mean(x²) + ε)`.
@@ -591,6 +596,256 @@ fn attention_f64(
     (out, tol)
 }
 
+/// One random Q8_0 weight `[out, inp]` on `device` (f16 scales near 0.004: weights up to ±0.5)
+/// and its values, dequantized by this crate's ggml-exact decoder.
+fn q8_0_weight(
+    rng: &mut Rng,
+    out: usize,
+    inp: usize,
+    device: &Device,
+) -> (LayerLinear<Dispatch>, Vec<f64>) {
+    let mut bytes = Vec::with_capacity(out * inp / 32 * 34);
+    for _ in 0..out * inp / 32 {
+        let scale = half::f16::from_f32((0.002 + 0.004 * rng.unit()) as f32);
+        bytes.extend_from_slice(&scale.to_le_bytes());
+        bytes.extend((0..32).map(|_| rng.below(256) as u8));
+    }
+    let desc = QuantWeightDesc::new(GgmlType::Q8_0, PackedLayout::Gguf, out, inp).unwrap();
+    let w = QuantWeight::from_gguf_bytes(&bytes, desc, device).unwrap();
+    let values = burn_gguf::quant::dequantize(GgmlType::Q8_0, &bytes, out * inp).unwrap();
+    let linear = LayerLinear::Quant {
+        words: w.words.into_dispatch(),
+        desc,
+    };
+    (linear, values.into_iter().map(f64::from).collect())
+}
+
+/// f64 `W x` for `W` `[out, inp]` row-major.
+fn matvec_f64(w: &[f64], x: &[f64]) -> Vec<f64> {
+    w.chunks_exact(x.len())
+        .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
+/// f64 RMS norm of one row, scaled.
+fn norm_f64(x: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
+    let s = 1.0 / (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64 + eps).sqrt();
+    x.iter().zip(w).map(|(v, w)| v * s * w).collect()
+}
+
+/// (batch, t, start, window, capacity): a prompt chunk, single tokens, a window shorter than
+/// what is held, a batch of two.
+const LAYER_CASES: &[(usize, usize, usize, Option<usize>, usize)] = &[
+    (1, 3, 13, None, 40),
+    (1, 1, 16, Some(8), 40),
+    (2, 2, 5, Some(3), 9),
+    (1, 1, 0, None, 1),
+];
+
+/// [`decoder_layer`] on `device` against the layer in f64 over the same dequantized weights:
+/// a first call at `start`, a second one token later over the buffers it gave back (written in
+/// place where nothing else holds them). The key/value slots the layer must not read are ±6·10⁴;
+/// the buffers come back with this call's roped keys and values at its positions and every other
+/// slot as it was; a buffer also held by the caller is left unchanged.
+fn check_decoder_layer(name: &str, device: &Device) {
+    let mut rng = Rng::fresh(name);
+    let (d, nh, nkv, hd, d_ff) = (96, 4, 2, 32, 160);
+    for &(b, t, start, window, cap) in LAYER_CASES {
+        let what = format!("{name} (b {b} t {t} at {start} window {window:?} capacity {cap})");
+        let eps = 1e-6;
+        let config = DecoderLayerConfig {
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            eps,
+            window,
+            scale: 1.0 / (hd as f64).sqrt(),
+        };
+        let mut lin = |o, i| q8_0_weight(&mut rng, o, i, device);
+        let (q, wq) = lin(nh * hd, d);
+        let (k, wk) = lin(nkv * hd, d);
+        let (v, wv) = lin(nkv * hd, d);
+        let (o, wo) = lin(d, nh * hd);
+        let (gate, wg) = lin(d_ff, d);
+        let (up, wu) = lin(d_ff, d);
+        let (down, wd) = lin(d, d_ff);
+        let mut norm = |n: usize| -> (Vec<f32>, Vec<f64>) {
+            let w: Vec<f32> = (0..n).map(|_| (1.0 + 0.2 * rng.normal()) as f32).collect();
+            let w64 = w.iter().map(|&x| x as f64).collect();
+            (w, w64)
+        };
+        let norms: Vec<(Vec<f32>, Vec<f64>)> = [d, hd, hd, d, d, d].map(&mut norm).into();
+        let tensor = |w: &Vec<f32>| Tensor::<1>::from_floats(w.as_slice(), device).into_dispatch();
+        let weights = || DecoderLayerWeights {
+            attn_norm: tensor(&norms[0].0),
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            o: o.clone(),
+            q_norm: tensor(&norms[1].0),
+            k_norm: tensor(&norms[2].0),
+            post_attn_norm: tensor(&norms[3].0),
+            ffn_norm: tensor(&norms[4].0),
+            gate: gate.clone(),
+            up: up.clone(),
+            down: down.clone(),
+            post_ffn_norm: tensor(&norms[5].0),
+        };
+        let (cos, sin) = rope_tables(cap, hd, 10_000.0, 1.0);
+        let table = |v: &Vec<f32>| {
+            Tensor::<2>::from_data(TensorData::new(v.clone(), [cap, hd / 2]), device)
+        };
+        let (tcos, tsin) = (table(&cos), table(&sin));
+        // the buffers: held positions random, every other slot ±6·10⁴
+        let slot = |j: usize, rng: &mut Rng, scale: f64| {
+            if j < start {
+                (rng.normal() * scale) as f32
+            } else if rng.below(2) == 0 {
+                6e4
+            } else {
+                -6e4
+            }
+        };
+        let n_buf = b * nkv * cap * hd;
+        let kbuf: Vec<f32> = (0..n_buf)
+            .map(|at| slot(at / hd % cap, &mut rng, 1.0))
+            .collect();
+        let vbuf: Vec<f32> = (0..n_buf)
+            .map(|at| slot(at / hd % cap, &mut rng, 1.0))
+            .collect();
+        let (mut k64, mut v64): (Vec<f64>, Vec<f64>) = (
+            kbuf.iter().map(|&x| x as f64).collect(),
+            vbuf.iter().map(|&x| x as f64).collect(),
+        );
+        let buf = |v: &Vec<f32>| {
+            Tensor::<4>::from_data(TensorData::new(v.clone(), [b, nkv, cap, hd]), device)
+        };
+        let mut cache = (buf(&kbuf), buf(&vbuf));
+        let mut pos = start;
+        for (call, steps) in [t, 1].into_iter().enumerate() {
+            if pos + steps > cap {
+                break;
+            }
+            let x: Vec<f32> = (0..b * steps * d).map(|_| rng.normal() as f32).collect();
+            // f64: each token's projections, its keys and values into the f64 buffers, then
+            // attention and the MLP
+            let mut want = Vec::with_capacity(x.len());
+            let mut qs = Vec::new();
+            for bi in 0..b {
+                for i in 0..steps {
+                    let p = pos + i;
+                    let xr: Vec<f64> = x[(bi * steps + i) * d..][..d]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .collect();
+                    let h = norm_f64(&xr, &norms[0].1, eps);
+                    let (qv, kv, vv) = (
+                        matvec_f64(&wq, &h),
+                        matvec_f64(&wk, &h),
+                        matvec_f64(&wv, &h),
+                    );
+                    let rope = |y: &[f64], w: &[f64]| -> Vec<f64> {
+                        let y = norm_f64(y, w, eps);
+                        let half = hd / 2;
+                        let mut r = y.clone();
+                        for j in 0..half {
+                            let (c, s) = (cos[p * half + j] as f64, sin[p * half + j] as f64);
+                            r[j] = y[j] * c - y[j + half] * s;
+                            r[j + half] = y[j] * s + y[j + half] * c;
+                        }
+                        r
+                    };
+                    let qh: Vec<f64> = qv
+                        .chunks_exact(hd)
+                        .flat_map(|y| rope(y, &norms[1].1))
+                        .collect();
+                    for g in 0..nkv {
+                        let at = ((bi * nkv + g) * cap + p) * hd;
+                        k64[at..at + hd].copy_from_slice(&rope(&kv[g * hd..][..hd], &norms[2].1));
+                        v64[at..at + hd].copy_from_slice(&vv[g * hd..][..hd]);
+                    }
+                    qs.push((bi, p, xr, qh));
+                }
+            }
+            for (bi, p, xr, qh) in qs {
+                let mut heads = Vec::with_capacity(nh * hd);
+                for hq in 0..nh {
+                    let base = (bi * nkv + hq / (nh / nkv)) * cap * hd;
+                    let seen: Vec<usize> = (0..=p)
+                        .filter(|&j| window.is_none_or(|w| p - j < w))
+                        .collect();
+                    let scores: Vec<f64> = seen
+                        .iter()
+                        .map(|&j| {
+                            (0..hd)
+                                .map(|e| qh[hq * hd + e] * config.scale * k64[base + j * hd + e])
+                                .sum()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for c in 0..hd {
+                        heads.push(
+                            seen.iter()
+                                .zip(&e)
+                                .map(|(&j, w)| w / sum * v64[base + j * hd + c])
+                                .sum::<f64>(),
+                        );
+                    }
+                }
+                let a = norm_f64(&matvec_f64(&wo, &heads), &norms[3].1, eps);
+                let x1: Vec<f64> = xr.iter().zip(&a).map(|(x, a)| x + a).collect();
+                let h2 = norm_f64(&x1, &norms[4].1, eps);
+                let m: Vec<f64> = matvec_f64(&wg, &h2)
+                    .iter()
+                    .zip(matvec_f64(&wu, &h2))
+                    .map(|(&g, u)| gelu_f64(g).0 * u)
+                    .collect();
+                let y = norm_f64(&matvec_f64(&wd, &m), &norms[5].1, eps);
+                want.extend(x1.iter().zip(&y).map(|(x, y)| x + y));
+            }
+            poison(want.len(), device);
+            let held = cache.0.clone(); // a reference the caller keeps: must stay as it was
+            let before = floats(held.clone());
+            let tx = Tensor::<3>::from_data(TensorData::new(x, [b, steps, d]), device);
+            let (y, out) = decoder_layer(tx, weights(), cache, (&tcos, &tsin), pos, config);
+            let what = format!("{what} call {call}");
+            assert_eq!(y.dims(), [b, steps, d], "{what}");
+            let tol = |w: &f64| 5e-4 * (1.0 + w.abs());
+            for (i, (g, w)) in floats(y).iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() <= tol(w),
+                    "{what}: output {i} is {g}, f64 {w}"
+                );
+            }
+            for (label, got, want) in [
+                ("keys", floats(out.0.clone()), &mut k64),
+                ("values", floats(out.1.clone()), &mut v64),
+            ] {
+                for (i, (g, w)) in got.iter().zip(want.iter_mut()).enumerate() {
+                    let j = i / hd % cap;
+                    let ok = if (pos..pos + steps).contains(&j) {
+                        (*g as f64 - *w).abs() <= tol(w)
+                    } else {
+                        *g as f64 == *w
+                    };
+                    assert!(ok, "{what}: {label} slot {j} value {i} is {g}, want {w}");
+                    // the next call reads the values the device holds
+                    *w = *g as f64;
+                }
+            }
+            assert_eq!(
+                floats(held),
+                before,
+                "{what}: a buffer the caller still holds was written"
+            );
+            cache = out;
+            pos += steps;
+        }
+    }
+}
+
 /// The kernel's typed errors: a weight of the wrong length, mismatched dtypes.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
@@ -684,6 +939,7 @@ mod flex {
         check_rope("rope_flex", &Device::flex());
         check_gelu_mul("gelu_mul_flex", &Device::flex());
         check_attention("attention_flex", &Device::flex(), 0.0, false);
+        check_decoder_layer("decoder_layer_flex", &Device::flex());
     }
     #[cfg(feature = "autodiff")]
     #[test]
@@ -696,6 +952,7 @@ mod flex {
             0.0,
             true,
         );
+        check_decoder_layer("decoder_layer_autodiff_flex", &Device::flex().autodiff());
     }
     #[test]
     #[should_panic(expected = "the weight's length must be x's last dim")]
@@ -717,6 +974,7 @@ mod wgpu {
             check_rope("rope_wgpu", &d);
             check_gelu_mul("gelu_mul_wgpu", &d);
             check_attention("attention_wgpu", &d, 0.0, false);
+            check_decoder_layer("decoder_layer_wgpu", &d);
             check_kernel_errors("errors_wgpu", &common::cube::Cube::wgpu());
         }
     }
@@ -743,6 +1001,7 @@ mod cuda {
             check_rope("rope_cuda", &d);
             check_gelu_mul("gelu_mul_cuda", &d);
             check_attention("attention_cuda", &d, 0.0, false);
+            check_decoder_layer("decoder_layer_cuda", &d);
             check_kernel_errors("errors_cuda", &common::cube::Cube::cuda());
         }
     }

@@ -58,12 +58,18 @@ impl Sampler {
         &self.config
     }
 
+    /// Whether this sampler always takes the most likely token ([`argmax`]): temperature 0 or
+    /// top-k 1.
+    pub fn is_greedy(&self) -> bool {
+        self.config.temperature <= 0.0 || self.config.top_k == 1
+    }
+
     /// Chooses a token. Panics on empty logits; NaN logits are never chosen when any other is
     /// finite.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         assert!(!logits.is_empty(), "no logits to sample from");
         let c = self.config;
-        if c.temperature <= 0.0 || c.top_k == 1 {
+        if self.is_greedy() {
             return argmax(logits);
         }
         // Candidates, most likely first; top-k cut before sorting everything.

@@ -2,6 +2,7 @@
 //! fused product, a dense `burn::nn::Linear` for float types, and for other quantized types a
 //! clear error unless the caller asks for dequantization at load.
 
+use burn::backend::Dispatch;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -9,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::quant_linear::{load_bias, matrix_dims, require_fused_or_float};
 use super::{QuantLinear, QuantLinearError};
 use crate::gguf::GgufFile;
+use crate::ops::LayerLinear;
 use crate::quant::FUSED_TYPES;
 
 /// A linear layer from a GGUF weight (`ne = [d_input, d_output]`, the layout llama.cpp uses for
@@ -68,6 +70,23 @@ impl GgufLinear {
             weight: Param::from_tensor(weight),
             bias,
         }))
+    }
+
+    /// The layer as [`ops::decoder_layer`](crate::ops::decoder_layer) takes a projection.
+    pub fn layer_linear(&self) -> LayerLinear<Dispatch> {
+        match self {
+            GgufLinear::Quant(q) => q.layer_linear(),
+            GgufLinear::Dense(l) => {
+                let weight = l.weight.val().into_dispatch();
+                match &l.bias {
+                    Some(b) => LayerLinear::DenseBiased {
+                        weight,
+                        bias: b.val().into_dispatch(),
+                    },
+                    None => LayerLinear::Dense { weight },
+                }
+            }
+        }
     }
 
     /// Whether the weight runs on the fused quantized path.

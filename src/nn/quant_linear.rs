@@ -1,6 +1,7 @@
 //! [`QuantLinear`] (and its name for Q6_K weights, [`Q6kLinear`]): a drop-in for
 //! `burn::nn::Linear` whose weight stays quantized GGUF bytes on the device.
 
+use burn::backend::Dispatch;
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Linear, LinearConfig};
@@ -9,7 +10,7 @@ use thiserror::Error;
 
 use super::load::load_float_tensor;
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
-use crate::ops::{QuantWeight, quant_dequantize, quant_matmul};
+use crate::ops::{LayerLinear, QuantWeight, quant_dequantize, quant_matmul};
 use crate::quant::{BlockQ6K, PackError, QuantWeightDesc, q6k};
 
 /// Why a [`QuantLinear`] could not be built.
@@ -253,6 +254,19 @@ impl QuantLinear {
         match &self.bias {
             Some(b) => y + b.val().unsqueeze(),
             None => y,
+        }
+    }
+
+    /// The layer as [`ops::decoder_layer`](crate::ops::decoder_layer) takes a projection.
+    pub fn layer_linear(&self) -> LayerLinear<Dispatch> {
+        let (words, desc) = (self.weight.val().into_dispatch(), self.desc);
+        match &self.bias {
+            Some(b) => LayerLinear::QuantBiased {
+                words,
+                desc,
+                bias: b.val().into_dispatch(),
+            },
+            None => LayerLinear::Quant { words, desc },
         }
     }
 

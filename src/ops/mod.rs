@@ -11,8 +11,10 @@
 //! silent host fallback.
 
 mod backends;
+mod layer;
 mod transformer;
 
+pub use layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear, decoder_layer};
 pub use transformer::{TransformerBackend, attention, gelu_mul, rms_norm, rope, rope_tables};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};

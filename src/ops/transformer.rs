@@ -9,10 +9,12 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Backend, Dispatch, Scalar, Slice, TensorMetadata, backend_extension, get_device_settings,
+    Dispatch, Scalar, Slice, TensorMetadata, backend_extension, get_device_settings,
 };
 use burn::tensor::{Shape, Tensor, TensorData};
 
+use super::QuantBackend;
+use super::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
 use crate::cpu::{GELU_CUBIC, SQRT_2_OVER_PI};
 
 /// A Burn backend with the transformer layer's fused ops.
@@ -22,7 +24,7 @@ use crate::cpu::{GELU_CUBIC, SQRT_2_OVER_PI};
     Flex: cfg(feature = "flex"),
     Autodiff: cfg(feature = "autodiff"),
 )]
-pub trait TransformerBackend: Backend {
+pub trait TransformerBackend: QuantBackend {
     /// RMS norm over the last dim, scaled: `y = x / √(mean(x²) + eps) · weight`, `x`
     /// `[.., d]`, `weight` `[d]`, computed in f32 (the sum of squares at least in f32), in the
     /// order ggml's `rms_norm` then `mul` round: `(x · scale) · weight`.
@@ -122,6 +124,32 @@ pub trait TransformerBackend: Backend {
         let sum = Self::float_sum_dim(e.clone(), 3);
         let out = Self::float_matmul(Self::float_div(e, sum), v);
         Self::float_swap_dims(Self::float_reshape(out, Shape::from([b, nh, t, hd])), 1, 2)
+    }
+
+    /// One Gemma-3-style decoder layer over `x` `[batch, t, d_model]` at positions `start..start
+    /// + t` (see [`decoder_layer`](super::decoder_layer)): the pre-norm, the q/k/v projections,
+    /// the q/k head norms, RoPE from the `cos`/`sin` tables, this call's keys and values written
+    /// into `cache` (in place where nothing else holds the buffers), [`attention`](Self::attention)
+    /// over it, the output projection, post-norm and residual add, then the MLP between its own
+    /// norms and residual add. Gives the layer's output and the buffers.
+    ///
+    /// The default body is those ops one by one, on `Self` (what Autodiff and Flex run). Under
+    /// Burn's fusion the whole layer is one registered op whose body runs on the CubeCL backend,
+    /// each of its kernels launched directly.
+    #[fusion(
+        id = "burn_gguf::decoder_layer",
+        meta = |x, _weights, cache, _cos, _sin, _start, _config| (x.clone(), cache.clone())
+    )]
+    fn decoder_layer(
+        x: FloatTensor<Self>,
+        #[extension_type] weights: DecoderLayerWeights<Self>,
+        #[extension_type] cache: KvBuffers<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+        config: DecoderLayerConfig,
+    ) -> (FloatTensor<Self>, KvBuffers<Self>) {
+        super::layer::forward::<Self>(x, weights, cache, cos, sin, start, config)
     }
 
     /// `gelu_tanh(gate) · up` (Gemma's gated MLP): `g/2 · (1 + tanh(√(2/π) · (g + 0.044715 g³)))

@@ -93,38 +93,40 @@ impl KvCache {
         tables
     }
 
-    /// Writes a layer's keys and values for the `t` positions after [`len`](Self::len) (call
-    /// [`reserve`](Self::reserve) first); returns the layer's whole buffers.
-    pub(super) fn append(
+    /// A layer's key and value buffers, `[batch, kv_heads, capacity, head_dim]`, taken out of
+    /// the cache (give them back with [`put`](Self::put)): allocated on `device` at the current
+    /// capacity (call [`reserve`](Self::reserve) first), the positions held copied over when it
+    /// grew.
+    pub(super) fn take(
         &mut self,
         layer: usize,
-        k: Tensor<4>,
-        v: Tensor<4>,
+        batch: usize,
+        device: &Device,
     ) -> (Tensor<4>, Tensor<4>) {
-        let [b, h, t, d] = k.dims();
-        let (start, cap) = (self.len, self.capacity);
-        let grow = |old: Option<Tensor<4>>, like: &Tensor<4>| match old {
-            Some(buf) if buf.dims()[2] == cap => buf,
+        let (n, cap, hd) = (self.config.n_kv_heads, self.capacity, self.config.head_dim);
+        let held = self.len;
+        let grow = |old: Option<Tensor<4>>| match old {
+            Some(buf) if buf.dims() == [batch, n, cap, hd] => buf,
             old => {
-                let buf = Tensor::<4>::zeros([b, h, cap, d], &like.device());
+                let buf = Tensor::<4>::zeros([batch, n, cap, hd], device);
                 match old {
-                    Some(o) => {
-                        let n = o.dims()[2].min(start);
-                        buf.slice_assign([0..b, 0..h, 0..n, 0..d], o.narrow(2, 0, n))
+                    Some(o) if o.dims()[0] == batch => {
+                        let held = o.dims()[2].min(held);
+                        buf.slice_assign([0..batch, 0..n, 0..held, 0..hd], o.narrow(2, 0, held))
                     }
-                    None => buf,
+                    _ => buf,
                 }
             }
         };
-        let (old_k, old_v) = match self.layers[layer].take() {
-            Some((k, v)) => (Some(k), Some(v)),
-            None => (None, None),
-        };
-        let range = [0..b, 0..h, start..start + t, 0..d];
-        let k = grow(old_k, &k).slice_assign(range.clone(), k);
-        let v = grow(old_v, &v).slice_assign(range, v);
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
+        match self.layers[layer].take() {
+            Some((k, v)) => (grow(Some(k)), grow(Some(v))),
+            None => (grow(None), grow(None)),
+        }
+    }
+
+    /// Gives a layer's buffers back after [`take`](Self::take).
+    pub(super) fn put(&mut self, layer: usize, buffers: (Tensor<4>, Tensor<4>)) {
+        self.layers[layer] = Some(buffers);
     }
 
     /// Records that `n` positions were added to every layer.

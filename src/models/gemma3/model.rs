@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use burn::backend::Dispatch;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -9,9 +10,11 @@ use super::attention::Attention;
 use super::cache::KvCache;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
+use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
 use crate::models::sampling::Sampler;
 use crate::nn::GgufEmbedding;
+use crate::ops::{DecoderLayerConfig, DecoderLayerWeights};
 
 /// One transformer block: norms before and after both attention and the MLP.
 #[derive(Module, Debug)]
@@ -30,6 +33,52 @@ pub struct Block {
     pub post_ffn_norm: RmsNorm,
     /// Whether the layer attends globally (else: sliding window).
     pub global: bool,
+}
+
+impl Block {
+    /// The layer over `x` `[1, t, d_model]` at positions `start..start + t`, its keys and values
+    /// written into its cache `buffers` (given back with the output): one
+    /// [`ops::decoder_layer`](crate::ops::decoder_layer).
+    pub(super) fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        start: usize,
+        window: Option<usize>,
+        buffers: (Tensor<4>, Tensor<4>),
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let a = &self.attn;
+        let config = DecoderLayerConfig {
+            n_heads: a.n_heads,
+            n_kv_heads: a.n_kv_heads,
+            head_dim: a.head_dim,
+            eps: self.attn_norm.eps,
+            window,
+            scale: a.scale,
+        };
+        crate::ops::decoder_layer(x, self.weights(), buffers, rope.tables(), start, config)
+    }
+
+    /// The layer's weights as [`ops::decoder_layer`](crate::ops::decoder_layer) takes them.
+    fn weights(&self) -> DecoderLayerWeights<Dispatch> {
+        let norm = |n: &RmsNorm| n.weight.val().into_dispatch();
+        let (a, m) = (&self.attn, &self.mlp);
+        DecoderLayerWeights {
+            attn_norm: norm(&self.attn_norm),
+            q: a.q.layer_linear(),
+            k: a.k.layer_linear(),
+            v: a.v.layer_linear(),
+            o: a.o.layer_linear(),
+            q_norm: norm(&a.q_norm),
+            k_norm: norm(&a.k_norm),
+            post_attn_norm: norm(&self.post_attn_norm),
+            ffn_norm: norm(&self.ffn_norm),
+            gate: m.gate.layer_linear(),
+            up: m.up.layer_linear(),
+            down: m.down.layer_linear(),
+            post_ffn_norm: norm(&self.post_ffn_norm),
+        }
+    }
 }
 
 /// A Gemma 3 text model loaded from a GGUF file ([`Gemma3::from_gguf`]).
@@ -102,12 +151,10 @@ impl Gemma3 {
             } else {
                 (&rope_local, Some(c.sliding_window))
             };
-            let h = layer
-                .attn
-                .forward(layer.attn_norm.forward(x.clone()), i, rope, window, cache);
-            x = x + layer.post_attn_norm.forward(h);
-            let h = layer.mlp.forward(layer.ffn_norm.forward(x.clone()));
-            x = x + layer.post_ffn_norm.forward(h);
+            let buffers = cache.take(i, 1, &device);
+            let (y, buffers) = layer.forward(x, rope, start, window, buffers);
+            cache.put(i, buffers);
+            x = y;
         }
         cache.advance(t);
         Ok(self.output_norm.forward(x))
@@ -162,11 +209,7 @@ impl Gemma3 {
         let mut logits = self.forward_last(prompt, cache)?;
         let mut first_token_at = None;
         loop {
-            let values = logits
-                .into_data()
-                .try_into_vec_as::<f32>()
-                .unwrap_or_default();
-            let token = sampler.sample(&values);
+            let token = next_token(logits, sampler);
             if first_token_at.is_none() {
                 first_token_at = Some(Instant::now());
                 out.prompt_time = started.elapsed();
@@ -185,4 +228,20 @@ impl Gemma3 {
         out.generation_time = first_token_at.map_or(Duration::ZERO, |t| t.elapsed());
         Ok(out)
     }
+}
+
+/// The token `sampler` picks from `logits` `[vocab]`. Greedy picks on the device (Burn's
+/// `argmax`: the first maximum, as [`argmax`](crate::models::sampling::argmax)): only the token
+/// id is read back, not the logits (1 MiB for Gemma 3's vocabulary, read and scanned on the host
+/// every step).
+fn next_token(logits: Tensor<1>, sampler: &mut Sampler) -> u32 {
+    if sampler.is_greedy() {
+        let id = logits.argmax(0).into_data();
+        return id.iter::<i64>().next().map_or(0, |id| id as u32);
+    }
+    let values = logits
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default();
+    sampler.sample(&values)
 }

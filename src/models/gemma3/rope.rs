@@ -27,9 +27,11 @@ impl RopeTables {
         self.cos.dims()[0]
     }
 
-    /// Rotates `x` (`[batch, positions, heads, head_dim]`, positions `start..`): element `i` of
-    /// a head's first half pairs with element `i` of its second half.
-    pub fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
-        crate::ops::rope(x, self.cos.clone(), self.sin.clone(), start)
+    /// The `(cos, sin)` tables, `[positions, head_dim / 2]` each, as
+    /// [`ops::rope`](crate::ops::rope) and [`ops::decoder_layer`](crate::ops::decoder_layer)
+    /// take them: pair `i` of a head (elements `i` and `i + head_dim / 2`) at position `p` turns
+    /// by the angle whose cosine and sine are `cos[p, i]` and `sin[p, i]`.
+    pub fn tables(&self) -> (&Tensor<2>, &Tensor<2>) {
+        (&self.cos, &self.sin)
     }
 }

@@ -6,7 +6,7 @@ use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::Checkpoi
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Autodiff, AutodiffBackend, Backend};
+use burn::backend::{Autodiff, AutodiffBackend};
 use burn::tensor::FloatDType;
 
 use crate::ops::{QuantBackend, TransformerBackend};
@@ -103,4 +103,4 @@ impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
 }
 
 /// The transformer ops' default bodies: Burn's own ops, so Burn's own gradients.
-impl<B: Backend, C: CheckpointStrategy> TransformerBackend for Autodiff<B, C> {}
+impl<B: QuantBackend, C: CheckpointStrategy> TransformerBackend for Autodiff<B, C> {}
