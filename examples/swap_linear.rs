@@ -230,6 +230,8 @@ fn run(args: &Args, device: &Device) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    #[cfg(feature = "cuda")]
+    backend::cache_compiled_kernels();
     let picked = backend::device(args.backend.as_deref())?;
     eprintln!("device: {picked}");
     run(&args, &picked.device)

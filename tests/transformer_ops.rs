@@ -12,10 +12,10 @@
 mod common;
 
 use burn::backend::Dispatch;
-use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use burn_gguf::ops::{
-    DecoderLayerConfig, DecoderLayerWeights, LayerLinear, QuantWeight, attention, decoder_layer,
-    gelu_mul, rms_norm, rope, rope_tables,
+    DecoderLayerConfig, DecoderLayerWeights, LayerLinear, Positions, QuantWeight, attention,
+    decoder_layer, gelu_mul, rms_norm, rope, rope_tables,
 };
 use burn_gguf::quant::{GgmlType, PackedLayout, QuantWeightDesc};
 use common::{Rng, floats, poison};
@@ -650,7 +650,7 @@ const LAYER_CASES: &[(usize, usize, usize, Option<usize>, usize)] = &[
 fn check_decoder_layer(name: &str, device: &Device) {
     let mut rng = Rng::fresh(name);
     let (d, nh, nkv, hd, d_ff) = (96, 4, 2, 32, 160);
-    for &(b, t, start, window, cap) in LAYER_CASES {
+    for (case, &(b, t, start, window, cap)) in LAYER_CASES.iter().enumerate() {
         let what = format!("{name} (b {b} t {t} at {start} window {window:?} capacity {cap})");
         let eps = 1e-6;
         let config = DecoderLayerConfig {
@@ -809,8 +809,18 @@ fn check_decoder_layer(name: &str, device: &Device) {
             let held = cache.0.clone(); // a reference the caller keeps: must stay as it was
             let before = floats(held.clone());
             let tx = Tensor::<3>::from_data(TensorData::new(x, [b, steps, d]), device);
-            let (y, out) = decoder_layer(tx, weights(), cache, (&tcos, &tsin), pos, config);
-            let what = format!("{what} call {call}");
+            // the two calls read their position on the host and on the device, in turn
+            let on_device = (call + case) % 2 == 1;
+            let at = if on_device {
+                Positions::on_device(Tensor::<1, Int>::from_data(
+                    TensorData::new(vec![pos as u32], [1]),
+                    (device, DType::U32),
+                ))
+            } else {
+                Positions::Host { start: pos }
+            };
+            let (y, out) = decoder_layer(tx, weights(), cache, (&tcos, &tsin), at, config);
+            let what = format!("{what} call {call}, position on the device: {on_device}");
             assert_eq!(y.dims(), [b, steps, d], "{what}");
             let tol = |w: &f64| 5e-4 * (1.0 + w.abs());
             for (i, (g, w)) in floats(y).iter().zip(&want).enumerate() {
@@ -849,7 +859,7 @@ fn check_decoder_layer(name: &str, device: &Device) {
 /// The kernel's typed errors: a weight of the wrong length, mismatched dtypes.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
-    use burn_gguf::kernel::{KernelError, rms_norm as kernel_rms_norm};
+    use burn_gguf::kernel::{KernelError, Start, rms_norm as kernel_rms_norm};
     let x = cube.floats(&[1.0; 12], [3, 4]);
     let err = kernel_rms_norm(x.clone(), cube.floats(&[1.0; 5], [5]), 1e-6).unwrap_err();
     assert!(
@@ -863,7 +873,7 @@ fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
 
     let x4 = cube.floats(&[1.0; 24], [1, 3, 2, 4]);
     let table = |p: usize, half: usize| cube.floats(&vec![1.0; p * half], [p, half]);
-    let rope = |x, c, s, start| burn_gguf::kernel::rope(x, c, s, start).err();
+    let rope = |x, c, s, start| burn_gguf::kernel::rope(x, c, s, Start::at(start)).err();
     assert!(
         rope(x4.clone(), table(8, 2), table(8, 2), 5).is_none(),
         "{name}: 5..8 of 8"
@@ -891,7 +901,7 @@ fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
             cube.floats(&vec![0.0; n(q)], q),
             cube.floats(&vec![0.0; n(kv)], kv),
         );
-        burn_gguf::kernel::attention(q, kv.clone(), kv, start, window, 1.0).err()
+        burn_gguf::kernel::attention(q, kv.clone(), kv, Start::at(start), window, 1.0).err()
     };
     assert!(
         attend([1, 2, 4, 8], [1, 2, 5, 8], 3, None).is_none(),
@@ -924,6 +934,68 @@ fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
     }
     let err = burn_gguf::kernel::gelu_mul(x.clone(), cube.floats(&[1.0; 12], [4, 3])).unwrap_err();
     assert_eq!(err, KernelError::Shapes(vec![3, 4], vec![4, 3]), "{name}");
+
+    // device offsets: one U32 value, else a typed error; the host checks what it knows
+    let one = cube.tensor(
+        &3u32.to_le_bytes(),
+        burn::tensor::Shape::new([1]),
+        DType::U32,
+    );
+    let two = cube.words(&[3, 4]);
+    let signed = cube.tensor(
+        &3i32.to_le_bytes(),
+        burn::tensor::Shape::new([1]),
+        DType::I32,
+    );
+    for (offset, why) in [(two, "two values"), (signed, "an I32 value")] {
+        let err = burn_gguf::kernel::rope(
+            x4.clone(),
+            table(8, 2),
+            table(8, 2),
+            Start::on_device(offset),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, KernelError::Offset { .. }),
+            "{name}: {why}: {err}"
+        );
+    }
+    assert!(
+        rope_on_device(&x4, table(7, 2), one.clone()).is_none(),
+        "{name}: a device offset is not bounded on the host (the kernel clamps)"
+    );
+    let buffer = cube.floats(&[0.0; 2 * 5 * 4], [2, 5, 4]);
+    let write = |value: [usize; 3], start: Start| {
+        let v = cube.floats(&vec![1.0; value.iter().product()], value);
+        burn_gguf::kernel::write_positions(buffer.clone(), v, start).err()
+    };
+    assert!(
+        write([2, 2, 4], Start::at(3)).is_none(),
+        "{name}: 3..5 of 5"
+    );
+    for (value, start, why) in [
+        ([2, 3, 4], 3, "positions past the slots"),
+        ([1, 2, 4], 0, "leading dims differ"),
+        ([2, 2, 3], 0, "widths differ"),
+    ] {
+        let err = write(value, Start::at(start));
+        assert!(
+            matches!(err, Some(KernelError::Positions { .. })),
+            "{name}: {why}: {err:?}"
+        );
+    }
+    assert!(
+        write([2, 3, 4], Start::on_device(one)).is_none(),
+        "{name}: device offset"
+    );
+
+    fn rope_on_device(
+        x: &burn_cubecl::tensor::CubeTensor,
+        table: burn_cubecl::tensor::CubeTensor,
+        offset: burn_cubecl::tensor::CubeTensor,
+    ) -> Option<KernelError> {
+        burn_gguf::kernel::rope(x.clone(), table.clone(), table, Start::on_device(offset)).err()
+    }
 }
 
 #[cfg(feature = "flex")]

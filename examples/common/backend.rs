@@ -132,3 +132,15 @@ fn wgpu_gpu() -> Option<Device> {
         .map(Device::wgpu)
         .find(|gpu| listed.contains(gpu))
 }
+
+/// Keeps the kernels CubeCL compiles in its on-disk cache (CubeCL's `persistence`, which the
+/// `cuda` feature builds; autotune results are kept there by default), so that a later process
+/// loads them instead of compiling again. A `cubecl.toml` and CubeCL's environment variables
+/// still apply, except that this turns the kernel cache on. Call before the first device.
+#[cfg(feature = "cuda")]
+pub fn cache_compiled_kernels() {
+    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    config.compilation.cache = true;
+    CubeClRuntimeConfig::try_set(config);
+}

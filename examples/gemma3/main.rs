@@ -95,6 +95,8 @@ struct Args {
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let args = Args::parse();
+    #[cfg(feature = "cuda")]
+    backend::cache_compiled_kernels();
     if let Some(path) = &args.sha256 {
         return match fetch::sha256_file(path) {
             Ok(hex) => {

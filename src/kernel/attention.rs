@@ -10,6 +10,7 @@ use cubecl::{prelude::*, server::CubeCountSelection};
 
 use super::KernelError;
 use super::dequantize::empty_like;
+use super::positions::{Start, first_position};
 
 /// Units per cube.
 const THREADS: usize = 128;
@@ -33,8 +34,9 @@ fn reduce_shared(red: &mut [f32], tid: usize, #[comptime] threads: usize, #[comp
     }
 }
 
-/// Row `CUBE_POS` = `(b · t + i) · heads + h` of the output: query `i` (position `start + i`) of
-/// head `h` over the keys it sees in kv head `h / (heads / kv_heads)`.
+/// Row `CUBE_POS` = `(b · t + i) · heads + h` of the output: query `i` (position `start (+
+/// offset[0]) + i`) of head `h` over the keys it sees in kv head `h / (heads / kv_heads)`, at
+/// most the `keys` slots there are (a device offset is not checked on the host).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn attention_kernel<F: Float>(
@@ -48,6 +50,7 @@ fn attention_kernel<F: Float>(
     kv_heads: usize,
     keys: usize,
     start: usize,
+    offset: ComptimeOption<&[u32]>,
     window: usize,
     scale: f32,
     #[comptime] hd: usize,
@@ -64,12 +67,12 @@ fn attention_kernel<F: Float>(
     let i = (row / heads) % t;
     let b = row / (heads * t);
     let kv = (b * kv_heads + h / (heads / kv_heads)) * keys * hd;
-    let p = start + i;
+    let p = first_position(start, offset) + i;
     let mut lo = 0usize;
     if window > 0 && p + 1 > window {
         lo = p + 1 - window;
     }
-    let hi = p + 1;
+    let hi = (p + 1).min(keys);
 
     let mut qs = Shared::<[f32]>::new_slice(hd);
     let mut sc = Shared::<[f32]>::new_slice(chunk);
@@ -159,15 +162,16 @@ fn attention_kernel<F: Float>(
     }
 }
 
-/// Attention of queries `q` `[batch, t, heads, head_dim]` at positions `start..start + t` over
-/// `k`, `v` `[batch, kv_heads, keys, head_dim]` (`keys ≥ start + t`), each query seeing the
-/// keys at positions up to its own and, with `window`, only the last `window` of those; `q` is
-/// scaled by `scale` first. The result is `[batch, t, heads, head_dim]` in q's dtype.
+/// Attention of queries `q` `[batch, t, heads, head_dim]` at the `t` positions from `start`
+/// over `k`, `v` `[batch, kv_heads, keys, head_dim]` (`keys ≥ start + t` where the start is
+/// known on the host), each query seeing the keys at positions up to its own and, with `window`,
+/// only the last `window` of those; `q` is scaled by `scale` first. The result is `[batch, t,
+/// heads, head_dim]` in q's dtype.
 pub fn attention(
     q: CubeTensor,
     k: CubeTensor,
     v: CubeTensor,
-    start: usize,
+    start: Start,
     window: Option<usize>,
     scale: f64,
 ) -> Result<CubeTensor, KernelError> {
@@ -175,8 +179,9 @@ pub fn attention(
     let bad = || KernelError::Attention {
         q: qs.to_vec(),
         kv: ks.to_vec(),
-        start,
+        start: start.start,
     };
+    start.check(&q)?;
     if qs.num_dims() != 4 || ks.num_dims() != 4 || v.meta.shape() != &ks {
         return Err(bad());
     }
@@ -186,7 +191,8 @@ pub fn attention(
         || khd != hd
         || kv_heads == 0
         || !heads.is_multiple_of(kv_heads)
-        || start + t > keys
+        || (!start.is_on_device() && start.start + t > keys)
+        || keys == 0
         || hd == 0
         || window == Some(0)
     {
@@ -210,8 +216,9 @@ pub fn attention(
     let cube_count = CubeCountSelection::new(&client, n_rows as u32).cube_count();
     let dtype = dtype_to_storage_type(q.dtype);
     // SAFETY: q and out are contiguous `n_rows × hd`, k and v `b × kv_heads × keys × hd` (shapes
-    // checked above); a cube reads keys below start + t ≤ keys of its own sequence and kv head
-    // and writes its own row; cubes past n_rows return at once.
+    // checked above); a cube reads keys below min(its position + 1, keys) of its own sequence
+    // and kv head and writes its own row; cubes past n_rows return at once; the offset is one
+    // value (checked).
     unsafe {
         attention_kernel::launch_unchecked(
             &client,
@@ -226,7 +233,8 @@ pub fn attention(
             heads,
             kv_heads,
             keys,
-            start,
+            start.start,
+            start.offset_arg().into(),
             window.unwrap_or(0),
             scale as f32,
             hd,

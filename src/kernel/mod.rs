@@ -3,7 +3,8 @@
 //! with its launch function.
 //!
 //! The transformer layer's fused ops have their kernels here too ([`rms_norm`], [`rope`],
-//! [`gelu_mul`], [`attention`]).
+//! [`gelu_mul`], [`attention`], [`write_positions`]); those that take positions read them from a
+//! [`Start`], a device buffer where a recorded step must replay unchanged.
 //!
 //! The entries, [`quant_gemv`], [`quant_dequantize`] and [`quant_rows`], take a packed weight and
 //! the [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the
@@ -12,6 +13,7 @@
 //! aligned planes have a specialised product of their own.
 
 mod attention;
+mod cache;
 mod decode;
 mod dequantize;
 mod formats;
@@ -21,14 +23,17 @@ mod gemv_planes;
 #[cfg(test)]
 mod msl;
 mod norm;
+mod positions;
 mod reduce;
 mod rope;
 
 pub use attention::attention;
+pub use cache::write_positions;
 pub use gelu::gelu_mul;
 pub use gemv::gemv_shape;
 pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
 pub use norm::rms_norm;
+pub use positions::Start;
 pub use reduce::CubeShape;
 pub use rope::rope;
 
@@ -122,6 +127,27 @@ pub enum KernelError {
         kv: Vec<usize>,
         /// The first query's position.
         start: usize,
+    },
+    /// A cache write whose buffer and value do not fit together.
+    #[error(
+        "writing values {value:?} ([.., positions, d]) at position {start} needs a buffer [.., \
+         slots ≥ {start} + positions, d] with the same leading dims, found {buffer:?}"
+    )]
+    Positions {
+        /// The buffer's shape.
+        buffer: Vec<usize>,
+        /// The values' shape.
+        value: Vec<usize>,
+        /// The first position.
+        start: usize,
+    },
+    /// A device position offset that is not one `U32` value.
+    #[error("a position offset is one U32 value, found {dtype:?} of shape {shape:?}")]
+    Offset {
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Its dtype.
+        dtype: DType,
     },
     /// Two inputs of an element-wise op with different shapes.
     #[error("the op's inputs must share a shape, found {0:?} and {1:?}")]

@@ -7,9 +7,11 @@ use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
 use super::dequantize::empty_like;
+use super::positions::{Start, first_position};
 
 /// Unit `item` turns pair `item % half` of row `item / half` (rows are `[.., t, heads]`
-/// flattened, `2 · half` values each) at position `start + (row / heads) % t`.
+/// flattened, `2 · half` values each) at position `start (+ offset[0]) + (row / heads) % t`,
+/// at most the tables' last (`positions − 1`: a device offset is not checked on the host).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn rope_kernel<F: Float>(
@@ -22,6 +24,8 @@ fn rope_kernel<F: Float>(
     t: usize,
     half: usize,
     start: usize,
+    positions: usize,
+    offset: ComptimeOption<&[u32]>,
     #[define(F)] _dtype: ElemType,
 ) {
     let item = ABSOLUTE_POS;
@@ -30,7 +34,8 @@ fn rope_kernel<F: Float>(
     }
     let row = item / half;
     let i = item % half;
-    let angle = (start + (row / heads) % t) * half + i;
+    let p = first_position(start, offset) + (row / heads) % t;
+    let angle = p.min(positions - 1) * half + i;
     let c = f32::cast_from(cos[angle]);
     let s = f32::cast_from(sin[angle]);
     let at = row * 2 * half + i;
@@ -40,29 +45,31 @@ fn rope_kernel<F: Float>(
     y[at + half] = F::cast_from(x1 * s + x2 * c);
 }
 
-/// RoPE of `x` (`[.., t, heads, head_dim]`) at positions `start..start + t`, the tables `cos`
+/// RoPE of `x` (`[.., t, heads, head_dim]`) at the `t` positions from `start`, the tables `cos`
 /// and `sin` `[positions, head_dim / 2]` (x is computed in the tables' dtype, its result cast
-/// back, if the two differ).
+/// back, if the two differ). Positions read on the device past the tables take their last row.
 pub fn rope(
     x: CubeTensor,
     cos: CubeTensor,
     sin: CubeTensor,
-    start: usize,
+    start: Start,
 ) -> Result<CubeTensor, KernelError> {
     let shape = x.meta.shape().clone();
     let dims = shape.num_dims();
     let bad = || KernelError::Rope {
         shape: shape.to_vec(),
         table: cos.meta.shape().to_vec(),
-        start,
+        start: start.start,
     };
+    start.check(&x)?;
     if dims < 3 || !shape[dims - 1].is_multiple_of(2) {
         return Err(bad());
     }
     let (t, heads, half) = (shape[dims - 3], shape[dims - 2], shape[dims - 1] / 2);
     for table in [&cos, &sin] {
         let ts = table.meta.shape();
-        if ts.num_dims() != 2 || ts[1] != half || start + t > ts[0] {
+        let fits = |rows: usize| rows > 0 && (start.is_on_device() || start.start + t <= rows);
+        if ts.num_dims() != 2 || ts[1] != half || !fits(ts[0]) {
             return Err(bad());
         }
         if table.device != x.device {
@@ -77,6 +84,7 @@ pub fn rope(
         let dtype = x.dtype;
         return Ok(cast(rope(cast(x, cos.dtype), cos, sin, start)?, dtype));
     }
+    let positions = cos.meta.shape()[0];
     let (cos, sin) = (into_contiguous(cos), into_contiguous(sin));
     let x = into_contiguous(x);
     let y = empty_like(&x, shape);
@@ -89,8 +97,8 @@ pub fn rope(
     let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
     let dtype = dtype_to_storage_type(x.dtype);
     // SAFETY: x and y are contiguous with `n_items · 2` values (pairs of rows of 2 · half); a
-    // unit past n_items returns; the table index is below (start + t) · half ≤ the tables'
-    // length (checked above).
+    // unit past n_items returns; the table row is clamped below `positions` (≥ 1, checked
+    // above), the offset is one value (checked).
     unsafe {
         rope_kernel::launch_unchecked(
             &client,
@@ -104,7 +112,9 @@ pub fn rope(
             heads,
             t,
             half,
-            start,
+            start.start,
+            positions,
+            start.offset_arg().into(),
             dtype,
         )
     };

@@ -8,10 +8,10 @@
 //! written in place where nothing else holds them.
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Backend, Dispatch, ExtensionType, Slice, TensorMetadata};
+use burn::backend::{Backend, Dispatch, ExtensionType, TensorMetadata};
 use burn::tensor::{Shape, Tensor};
 
-use super::{QuantBackend, TransformerBackend};
+use super::{Positions, QuantBackend, TransformerBackend};
 use crate::dims::with_last_dim;
 use crate::quant::QuantWeightDesc;
 
@@ -129,7 +129,7 @@ pub(super) fn forward<B: TransformerBackend>(
     cache: KvBuffers<B>,
     cos: FloatTensor<B>,
     sin: FloatTensor<B>,
-    start: usize,
+    positions: Positions<B>,
     c: DecoderLayerConfig,
 ) -> (FloatTensor<B>, KvBuffers<B>) {
     let [b, t, _] = x.shape().dims();
@@ -140,20 +140,14 @@ pub(super) fn forward<B: TransformerBackend>(
     let q = B::rms_norm(heads(linear::<B>(h.clone(), w.q), nh), w.q_norm, eps);
     let k = B::rms_norm(heads(linear::<B>(h.clone(), w.k), nkv), w.k_norm, eps);
     let v = B::float_swap_dims(heads(linear::<B>(h, w.v), nkv), 1, 2);
-    let q = B::rope(q, cos.clone(), sin.clone(), start);
-    let k = B::float_swap_dims(B::rope(k, cos, sin, start), 1, 2);
-    let slots = [
-        Slice::from(0..b),
-        Slice::from(0..nkv),
-        Slice::from(start..start + t),
-        Slice::from(0..hd),
-    ];
+    let q = B::rope(q, cos.clone(), sin.clone(), positions.clone());
+    let k = B::float_swap_dims(B::rope(k, cos, sin, positions.clone()), 1, 2);
     let cache = KvBuffers::<B> {
-        k: B::float_slice_assign(cache.k, &slots, k),
-        v: B::float_slice_assign(cache.v, &slots, v),
+        k: B::write_positions(cache.k, k, positions.clone()),
+        v: B::write_positions(cache.v, v, positions.clone()),
     };
     let (k, v) = (cache.k.clone(), cache.v.clone());
-    let a = <B as TransformerBackend>::attention(q, k, v, start, c.window, c.scale);
+    let a = <B as TransformerBackend>::attention(q, k, v, positions, c.window, c.scale);
     let a = linear::<B>(B::float_reshape(a, Shape::from([b, t, nh * hd])), w.o);
     let x = B::float_add(x, B::rms_norm(a, w.post_attn_norm, eps));
     let h = B::rms_norm(x.clone(), w.ffn_norm, eps);
@@ -190,36 +184,44 @@ fn add_bias<B: Backend>(y: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<
     B::float_add(y, B::float_reshape(bias, Shape::from(shape)))
 }
 
-/// One Gemma-3-style decoder layer over `x` `[batch, t, d_model]` at positions `start..start +
-/// t`: attention over the key/value buffers `cache` (this call's keys and values written into
-/// them at those positions; returned with the layer's output), then the MLP, each between its
-/// pre- and post-norm and added to the residual (see [`TransformerBackend::decoder_layer`]).
-/// `rope` is the `(cos, sin)` tables of [`rope_tables`](super::rope_tables), on the device.
+/// One Gemma-3-style decoder layer over `x` `[batch, t, d_model]` at the `t` positions from
+/// `positions`' first: attention over the key/value buffers `cache` (this call's keys and values
+/// written into them at those positions; returned with the layer's output), then the MLP, each
+/// between its pre- and post-norm and added to the residual (see
+/// [`TransformerBackend::decoder_layer`]). `rope` is the `(cos, sin)` tables of
+/// [`rope_tables`](super::rope_tables), on the device. With [`Positions::Device`] the GPU
+/// kernels read the position on the device (a recorded step replays with the buffer's next
+/// value); the host checks only what it knows.
 ///
 /// # Panics
-/// If the shapes do not fit together: `x`'s batch and the buffers', `start + t` past the
-/// buffers' capacity or the tables' positions, buffers not `[batch, kv_heads, capacity,
-/// head_dim]`, tables not `[positions, head_dim / 2]`.
+/// If the shapes do not fit together: `x`'s batch and the buffers', positions past the
+/// buffers' capacity or the tables' (where known on the host), buffers not `[batch, kv_heads,
+/// capacity, head_dim]`, tables not `[positions, head_dim / 2]`, a device offset that is not one
+/// value.
 pub fn decoder_layer(
     x: Tensor<3>,
     weights: DecoderLayerWeights<Dispatch>,
     cache: (Tensor<4>, Tensor<4>),
     rope: (&Tensor<2>, &Tensor<2>),
-    start: usize,
+    positions: Positions<Dispatch>,
     config: DecoderLayerConfig,
 ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
     let [b, t, _] = x.dims();
     let (k, v) = cache;
     let want = [b, config.n_kv_heads, k.dims()[2], config.head_dim];
-    let [positions, half] = rope.0.dims();
+    let [rows, half] = rope.0.dims();
+    let fits = match &positions {
+        Positions::Host { start } => start + t <= want[2] && start + t <= rows,
+        Positions::Device { offset } => offset.shape().num_elements() == 1,
+    };
     assert!(
         k.dims() == want
             && v.dims() == want
-            && start + t <= want[2]
-            && rope.1.dims() == [positions, half]
+            && rope.1.dims() == [rows, half]
             && half * 2 == config.head_dim
-            && start + t <= positions,
-        "decoder_layer: x {:?} at {start}, buffers {:?} and {:?}, RoPE tables {:?}, {config:?}",
+            && fits,
+        "decoder_layer: x {:?} at {positions:?}, buffers {:?} and {:?}, RoPE tables {:?}, \
+         {config:?}",
         x.dims(),
         k.dims(),
         v.dims(),
@@ -235,7 +237,7 @@ pub fn decoder_layer(
         cache,
         rope.0.clone().into_dispatch(),
         rope.1.clone().into_dispatch(),
-        start,
+        positions,
         config,
     );
     (

@@ -12,9 +12,11 @@
 
 mod backends;
 mod layer;
+mod positions;
 mod transformer;
 
 pub use layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear, decoder_layer};
+pub use positions::Positions;
 pub use transformer::{TransformerBackend, attention, gelu_mul, rms_norm, rope, rope_tables};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};

@@ -15,6 +15,7 @@ use burn::tensor::{Shape, Tensor, TensorData};
 
 use super::QuantBackend;
 use super::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
+use super::positions::Positions;
 use crate::cpu::{GELU_CUBIC, SQRT_2_OVER_PI};
 
 /// A Burn backend with the transformer layer's fused ops.
@@ -43,18 +44,19 @@ pub trait TransformerBackend: QuantBackend {
         Self::float_mul(Self::float_mul(x, inv), weight)
     }
 
-    /// NEOX ("rotate half") rotary position embedding of `x` `[.., t, heads, head_dim]` at
-    /// positions `start..start + t`: pair `i` of a head (elements `i` and `i + head_dim / 2`)
-    /// at position `p` turns by the angle whose cosine and sine are `cos[p, i]` and `sin[p, i]`
-    /// (`[positions, head_dim / 2]` tables, [`rope_tables`], kept on the device: nothing is
-    /// uploaded per call). `start + t` must not exceed the tables' positions.
+    /// NEOX ("rotate half") rotary position embedding of `x` `[.., t, heads, head_dim]` at the
+    /// `t` positions from `positions`' first: pair `i` of a head (elements `i` and `i +
+    /// head_dim / 2`) at position `p` turns by the angle whose cosine and sine are `cos[p, i]`
+    /// and `sin[p, i]` (`[positions, head_dim / 2]` tables, [`rope_tables`], kept on the device:
+    /// nothing is uploaded per call). The last position must be within the tables.
     #[fusion(id = "burn_gguf::rope", dtype = x, shape = x)]
     fn rope(
         x: FloatTensor<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
-        start: usize,
+        #[extension_type] positions: Positions<Self>,
     ) -> FloatTensor<Self> {
+        let start = positions.first();
         let shape = x.shape();
         let dims = shape.num_dims();
         let (t, half) = (shape[dims - 3], shape[dims - 1] / 2);
@@ -80,22 +82,24 @@ pub trait TransformerBackend: QuantBackend {
         Self::float_cat(vec![lo, hi], dims - 1)
     }
 
-    /// Causal grouped-query attention of queries `q` `[batch, t, heads, head_dim]` at positions
-    /// `start..start + t` over a key/value cache `k`, `v` `[batch, kv_heads, keys, head_dim]`
-    /// read in place (`keys ≥ start + t`; slots past the last position are never read): query
-    /// head `h` reads kv head `h / (heads / kv_heads)`, query `i` sees the keys at positions up
-    /// to `start + i`, and with `window` only the last `window` of those (llama.cpp's standard
-    /// sliding window). `q` is multiplied by `scale` first (ggml's Gemma graph scales the
-    /// query, not the scores). Gives `[batch, t, heads, head_dim]`.
+    /// Causal grouped-query attention of queries `q` `[batch, t, heads, head_dim]` at the `t`
+    /// positions from `positions`' first (`start`) over a key/value cache `k`, `v` `[batch,
+    /// kv_heads, keys, head_dim]` read in place (`keys ≥ start + t`; slots past the last
+    /// position are never read): query head `h` reads kv head `h / (heads / kv_heads)`, query
+    /// `i` sees the keys at positions up to `start + i`, and with `window` only the last
+    /// `window` of those (llama.cpp's standard sliding window). `q` is multiplied by `scale`
+    /// first (ggml's Gemma graph scales the query, not the scores). Gives `[batch, t, heads,
+    /// head_dim]`.
     #[fusion(id = "burn_gguf::attention", dtype = q, shape = q)]
     fn attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        start: usize,
+        #[extension_type] positions: Positions<Self>,
         window: Option<usize>,
         scale: f64,
     ) -> FloatTensor<Self> {
+        let start = positions.first();
         let [b, t, nh, hd] = q.shape().dims();
         let [_, nkv, keys, _] = k.shape().dims();
         let g = nh / nkv;
@@ -126,8 +130,25 @@ pub trait TransformerBackend: QuantBackend {
         Self::float_swap_dims(Self::float_reshape(out, Shape::from([b, nh, t, hd])), 1, 2)
     }
 
-    /// One Gemma-3-style decoder layer over `x` `[batch, t, d_model]` at positions `start..start
-    /// + t` (see [`decoder_layer`](super::decoder_layer)): the pre-norm, the q/k/v projections,
+    /// `buffer` `[.., slots, d]` with `value` `[.., t, d]` (the same leading dims) written at
+    /// the `t` slots from `positions`' first (which must fit): a key/value cache's new
+    /// positions. In place where nothing else holds the buffer, else into a copy (Burn's
+    /// `slice_assign` semantics).
+    #[fusion(id = "burn_gguf::write_positions", dtype = buffer, shape = buffer)]
+    fn write_positions(
+        buffer: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        #[extension_type] positions: Positions<Self>,
+    ) -> FloatTensor<Self> {
+        let (start, vs) = (positions.first(), value.shape());
+        let mut slices: Vec<Slice> = (0..vs.num_dims()).map(|d| Slice::from(0..vs[d])).collect();
+        let t = vs.num_dims() - 2;
+        slices[t] = Slice::from(start..start + vs[t]);
+        Self::float_slice_assign(buffer, &slices, value)
+    }
+
+    /// One Gemma-3-style decoder layer over `x` `[batch, t, d_model]` at the `t` positions from
+    /// `positions`' first (see [`decoder_layer`](super::decoder_layer)): the pre-norm, the q/k/v projections,
     /// the q/k head norms, RoPE from the `cos`/`sin` tables, this call's keys and values written
     /// into `cache` (in place where nothing else holds the buffers), [`attention`](Self::attention)
     /// over it, the output projection, post-norm and residual add, then the MLP between its own
@@ -138,7 +159,7 @@ pub trait TransformerBackend: QuantBackend {
     /// each of its kernels launched directly.
     #[fusion(
         id = "burn_gguf::decoder_layer",
-        meta = |x, _weights, cache, _cos, _sin, _start, _config| (x.clone(), cache.clone())
+        meta = |x, _weights, cache, _cos, _sin, _positions, _config| (x.clone(), cache.clone())
     )]
     fn decoder_layer(
         x: FloatTensor<Self>,
@@ -146,10 +167,10 @@ pub trait TransformerBackend: QuantBackend {
         #[extension_type] cache: KvBuffers<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
-        start: usize,
+        #[extension_type] positions: Positions<Self>,
         config: DecoderLayerConfig,
     ) -> (FloatTensor<Self>, KvBuffers<Self>) {
-        super::layer::forward::<Self>(x, weights, cache, cos, sin, start, config)
+        super::layer::forward::<Self>(x, weights, cache, cos, sin, positions, config)
     }
 
     /// `gelu_tanh(gate) · up` (Gemma's gated MLP): `g/2 · (1 + tanh(√(2/π) · (g + 0.044715 g³)))
@@ -272,7 +293,7 @@ pub fn rope<const D: usize>(
         x.into_dispatch(),
         cos.into_dispatch(),
         sin.into_dispatch(),
-        start,
+        Positions::Host { start },
     );
     Tensor::from_dispatch(y)
 }
@@ -325,7 +346,7 @@ pub fn attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
-        start,
+        Positions::Host { start },
         window,
         scale,
     );

@@ -53,6 +53,9 @@ pub enum Gemma3Error {
     /// An empty token sequence was given.
     #[error("no tokens to run")]
     EmptyInput,
+    /// The device refused to replay a recorded decoding step.
+    #[error("replaying the recorded decoding step failed: {0}")]
+    Replay(String),
     /// Reading the file failed.
     #[error(transparent)]
     Gguf(#[from] GgufError),

@@ -34,6 +34,7 @@
 mod attention;
 mod cache;
 mod config;
+mod decode;
 mod load;
 mod mlp;
 mod model;

@@ -8,13 +8,14 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::attention::Attention;
 use super::cache::KvCache;
+use super::decode::DeviceDecoder;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
 use crate::models::sampling::Sampler;
 use crate::nn::GgufEmbedding;
-use crate::ops::{DecoderLayerConfig, DecoderLayerWeights};
+use crate::ops::{DecoderLayerConfig, DecoderLayerWeights, Positions};
 
 /// One transformer block: norms before and after both attention and the MLP.
 #[derive(Module, Debug)]
@@ -36,14 +37,14 @@ pub struct Block {
 }
 
 impl Block {
-    /// The layer over `x` `[1, t, d_model]` at positions `start..start + t`, its keys and values
+    /// The layer over `x` `[1, t, d_model]` at the `t` positions from `positions`' first, its keys and values
     /// written into its cache `buffers` (given back with the output): one
     /// [`ops::decoder_layer`](crate::ops::decoder_layer).
     pub(super) fn forward(
         &self,
         x: Tensor<3>,
         rope: &RopeTables,
-        start: usize,
+        positions: Positions<Dispatch>,
         window: Option<usize>,
         buffers: (Tensor<4>, Tensor<4>),
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
@@ -56,7 +57,7 @@ impl Block {
             window,
             scale: a.scale,
         };
-        crate::ops::decoder_layer(x, self.weights(), buffers, rope.tables(), start, config)
+        crate::ops::decoder_layer(x, self.weights(), buffers, rope.tables(), positions, config)
     }
 
     /// The layer's weights as [`ops::decoder_layer`](crate::ops::decoder_layer) takes them.
@@ -152,7 +153,8 @@ impl Gemma3 {
                 (&rope_local, Some(c.sliding_window))
             };
             let buffers = cache.take(i, 1, &device);
-            let (y, buffers) = layer.forward(x, rope, start, window, buffers);
+            let at = Positions::Host { start };
+            let (y, buffers) = layer.forward(x, rope, at, window, buffers);
             cache.put(i, buffers);
             x = y;
         }
@@ -206,14 +208,17 @@ impl Gemma3 {
         if max_new_tokens == 0 {
             return Ok(out);
         }
-        let mut logits = self.forward_last(prompt, cache)?;
-        let mut first_token_at = None;
+        // every position of the generation, so that the buffers keep their shape throughout
+        let c = &self.config;
+        let total = (cache.len() + prompt.len() + max_new_tokens - 1).min(c.context_length);
+        cache.reserve(total.saturating_sub(cache.len()));
+        let mut token = next_token(self.forward_last(prompt, cache)?, sampler);
+        out.prompt_time = started.elapsed();
+        let first_token_at = Instant::now();
+        let mut on_device = sampler
+            .is_greedy()
+            .then(|| DeviceDecoder::new(self, token, cache));
         loop {
-            let token = next_token(logits, sampler);
-            if first_token_at.is_none() {
-                first_token_at = Some(Instant::now());
-                out.prompt_time = started.elapsed();
-            }
             if on_token(token) {
                 out.stopped = true;
                 break;
@@ -222,10 +227,13 @@ impl Gemma3 {
             if out.tokens.len() == max_new_tokens {
                 break;
             }
-            logits = self.forward_last(&[token], cache)?;
+            token = match &mut on_device {
+                Some(decoder) => decoder.step(self, cache)?,
+                None => next_token(self.forward_last(&[token], cache)?, sampler),
+            };
             out.generated_steps += 1;
         }
-        out.generation_time = first_token_at.map_or(Duration::ZERO, |t| t.elapsed());
+        out.generation_time = first_token_at.elapsed();
         Ok(out)
     }
 }

@@ -11,11 +11,19 @@ use burn_cubecl::tensor::CubeTensor;
 
 use crate::dims::with_last_dim;
 use crate::kernel::{self, KernelError};
-use crate::ops::{FUSED_MAX_ROWS, QuantBackend, TransformerBackend};
+use crate::ops::{FUSED_MAX_ROWS, Positions, QuantBackend, TransformerBackend};
 use crate::quant::QuantWeightDesc;
 
 fn ok<T>(r: Result<T, KernelError>) -> T {
     r.unwrap_or_else(|e| panic!("burn-gguf quantized op: {e}"))
+}
+
+/// The kernels' form of [`Positions`]: a device offset stays on the device.
+fn start(positions: Positions<CubeBackend>) -> kernel::Start {
+    match positions {
+        Positions::Host { start } => kernel::Start::at(start),
+        Positions::Device { offset } => kernel::Start::on_device(offset),
+    }
 }
 
 /// `a · b` with `a` `[.., inner]` (viewed as `rows × inner`) and `b` a dense f32 matrix, computed
@@ -87,9 +95,9 @@ impl TransformerBackend for CubeBackend {
         x: FloatTensor<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
-        start: usize,
+        positions: Positions<Self>,
     ) -> FloatTensor<Self> {
-        ok(kernel::rope(x, cos, sin, start))
+        ok(kernel::rope(x, cos, sin, start(positions)))
     }
 
     fn gelu_mul(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -100,10 +108,18 @@ impl TransformerBackend for CubeBackend {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        start: usize,
+        positions: Positions<Self>,
         window: Option<usize>,
         scale: f64,
     ) -> FloatTensor<Self> {
-        ok(kernel::attention(q, k, v, start, window, scale))
+        ok(kernel::attention(q, k, v, start(positions), window, scale))
+    }
+
+    fn write_positions(
+        buffer: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        positions: Positions<Self>,
+    ) -> FloatTensor<Self> {
+        ok(kernel::write_positions(buffer, value, start(positions)))
     }
 }

@@ -7,7 +7,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{Bytes, DType, FloatDType};
 
 use crate::dims::with_last_dim;
-use crate::ops::{QuantBackend, TransformerBackend};
+use crate::ops::{Positions, QuantBackend, TransformerBackend};
 use crate::quant::{PackError, QuantWeightDesc};
 
 type Product = fn(&[f32], &[u32], usize, QuantWeightDesc) -> Result<Vec<f32>, PackError>;
@@ -128,8 +128,9 @@ impl TransformerBackend for Flex {
         x: FloatTensor<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
-        start: usize,
+        positions: Positions<Self>,
     ) -> FloatTensor<Self> {
+        let start = positions.first();
         let dtype = x.dtype();
         let (x, cos, sin) = (contiguous_f32(x), contiguous_f32(cos), contiguous_f32(sin));
         let shape = x.layout().shape().to_vec();
@@ -151,10 +152,11 @@ impl TransformerBackend for Flex {
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        start: usize,
+        positions: Positions<Self>,
         window: Option<usize>,
         scale: f64,
     ) -> FloatTensor<Self> {
+        let start = positions.first();
         let dtype = q.dtype();
         let (q, k, v) = (contiguous_f32(q), contiguous_f32(k), contiguous_f32(v));
         let (qs, ks) = (q.layout().shape().to_vec(), k.layout().shape().to_vec());

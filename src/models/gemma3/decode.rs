@@ -1,0 +1,206 @@
+//! Greedy decoding with the token and its position kept on the device, recorded once and replayed
+//! where the device can ([`DeviceDecoder`]).
+
+use burn::backend::{Backend, BackendGraph, Dispatch};
+use burn::tensor::{DType, Device, Int, IntDType, Tensor, TensorData};
+
+use super::Gemma3Error;
+use super::cache::KvCache;
+use super::model::Gemma3;
+use super::rope::RopeTables;
+use crate::ops::Positions;
+
+/// Eager steps before one is recorded: they compile, autotune and allocate everything a step
+/// uses (Burn's fusion settles on its steady-state kernels from the second run), so the recorded
+/// step needs no fresh allocation, which a capture cannot make.
+const WARM_UP: usize = 3;
+
+/// Where the decoder is in its life.
+enum Phase {
+    /// Running eager steps, the capture prepared; this many so far.
+    WarmingUp(usize),
+    /// One step recorded: each later step replays it, then reads the token it wrote.
+    Recorded(Box<Recording>),
+    /// The device records nothing (wgpu, Flex) or the recording failed: every step eager.
+    Eager,
+}
+
+/// A recorded decoding step.
+struct Recording {
+    /// The recorded launches.
+    graph: BackendGraph<Dispatch>,
+    /// The buffer the recorded step writes its token to, `[1]`.
+    token: Tensor<1, Int>,
+}
+
+/// Greedy decoding whose steps read the token and the position from device buffers and write the
+/// next ones there (the argmax on the device, the position's increment, both in place): a step
+/// uploads nothing and reads back one token id. After [`WARM_UP`] eager steps one step is
+/// recorded through Burn's graph API (CubeCL's graph capture: a CUDA graph) and each later step
+/// replays it, one dispatch instead of ≈ 400 kernel launches. Devices without graph support run
+/// the same steps eagerly.
+///
+/// The cache's capacity must hold every position the decoder will run (it is not grown: the
+/// recorded step is bound to its buffers).
+pub(super) struct DeviceDecoder {
+    /// `[1, 1]`: the token the next step runs.
+    ids: Tensor<2, Int>,
+    /// `[1]`, `U32`: its position.
+    offset: Tensor<1, Int>,
+    /// The RoPE tables of the cache's capacity.
+    rope: (RopeTables, RopeTables),
+    phase: Phase,
+    device: Device,
+    /// The last token run or returned.
+    last: u32,
+}
+
+impl DeviceDecoder {
+    /// A decoder whose first step runs `token` at the position after those `cache` holds.
+    pub(super) fn new(model: &Gemma3, token: u32, cache: &mut KvCache) -> Self {
+        let device = model.embed.device();
+        let (ids, offset) = state(token, cache.len(), &device);
+        let phase = match Dispatch::graph_prepare(device.as_dispatch()) {
+            Ok(()) => Phase::WarmingUp(0),
+            Err(_) => Phase::Eager,
+        };
+        DeviceDecoder {
+            ids,
+            offset,
+            rope: cache.rope_tables(&device),
+            phase,
+            device,
+            last: token,
+        }
+    }
+
+    /// Runs the current token, returns the next one.
+    pub(super) fn step(&mut self, model: &Gemma3, cache: &mut KvCache) -> Result<u32, Gemma3Error> {
+        let needed = cache.len() + 1;
+        if needed > cache.capacity() || needed > model.config.context_length {
+            return Err(Gemma3Error::ContextFull {
+                needed,
+                context_length: model.config.context_length,
+            });
+        }
+        if matches!(self.phase, Phase::WarmingUp(WARM_UP)) {
+            self.phase = self.record(model, cache);
+        }
+        let token = match &mut self.phase {
+            Phase::WarmingUp(n) => {
+                *n += 1;
+                model.device_step(&mut self.ids, &mut self.offset, &self.rope, cache)
+            }
+            Phase::Recorded(recording) => {
+                // SAFETY: every buffer the recorded step touches outlives the replay: the model's
+                // weights (borrowed for the generation), the RoPE tables, `ids`, `offset` and
+                // the output token (held here), the cache's buffers (held by the cache, never
+                // regrown while this decoder lives: capacity checked above). Reads and replays
+                // go to the one stream the step was recorded on (this thread's).
+                unsafe { Dispatch::graph_replay(self.device.as_dispatch(), &recording.graph) }
+                    .map_err(|e| Gemma3Error::Replay(e.to_string()))?;
+                recording.token.clone()
+            }
+            Phase::Eager => model.device_step(&mut self.ids, &mut self.offset, &self.rope, cache),
+        };
+        cache.advance(1);
+        self.last = read_token(token);
+        Ok(self.last)
+    }
+
+    /// Records one step. The recording runs nothing on a hardware graph: the buffers keep the
+    /// state the last eager step left. A device that cannot record ends the prepared capture
+    /// and decodes eagerly.
+    fn record(&mut self, model: &Gemma3, cache: &mut KvCache) -> Phase {
+        let dispatch = self.device.as_dispatch();
+        if Dispatch::graph_start_capture(dispatch).is_err() {
+            let _ = Dispatch::graph_stop_capture(dispatch);
+            return Phase::Eager;
+        }
+        // nothing else may hold `ids` and `offset` here: the step writes them in place, and the
+        // recording must write the buffers the next replay reads
+        let token = model.device_step(&mut self.ids, &mut self.offset, &self.rope, cache);
+        match Dispatch::graph_stop_capture(dispatch) {
+            Ok(graph) => Phase::Recorded(Box::new(Recording { graph, token })),
+            Err(_) => {
+                // what the failed recording left in the state is unknown: the state the host
+                // knows again (the cache's write at this position is redone by the next step)
+                (self.ids, self.offset) = state(self.last, cache.len(), &self.device);
+                Phase::Eager
+            }
+        }
+    }
+}
+
+/// `ids` `[1, 1]` holding `token` and `offset` `[1]` (`U32`) holding `position`.
+fn state(token: u32, position: usize, device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {
+    (
+        Tensor::from_data(TensorData::new(vec![token as i32], [1, 1]), device),
+        Tensor::from_data(
+            TensorData::new(vec![position as u32], [1]),
+            (device, DType::U32),
+        ),
+    )
+}
+
+impl Drop for DeviceDecoder {
+    /// Ends a capture prepared but never recorded (generation stopped during the warm-up), which
+    /// would otherwise keep the device's stream in its capture state.
+    fn drop(&mut self) {
+        if matches!(self.phase, Phase::WarmingUp(_)) {
+            let _ = Dispatch::graph_stop_capture(self.device.as_dispatch());
+        }
+    }
+}
+
+/// The id in a `[1]` token tensor.
+fn read_token(token: Tensor<1, Int>) -> u32 {
+    let data = token.into_data();
+    data.iter::<i64>().next().map_or(0, |id| id as u32)
+}
+
+impl Gemma3 {
+    /// One greedy decoding step over device state: runs token `ids` `[1, 1]` at position
+    /// `offset` `[1]` (`U32`) after what `cache` holds (its capacity reserved, `rope` its
+    /// tables), takes the most likely next token on the device, writes it into `ids` and the next
+    /// position into `offset` (in place where nothing else holds them), and returns it `[1]`.
+    /// Nothing is uploaded or read back, so a recording replays it.
+    pub(super) fn device_step(
+        &self,
+        ids: &mut Tensor<2, Int>,
+        offset: &mut Tensor<1, Int>,
+        rope: &(RopeTables, RopeTables),
+        cache: &mut KvCache,
+    ) -> Tensor<1, Int> {
+        let c = &self.config;
+        let device = self.embed.device();
+        let mut x = self
+            .embed
+            .forward::<2, 3>(ids.clone())
+            .mul_scalar((c.d_model as f32).sqrt());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (table, window) = if layer.global {
+                (&rope.1, None)
+            } else {
+                (&rope.0, Some(c.sliding_window))
+            };
+            let at = Positions::on_device(offset.clone());
+            let buffers = cache.take(i, 1, &device);
+            let (y, buffers) = layer.forward(x, table, at, window, buffers);
+            cache.put(i, buffers);
+            x = y;
+        }
+        let hidden = self.output_norm.forward(x).reshape([1, c.d_model]);
+        let token = self.logits(hidden).argmax(1).reshape([1]);
+        let id = token
+            .clone()
+            .reshape([1, 1])
+            .cast(IntDType::from(ids.dtype()));
+        ids.inplace(|ids| ids.slice_assign([0..1, 0..1], id));
+        offset.inplace(|o| {
+            let next = o.clone().add_scalar(1);
+            o.slice_assign(0..1, next)
+        });
+        token
+    }
+}
