@@ -153,8 +153,8 @@ impl Drop for DeviceDecoder {
     }
 }
 
-/// The id in a `[1]` token tensor.
-fn read_token(token: Tensor<1, Int>) -> u32 {
+/// The id in a `[1]` token tensor (read back: a sync).
+pub(super) fn read_token(token: Tensor<1, Int>) -> u32 {
     let data = token.into_data();
     data.iter::<i64>().next().map_or(0, |id| id as u32)
 }

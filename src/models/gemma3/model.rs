@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::attention::Attention;
 use super::cache::KvCache;
-use super::decode::DeviceDecoder;
+use super::decode::{DeviceDecoder, read_token};
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
@@ -37,8 +37,8 @@ pub struct Block {
 }
 
 impl Block {
-    /// The layer over `x` `[1, t, d_model]` at the `t` positions from `positions`' first, its keys and values
-    /// written into its cache `buffers` (given back with the output): one
+    /// The layer over `x` `[1, t, d_model]` at the `t` positions from `positions`' first, its
+    /// keys and values written into its cache `buffers` (given back with the output): one
     /// [`ops::decoder_layer`](crate::ops::decoder_layer).
     pub(super) fn forward(
         &self,
@@ -244,8 +244,7 @@ impl Gemma3 {
 /// every step).
 fn next_token(logits: Tensor<1>, sampler: &mut Sampler) -> u32 {
     if sampler.is_greedy() {
-        let id = logits.argmax(0).into_data();
-        return id.iter::<i64>().next().map_or(0, |id| id as u32);
+        return read_token(logits.argmax(0));
     }
     let values = logits
         .into_data()
