@@ -418,3 +418,173 @@ fn gemma3_rejects_bad_files_with_typed_errors() {
         })
     ));
 }
+
+/// A small random Gemma 3 file (Q8_0 projections and embedding, f32 norms): 2 layers (a
+/// sliding-window one of 5 positions and a global one), 4 heads of 32 over 2 KV heads, d_model
+/// 128, a vocabulary of 96.
+fn tiny_random_model(rng: &mut common::Rng) -> GgufFile {
+    use burn_gguf::gguf::{GgufWriter, MetadataValue};
+    use burn_gguf::quant::GgmlType;
+    let (d, hd, heads, kv_heads, ff, vocab) = (128u64, 32u64, 4u64, 2u64, 192u64, 96u64);
+    let mut w = GgufWriter::new();
+    let kv: Vec<(&str, MetadataValue)> = vec![
+        ("general.architecture", "gemma3".into()),
+        ("gemma3.context_length", 64u32.into()),
+        ("gemma3.embedding_length", (d as u32).into()),
+        ("gemma3.block_count", 2u32.into()),
+        ("gemma3.feed_forward_length", (ff as u32).into()),
+        ("gemma3.attention.head_count", (heads as u32).into()),
+        ("gemma3.attention.head_count_kv", (kv_heads as u32).into()),
+        ("gemma3.attention.key_length", (hd as u32).into()),
+        ("gemma3.attention.value_length", (hd as u32).into()),
+        ("gemma3.attention.layer_norm_rms_epsilon", 1e-6f32.into()),
+        ("gemma3.attention.sliding_window", 5u32.into()),
+        ("gemma3.attention.sliding_window_pattern", 2u32.into()),
+        ("gemma3.rope.freq_base", 1e6f32.into()),
+    ];
+    for (k, v) in kv {
+        w.add_metadata(k, v).unwrap();
+    }
+    // Q8_0 blocks: an f16 scale near 2/√n, 32 random codes (weights of about unit RMS · 1/√n)
+    let mut q8 = |rows: u64, cols: u64| -> Vec<u8> {
+        let scale = half::f16::from_f32(2.0 / (cols as f32).sqrt() / 64.0);
+        let mut bytes = Vec::new();
+        for _ in 0..rows * cols / 32 {
+            bytes.extend_from_slice(&scale.to_le_bytes());
+            bytes.extend((0..32).map(|_| rng.below(256) as u8));
+        }
+        bytes
+    };
+    let mut tensors: Vec<(String, Vec<u64>, GgmlType, Vec<u8>)> = vec![(
+        "token_embd.weight".into(),
+        vec![d, vocab],
+        GgmlType::Q8_0,
+        q8(vocab, d),
+    )];
+    let norm = |n: u64, at: f32| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| (at * (1.0 + 0.05 * (i % 7) as f32)).to_le_bytes())
+            .collect()
+    };
+    tensors.push((
+        "output_norm.weight".into(),
+        vec![d],
+        GgmlType::F32,
+        norm(d, 1.0),
+    ));
+    for layer in 0..2 {
+        for (n, i, o) in [
+            ("attn_q", d, heads * hd),
+            ("attn_k", d, kv_heads * hd),
+            ("attn_v", d, kv_heads * hd),
+            ("attn_output", heads * hd, d),
+            ("ffn_gate", d, ff),
+            ("ffn_up", d, ff),
+            ("ffn_down", ff, d),
+        ] {
+            let name = format!("blk.{layer}.{n}.weight");
+            tensors.push((name, vec![i, o], GgmlType::Q8_0, q8(o, i)));
+        }
+        // post-norms scaled up so that attention and the MLP outweigh the embedding in the
+        // residual: the next token then depends on the context and the positions, not only
+        // on the last token
+        for (n, len, at) in [
+            ("attn_q_norm", hd, 1.0),
+            ("attn_k_norm", hd, 1.0),
+            ("attn_norm", d, 1.0),
+            ("post_attention_norm", d, 30.0),
+            ("ffn_norm", d, 1.0),
+            ("post_ffw_norm", d, 30.0),
+        ] {
+            let name = format!("blk.{layer}.{n}.weight");
+            tensors.push((name, vec![len], GgmlType::F32, norm(len, at)));
+        }
+    }
+    for (name, dims, ty, bytes) in tensors {
+        w.add_tensor(name, &dims, ty, bytes).unwrap();
+    }
+    GgufFile::from_bytes(w.to_bytes()).unwrap()
+}
+
+/// Greedy generation through `Gemma3::generate` (the token and position kept on the device;
+/// after three eager steps one step recorded and replayed where the device can record) against
+/// the model run one token at a time with the logits read back and their argmax taken on the
+/// host: the same tokens. Twice over one cache (the second call continues the first, its decoder
+/// recording again), past the sliding window, and once stopped during the warm-up, then
+/// continued.
+fn check_recorded_decoding(name: &str, device: &Device) {
+    let mut rng = common::Rng::fresh(name);
+    // a model whose greedy continuation moves (≥ 8 distinct tokens in 30): one that settles on a
+    // token at once would not tell a stuck position from a right one
+    let (model, prompt, want) = (0..20)
+        .find_map(|_| {
+            let file = tiny_random_model(&mut rng);
+            let (model, _) = Gemma3::from_gguf(&file, device, |_| {}).unwrap();
+            let prompt: Vec<u32> = (0..5).map(|_| rng.below(96) as u32).collect();
+            // the reference: host argmax of each step's logits
+            let mut cache = KvCache::new(model.config());
+            let mut logits = model.forward_last(&prompt, &mut cache).unwrap();
+            let mut want = Vec::new();
+            for _ in 0..30 {
+                let values = logits.into_data().try_into_vec_as::<f32>().unwrap();
+                let token = argmax(&values);
+                want.push(token);
+                logits = model.forward_last(&[token], &mut cache).unwrap();
+            }
+            let distinct: std::collections::BTreeSet<u32> = want.iter().copied().collect();
+            (distinct.len() >= 8).then_some((model, prompt, want))
+        })
+        .unwrap_or_else(|| panic!("{name}: 20 random models, none with a moving continuation"));
+    let mut cache = KvCache::new(model.config());
+    let greedy = |cache: &mut KvCache, tokens: &[u32], n: usize| {
+        model
+            .generate(tokens, n, cache, &mut Sampler::greedy(), |_| false)
+            .unwrap()
+            .tokens
+    };
+    let first = greedy(&mut cache, &prompt, 12);
+    assert_eq!(first, want[..12], "{name}: the first 12 tokens");
+    let second = greedy(&mut cache, &want[11..12], 18);
+    assert_eq!(second, want[12..], "{name}: 18 more over the same cache");
+    let mut cache = KvCache::new(model.config());
+    let mut seen = 0;
+    let stopped = model
+        .generate(&prompt, 30, &mut cache, &mut Sampler::greedy(), |_| {
+            seen += 1;
+            seen == 3
+        })
+        .unwrap();
+    assert_eq!(
+        stopped.tokens,
+        want[..2],
+        "{name}: stopped at the third token"
+    );
+    assert!(stopped.stopped, "{name}");
+    // the device still records after a decoder dropped during its warm-up
+    assert_eq!(
+        greedy(&mut cache, &want[2..3], 10),
+        want[3..13],
+        "{name}: after a stop"
+    );
+}
+
+#[test]
+fn recorded_decoding_flex() {
+    check_recorded_decoding("recorded_decoding_flex", &Device::flex());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn recorded_decoding_wgpu() {
+    if let Some(device) = common::wgpu_device("recorded_decoding_wgpu") {
+        check_recorded_decoding("recorded_decoding_wgpu", &device);
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn recorded_decoding_cuda() {
+    if let Some(device) = common::cuda_device() {
+        check_recorded_decoding("recorded_decoding_cuda", &device);
+    }
+}
