@@ -989,6 +989,68 @@ fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
         "{name}: device offset"
     );
 
+    // the fused kernels of the CubeCL decoder layer
+    use burn_gguf::kernel::{add_rms_norm, add_rms_norm_next, attention_inputs};
+    let w4 = || cube.floats(&[1.0; 4], [4]);
+    let err = add_rms_norm(x.clone(), cube.floats(&[1.0; 12], [4, 3]), w4(), 1e-6).unwrap_err();
+    assert_eq!(err, KernelError::Shapes(vec![3, 4], vec![4, 3]), "{name}");
+    let err = add_rms_norm(x.clone(), x.clone(), cube.floats(&[1.0; 3], [3]), 1e-6).unwrap_err();
+    assert!(
+        matches!(err, KernelError::NormWeight { .. }),
+        "{name}: {err}"
+    );
+    let next = cube.floats(&[1.0; 5], [5]);
+    let err = add_rms_norm_next(x.clone(), x.clone(), w4(), next, 1e-6).unwrap_err();
+    assert!(
+        matches!(err, KernelError::NormWeight { .. }),
+        "{name}: {err}"
+    );
+    // queries [1, 3, 2, 4], keys and values [1, 3, 1, 4], buffers [b, kv_heads, slots, 4]
+    let zeros = |s: [usize; 4]| cube.floats(&vec![0.0; s.iter().product()], s);
+    let inputs = |kv: [usize; 4], buffer: [usize; 4], norm: usize, tables, start| {
+        let norms = [w4(), cube.floats(&vec![1.0; norm], [norm])];
+        let heads = [x4.clone(), zeros(kv), zeros(kv)];
+        let cache = (zeros(buffer), zeros(buffer));
+        attention_inputs(heads, norms, tables, cache, Start::at(start), 1e-6).err()
+    };
+    let tables = |p| (table(p, 2), table(p, 2));
+    assert!(
+        inputs([1, 3, 1, 4], [1, 1, 5, 4], 4, tables(8), 2).is_none(),
+        "{name}: 2..5 of 5"
+    );
+    let err = inputs([1, 3, 1, 4], [1, 1, 5, 4], 4, tables(8), 3);
+    assert!(
+        matches!(err, Some(KernelError::Positions { .. })),
+        "{name}: {err:?}"
+    );
+    let err = inputs([1, 3, 1, 4], [1, 2, 5, 4], 4, tables(8), 0);
+    assert!(
+        matches!(err, Some(KernelError::Positions { .. })),
+        "{name}: {err:?}"
+    );
+    let err = inputs([1, 2, 1, 4], [1, 1, 5, 4], 4, tables(8), 0);
+    assert!(
+        matches!(err, Some(KernelError::Attention { .. })),
+        "{name}: {err:?}"
+    );
+    let err = inputs([1, 3, 1, 4], [1, 1, 9, 4], 4, tables(4), 2);
+    assert!(
+        matches!(err, Some(KernelError::Rope { .. })),
+        "{name}: {err:?}"
+    );
+    let err = inputs([1, 3, 1, 4], [1, 1, 5, 4], 2, tables(8), 0);
+    assert!(
+        matches!(err, Some(KernelError::NormWeight { .. })),
+        "{name}: {err:?}"
+    );
+    let half16 = || cube.tensor(&[0u8; 32], burn::tensor::Shape::new([8, 2]), DType::F16);
+    let err = inputs([1, 3, 1, 4], [1, 1, 5, 4], 4, (half16(), half16()), 0);
+    assert_eq!(
+        err,
+        Some(KernelError::Dtypes(DType::F32, DType::F16)),
+        "{name}"
+    );
+
     fn rope_on_device(
         x: &burn_cubecl::tensor::CubeTensor,
         table: burn_cubecl::tensor::CubeTensor,

@@ -65,13 +65,7 @@ pub fn write_positions(
         return Err(KernelError::Device);
     }
     start.check(&buffer)?;
-    let buffer = if buffer.can_mut() && buffer.is_contiguous() {
-        buffer
-    } else if buffer.is_contiguous() {
-        buffer.copy()
-    } else {
-        into_contiguous(buffer)
-    };
+    let buffer = writable(buffer);
     let value = into_contiguous(value);
     let n = value.meta.num_elements();
     if n == 0 {
@@ -102,4 +96,16 @@ pub fn write_positions(
         )
     };
     Ok(buffer)
+}
+
+/// `buffer` contiguous and ready to be written in place: itself where nothing else holds it,
+/// else a copy (what Burn's `slice_assign` does).
+pub(super) fn writable(buffer: CubeTensor) -> CubeTensor {
+    if buffer.can_mut() && buffer.is_contiguous() {
+        buffer
+    } else if buffer.is_contiguous() {
+        buffer.copy()
+    } else {
+        into_contiguous(buffer)
+    }
 }

@@ -20,6 +20,7 @@ mod formats;
 mod gelu;
 mod gemv;
 mod gemv_planes;
+mod heads;
 #[cfg(test)]
 mod msl;
 mod norm;
@@ -32,7 +33,8 @@ pub use cache::write_positions;
 pub use gelu::gelu_mul;
 pub use gemv::gemv_shape;
 pub use gemv_planes::{PlanesGeometry, PlanesTuning, planes_geometry};
-pub use norm::rms_norm;
+pub use heads::attention_inputs;
+pub use norm::{add_rms_norm, add_rms_norm_next, rms_norm};
 pub use positions::Start;
 pub use reduce::CubeShape;
 pub use rope::rope;

@@ -145,3 +145,78 @@ impl CubeShape {
         self
     }
 }
+
+/// Reduces `red[0..threads]` into `red[0]` (maximum or sum); every unit must call it.
+#[cube]
+pub(super) fn reduce_shared(
+    red: &mut [f32],
+    tid: usize,
+    #[comptime] threads: usize,
+    #[comptime] max: bool,
+) {
+    #[unroll]
+    for b in 0..comptime![threads.trailing_zeros() as usize] {
+        let half = comptime![threads >> (b + 1)];
+        if tid < half {
+            if comptime![max] {
+                red[tid] = f32::max(red[tid], red[tid + half]);
+            } else {
+                red[tid] += red[tid + half];
+            }
+        }
+        sync_cube();
+    }
+}
+
+/// How a cube of `threads` units (a power of two) adds up one value per unit ([`cube_sum`]):
+/// within each plane of `lanes` units by plane operations and then across planes in shared
+/// memory where the device has them (`use_plane`), else by a shared-memory tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct CubeSum {
+    /// Units per cube.
+    pub threads: usize,
+    /// Units per plane (dividing `threads`).
+    pub lanes: usize,
+    /// Whether to use plane operations.
+    pub use_plane: bool,
+}
+
+impl CubeSum {
+    /// `threads` units per cube on `client`'s device.
+    pub fn new(client: &Client, threads: usize) -> Self {
+        let (lanes, use_plane) = super::lanes_for(client);
+        Self {
+            threads,
+            lanes: lanes.min(threads),
+            use_plane,
+        }
+    }
+}
+
+/// The sum of `v` over the cube's units, the same in every unit; every unit must call it.
+#[cube]
+pub(super) fn cube_sum(v: f32, #[comptime] how: CubeSum) -> f32 {
+    let tid = UNIT_POS as usize;
+    let mut total = 0.0f32;
+    if comptime![how.use_plane] {
+        let warps = comptime![how.threads / how.lanes];
+        let mut red = Shared::<[f32]>::new_slice(warps);
+        let s = plane_sum(v);
+        let lane = tid % how.lanes;
+        if lane == 0 {
+            red[tid / how.lanes] = s;
+        }
+        sync_cube();
+        #[unroll]
+        for w in 0..warps {
+            total += red[w];
+        }
+    } else {
+        let mut red = Shared::<[f32]>::new_slice(how.threads);
+        red[tid] = v;
+        sync_cube();
+        reduce_shared(&mut red, tid, how.threads, false);
+        total = red[0];
+    }
+    total
+}

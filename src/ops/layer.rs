@@ -157,7 +157,7 @@ pub(super) fn forward<B: TransformerBackend>(
 }
 
 /// `x · W (+ bias)` for any [`LayerLinear`].
-fn linear<B: QuantBackend>(x: FloatTensor<B>, w: LayerLinear<B>) -> FloatTensor<B> {
+pub(super) fn linear<B: QuantBackend>(x: FloatTensor<B>, w: LayerLinear<B>) -> FloatTensor<B> {
     match w {
         LayerLinear::Quant { words, desc } => B::quant_matmul(x, words, desc),
         LayerLinear::QuantBiased { words, desc, bias } => {

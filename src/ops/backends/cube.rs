@@ -11,15 +11,16 @@ use burn_cubecl::tensor::CubeTensor;
 
 use crate::dims::with_last_dim;
 use crate::kernel::{self, KernelError};
+use crate::ops::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
 use crate::ops::{FUSED_MAX_ROWS, Positions, QuantBackend, TransformerBackend};
 use crate::quant::QuantWeightDesc;
 
-fn ok<T>(r: Result<T, KernelError>) -> T {
+pub(super) fn ok<T>(r: Result<T, KernelError>) -> T {
     r.unwrap_or_else(|e| panic!("burn-gguf quantized op: {e}"))
 }
 
 /// The kernels' form of [`Positions`]: a device offset stays on the device.
-fn start(positions: Positions<CubeBackend>) -> kernel::Start {
+pub(super) fn start(positions: Positions<CubeBackend>) -> kernel::Start {
     match positions {
         Positions::Host { start } => kernel::Start::at(start),
         Positions::Device { offset } => kernel::Start::on_device(offset),
@@ -121,5 +122,17 @@ impl TransformerBackend for CubeBackend {
         positions: Positions<Self>,
     ) -> FloatTensor<Self> {
         ok(kernel::write_positions(buffer, value, start(positions)))
+    }
+
+    fn decoder_layer(
+        x: FloatTensor<Self>,
+        weights: DecoderLayerWeights<Self>,
+        cache: KvBuffers<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        positions: Positions<Self>,
+        config: DecoderLayerConfig,
+    ) -> (FloatTensor<Self>, KvBuffers<Self>) {
+        super::cube_layer::decoder_layer(x, weights, cache, cos, sin, positions, config)
     }
 }
