@@ -31,7 +31,14 @@ pub(super) fn inv_rms<F: Float>(
         sum += v * v;
         i += comptime![how.threads];
     }
-    1.0f32 / f32::sqrt(cube_sum(sum, how) / f32::cast_from(d) + eps)
+    rms_scale(sum, d, eps, how)
+}
+
+/// `1 / √(Σ squares / d + eps)` of each unit's share `squares` of a row's sum of squares, the
+/// same in every unit of the cube (each must call it).
+#[cube]
+fn rms_scale(squares: f32, d: usize, eps: f32, #[comptime] how: CubeSum) -> f32 {
+    1.0f32 / f32::sqrt(cube_sum(squares, how) / f32::cast_from(d) + eps)
 }
 
 /// `y[base + i] = (x[base + i] · scale) · w[i]` for this unit's `i < d`.
@@ -146,7 +153,7 @@ fn add_rms_norm_next_kernel<F: Float>(
     let base = row * d;
     let squares = write_sum(x, a, w, s, base, d, eps, how);
     // a unit reads back only the values it wrote itself
-    let scale = 1.0f32 / f32::sqrt(cube_sum(squares, how) / f32::cast_from(d) + eps);
+    let scale = rms_scale(squares, d, eps, how);
     let mut i = UNIT_POS as usize;
     while i < d {
         n[base + i] = F::cast_from((f32::cast_from(s[base + i]) * scale) * f32::cast_from(next[i]));
