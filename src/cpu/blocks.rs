@@ -129,7 +129,13 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
             }
         }
     }
-    acc.map(|[a, b]| (a + b).reduce_add())
+    // a loop, not `acc.map`: a closure would be compiled outside this SIMD build, not inlined,
+    // and pay a call (with the intrinsics inside it called too) for every weight row
+    let mut sums = [0f32; R];
+    for (sum, [a, b]) in sums.iter_mut().zip(acc) {
+        *sum = (a + b).reduce_add();
+    }
+    sums
 }
 
 /// Checks that a GGUF-layout weight's words hold `desc`; returns its bytes.
