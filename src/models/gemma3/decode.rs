@@ -8,6 +8,7 @@ use super::Gemma3Error;
 use super::cache::KvCache;
 use super::model::Gemma3;
 use super::rope::RopeTables;
+use crate::models::sampling::device_argmax;
 use crate::ops::Positions;
 
 /// Eager steps before one is recorded: they compile, autotune and allocate everything a step
@@ -191,7 +192,7 @@ impl Gemma3 {
             x = y;
         }
         let hidden = self.output_norm.forward(x).reshape([1, c.d_model]);
-        let token = self.logits(hidden).argmax(1).reshape([1]);
+        let token = device_argmax(self.logits(hidden).reshape([-1]));
         let id = token
             .clone()
             .reshape([1, 1])

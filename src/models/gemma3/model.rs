@@ -13,7 +13,7 @@ use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
-use crate::models::sampling::Sampler;
+use crate::models::sampling::{Sampler, device_argmax};
 use crate::nn::GgufEmbedding;
 use crate::ops::{DecoderLayerConfig, DecoderLayerWeights, Positions};
 
@@ -238,13 +238,13 @@ impl Gemma3 {
     }
 }
 
-/// The token `sampler` picks from `logits` `[vocab]`. Greedy picks on the device (Burn's
-/// `argmax`: the first maximum, as [`argmax`](crate::models::sampling::argmax)): only the token
+/// The token `sampler` picks from `logits` `[vocab]`. Greedy picks on the device
+/// ([`device_argmax`]: the first maximum, as [`argmax`](crate::models::sampling::argmax)): only the token
 /// id is read back, not the logits (1 MiB for Gemma 3's vocabulary, read and scanned on the host
 /// every step).
 fn next_token(logits: Tensor<1>, sampler: &mut Sampler) -> u32 {
     if sampler.is_greedy() {
-        return read_token(logits.argmax(0));
+        return read_token(device_argmax(logits));
     }
     let values = logits
         .into_data()
