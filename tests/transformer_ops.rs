@@ -499,8 +499,8 @@ fn check_attention(name: &str, device: &Device, u: f64, composed: bool) {
             "{what}"
         );
         check_within(&what, &floats(y), &want, &tol, 2f64.powi(24));
-        if case == 2 {
-            // f16 throughout: the f64 result of the f16-rounded inputs, one f16 rounding out
+        if case == 2 || case == 5 {
+            // f16 throughout (case 5: a launch of few rows, keys split over cubes): the f64 result of the f16-rounded inputs, one f16 rounding out
             let r = |v: &[f32]| -> Vec<f32> {
                 v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
             };
