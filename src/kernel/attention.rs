@@ -44,6 +44,15 @@ const SPLIT_BELOW_ROWS: usize = 32;
 /// together; with plane operations, one pass of [`KEY_LANES`]-lane groups over 128 units.
 const SEGMENT: usize = 16;
 
+/// The running maximum before the first score: a huge negative finite value (WGSL has no
+/// infinity literal; exp of it minus any score is 0).
+#[cube]
+fn lowest() -> f32 {
+    let mut m = 0.0f32;
+    m -= 3.0e38f32;
+    m
+}
+
 /// Keys of query row `row` (= `(b · t + i) · heads + h`): its kv head's first element `kv` in
 /// the caches and the key slots `lo..hi` it sees (its position `start (+ offset[0]) + i`, the
 /// window, at most `keys` slots).
@@ -176,8 +185,7 @@ fn softmax_weights(
     tid: usize,
     #[comptime] threads: usize,
 ) -> f32 {
-    let mut cm = 0.0f32;
-    cm -= 3.0e38f32;
+    let mut cm = lowest();
     let mut j = tid;
     while j < n {
         cm = f32::max(cm, sc[j]);
@@ -282,10 +290,7 @@ fn attention_kernel<F: Float>(
     for e in 0..per {
         acc[e] = 0.0;
     }
-    // the running maximum before the first key: a huge negative finite value (WGSL has no
-    // infinity literal; exp of it minus any score is 0)
-    let mut m = 0.0f32;
-    m -= 3.0e38f32;
+    let mut m = lowest();
     let mut l = 0.0f32;
     let mut c0 = r.lo;
     while c0 < r.hi {
@@ -360,9 +365,7 @@ fn attention_part_kernel<F: Float>(
     let mut red = Shared::<[f32]>::new_slice(threads);
     load_query(q, &mut qs, row, scale, tid, hd, threads);
     key_scores(&qs, k, &mut sc, r.kv, c0, n, tid, hd, threads, key_lanes);
-    let mut m = 0.0f32;
-    m -= 3.0e38f32;
-    let m = softmax_weights(&mut sc, &mut red, n, m, tid, threads);
+    let m = softmax_weights(&mut sc, &mut red, n, lowest(), tid, threads);
     let l = red[0];
     let per = comptime![hd.div_ceil(threads)];
     let mut acc = Array::<f32>::new(per);
@@ -404,8 +407,7 @@ fn attention_combine_kernel<F: Float>(
     let tid = UNIT_POS as usize;
     let base = row * segments;
     let mut red = Shared::<[f32]>::new_slice(threads);
-    let mut m = 0.0f32;
-    m -= 3.0e38f32;
+    let mut m = lowest();
     let mut s = tid;
     while s < segments {
         if stats[2 * (base + s) + 1] > 0.0 {
