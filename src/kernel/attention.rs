@@ -350,8 +350,10 @@ fn attention_part_kernel<F: Float>(
     }
     let tid = UNIT_POS as usize;
     let r = key_range(row, t, heads, kv_heads, keys, start, offset, window, hd);
-    let c0 = r.lo.max((cube % segments) * seg);
-    let c1 = r.hi.min((cube % segments) * seg + seg);
+    // this segment's slots, clipped to those the row sees
+    let slot0 = (cube % segments) * seg;
+    let c0 = r.lo.max(slot0);
+    let c1 = r.hi.min(slot0 + seg);
     if c0 >= c1 {
         if tid == 0 {
             stats[2 * cube] = 0.0;
