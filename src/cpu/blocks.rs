@@ -112,6 +112,9 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
         for (run, q) in q.chunks_exact_mut(32).enumerate() {
             Q::codes(block, run, q.try_into().expect("32 codes"));
         }
+        // vectors per sub-block; where a sub-block is one vector (16 weights, 16 lanes),
+        // consecutive sub-blocks alternate between the two accumulators (two dependency chains)
+        let per = Q::SUB / lanes;
         for s in 0..BS / Q::SUB {
             let qs = &q[s * Q::SUB..][..Q::SUB];
             let sc = scale[s].splat::<S>();
@@ -120,12 +123,15 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
                 let xs = &x[r * k + b * BS + s * Q::SUB..][..Q::SUB];
                 // SUB (16 or 32) is a multiple of the lane count (1 to 16), so every load is
                 // whole; the loops count a constant number of vectors (after inlining), so they
-                // unroll and the accumulators stay in registers
+                // unroll
                 if Q::MIN {
-                    for j in 0..Q::SUB / lanes {
+                    for j in 0..per {
                         let w = f32::vmul_add(sc, load(qs, j * lanes), mn);
-                        acc[j % 2] = f32::vmul_add(w, load(xs, j * lanes), acc[j % 2]);
+                        let a = (s * per + j) % 2;
+                        acc[a] = f32::vmul_add(w, load(xs, j * lanes), acc[a]);
                     }
+                } else if per == 1 {
+                    acc[s % 2] = f32::vmul_add(sc, load(qs, 0) * load(xs, 0), acc[s % 2]);
                 } else {
                     let mut p = [zero; 2];
                     for j in 0..Q::SUB / lanes {

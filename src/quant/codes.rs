@@ -102,9 +102,13 @@ pub(crate) fn q8_0_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
 #[inline(always)]
 pub(crate) fn q2_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
     let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
-    for (i, &sc) in b[0..16].iter().enumerate() {
-        scale[i] = d * (sc & 0xF) as f32;
-        min[i] = dmin * (sc >> 4) as f32;
+    let sc: &[u8; 16] = b[0..16].try_into().expect("16 bytes");
+    // fixed-size views: the loop vectorizes without bounds checks
+    let scale: &mut [f32; 16] = (&mut scale[..16]).try_into().expect("16 scales");
+    let min: &mut [f32; 16] = (&mut min[..16]).try_into().expect("16 mins");
+    for i in 0..16 {
+        scale[i] = d * (sc[i] & 0xF) as f32;
+        min[i] = dmin * (sc[i] >> 4) as f32;
     }
 }
 /// Q2_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
@@ -122,13 +126,21 @@ pub(crate) fn q2_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
 /// bit)`, per 16 elements scale `d · sc` with `sc` a six-bit signed scale.
 #[inline(always)]
 pub(crate) fn q3_k_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
-    let sc = &b[96..108];
+    // ggml's unpacking, four bytes at a time: scale `i`'s low nibble is nibble `i / 8` of byte
+    // `i % 8`, its high two bits bits `2 (i / 4)` of byte `8 + i % 4`
+    let [a0, a1, t] = words::<3>(&b[96..108]);
+    const LOW: u32 = 0x0F0F_0F0F;
+    const HIGH: u32 = 0x0303_0303;
+    let six: [u8; 16] = bytemuck::cast([
+        (a0 & LOW) | ((t & HIGH) << 4),
+        (a1 & LOW) | (((t >> 2) & HIGH) << 4),
+        ((a0 >> 4) & LOW) | (((t >> 4) & HIGH) << 4),
+        ((a1 >> 4) & LOW) | (((t >> 6) & HIGH) << 4),
+    ]);
     let d = f16_at(b, 108);
-    for (i, s) in scale[..16].iter_mut().enumerate() {
-        // branch-free (the loop vectorizes): low nibble of byte i for i < 8, high of byte i − 8
-        let low = (sc[i % 8] >> (4 * (i / 8))) & 0xF;
-        let high = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
-        *s = d * (((low | (high << 4)) as i8).wrapping_sub(32)) as f32;
+    let scale: &mut [f32; 16] = (&mut scale[..16]).try_into().expect("16 scales");
+    for i in 0..16 {
+        scale[i] = d * (i32::from(six[i]) - 32) as f32;
     }
 }
 /// Q3_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
@@ -151,13 +163,31 @@ pub(crate) fn q3_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
 /// the 12 bytes at 4 (`d` and `dmin` the block's first two f16).
 #[inline(always)]
 fn k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-    let (d, dmin, s) = (f16_at(b, 0), f16_at(b, 2), &b[4..16]);
-    for j in 0..4 {
-        scale[j] = d * (s[j] & 0x3F) as f32;
-        min[j] = dmin * (s[4 + j] & 0x3F) as f32;
-        scale[4 + j] = d * ((s[8 + j] & 0x0F) | ((s[j] >> 2) & 0x30)) as f32;
-        min[4 + j] = dmin * ((s[8 + j] >> 4) | ((s[4 + j] >> 2) & 0x30)) as f32;
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    // ggml's unpacking, four bytes at a time: scales and mins 0..4 are the low six bits of bytes
+    // 0..4 and 4..8; 4..8 the nibbles of bytes 8..12 under the top two bits of bytes 0..8
+    let [u0, u1, u2] = words::<3>(&b[4..16]);
+    const SIX: u32 = 0x3F3F_3F3F;
+    const LOW: u32 = 0x0F0F_0F0F;
+    const TOP: u32 = 0x0303_0303;
+    let six: [u8; 16] = bytemuck::cast([
+        u0 & SIX,
+        (u2 & LOW) | (((u0 >> 6) & TOP) << 4),
+        u1 & SIX,
+        ((u2 >> 4) & LOW) | (((u1 >> 6) & TOP) << 4),
+    ]);
+    let scale: &mut [f32; 8] = (&mut scale[..8]).try_into().expect("8 scales");
+    let min: &mut [f32; 8] = (&mut min[..8]).try_into().expect("8 mins");
+    for i in 0..8 {
+        scale[i] = d * f32::from(six[i]);
+        min[i] = dmin * f32::from(six[8 + i]);
     }
+}
+
+/// The `N` little-endian u32 of `b` (`4 N` bytes).
+#[inline(always)]
+fn words<const N: usize>(b: &[u8]) -> [u32; N] {
+    std::array::from_fn(|i| u32::from_le_bytes(b[4 * i..][..4].try_into().expect("4 bytes")))
 }
 
 /// Q4_K `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }`: 4-bit codes, per 32 elements scale
