@@ -44,6 +44,57 @@ pub(crate) fn for_each_range(n: usize, f: impl Fn(usize, usize) + Sync) {
     });
 }
 
+/// Runs phases of independent chunks of work in order: `work(phase, chunk)` once for every chunk
+/// `0..chunks[phase]` of every phase, a phase's chunks starting only once every chunk of the
+/// phase before has finished.
+///
+/// The calling thread and one helper per other thread of rayon's pool (Flex's) claim chunks from
+/// one counter per phase and wait for a phase's last
+/// chunk by spinning, not sleeping: a sequence of small ops costs one wake-up of the pool, not one
+/// per op. No chunk waits for a helper to start: one that starts late only helps less (the
+/// caller alone would run every chunk), so a busy pool slows the phases but cannot stall them;
+/// the call returns when every chunk is done and every helper has left.
+#[cfg(feature = "flex")]
+pub(crate) fn phases(chunks: &[usize], work: impl Fn(usize, usize) + Sync) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let claimed: Vec<AtomicUsize> = chunks.iter().map(|_| AtomicUsize::new(0)).collect();
+    let done: Vec<AtomicUsize> = chunks.iter().map(|_| AtomicUsize::new(0)).collect();
+    let run = || {
+        for (p, &n) in chunks.iter().enumerate() {
+            // the phase before must be complete: its writes are this phase's inputs (the
+            // Acquire load pairs with each chunk's Release increment)
+            if p > 0 {
+                let mut spins = 0u32;
+                while done[p - 1].load(Ordering::Acquire) < chunks[p - 1] {
+                    spins += 1;
+                    if spins < 1 << 12 {
+                        std::hint::spin_loop();
+                    } else {
+                        // more threads than cores: let the chunk's owner run
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            loop {
+                let c = claimed[p].fetch_add(1, Ordering::Relaxed);
+                if c >= n {
+                    break;
+                }
+                work(p, c);
+                done[p].fetch_add(1, Ordering::Release);
+            }
+        }
+    };
+    let widest = chunks.iter().copied().max().unwrap_or(0);
+    let helpers = rayon::current_num_threads().min(widest).saturating_sub(1);
+    rayon::in_place_scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|_| run());
+        }
+        run();
+    });
+}
+
 /// A pointer into one output buffer, handed to scoped threads that write disjoint parts of it.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub(crate) *mut f32);

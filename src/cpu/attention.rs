@@ -61,7 +61,7 @@ pub fn attention(
     let mut out = vec![0f32; rows * d];
     let out_ptr = SendPtr(out.as_mut_ptr());
     for_each_range(rows, |r0, r1| {
-        let (mut qs, mut scores) = (vec![0f32; d], Vec::new());
+        let mut scratch = Scratch::new(d);
         for row in r0..r1 {
             let (h, i, b) = (
                 row % s.heads,
@@ -69,30 +69,64 @@ pub fn attention(
                 row / (s.heads * s.queries),
             );
             let kv = (b * s.kv_heads + h / group) * s.keys * d;
-            for (x, &y) in qs.iter_mut().zip(&q[row * d..][..d]) {
-                *x = y * scale;
-            }
             let keys = AttentionShape::visible(start, i, window);
-            scores.clear();
-            scores.extend(keys.clone().map(|j| dot(&qs, &k[kv + j * d..][..d])));
-            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0f64;
-            for x in scores.iter_mut() {
-                *x = (*x - max).exp();
-                sum += f64::from(*x);
-            }
-            let inv = (1.0 / sum) as f32;
             // SAFETY: rows [r0, r1) of `out` belong to this range alone; `out` outlives the scope.
             let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(row * d), d) };
-            for (&p, j) in scores.iter().zip(keys) {
-                let w = p * inv;
-                for (o, &x) in o.iter_mut().zip(&v[kv + j * d..][..d]) {
-                    *o += w * x;
-                }
-            }
+            let (k, v) = (&k[kv..][..s.keys * d], &v[kv..][..s.keys * d]);
+            attend(&q[row * d..][..d], k, v, keys, scale, &mut scratch, o);
         }
     });
     Ok(out)
+}
+
+/// A query row's working memory: the scaled query and the scores of the keys it sees.
+pub(crate) struct Scratch {
+    query: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl Scratch {
+    /// For heads of `head_dim` values.
+    pub(crate) fn new(head_dim: usize) -> Self {
+        Self {
+            query: vec![0f32; head_dim],
+            scores: Vec::new(),
+        }
+    }
+}
+
+/// One query row `q` (`d` values) against the keys `keys` of one key/value head (`k` and `v` its
+/// `[slots, d]` rows), added into `o` (zeros on entry): the scores in f32 (the query scaled
+/// first), the softmax's sum in f64, the values weighted in f32.
+pub(crate) fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: std::ops::Range<usize>,
+    scale: f32,
+    scratch: &mut Scratch,
+    o: &mut [f32],
+) {
+    let d = q.len();
+    let (qs, scores) = (&mut scratch.query, &mut scratch.scores);
+    for (x, &y) in qs.iter_mut().zip(q) {
+        *x = y * scale;
+    }
+    scores.clear();
+    scores.extend(keys.clone().map(|j| dot(qs, &k[j * d..][..d])));
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sum = 0f64;
+    for x in scores.iter_mut() {
+        *x = (*x - max).exp();
+        sum += f64::from(*x);
+    }
+    let inv = (1.0 / sum) as f32;
+    for (&p, j) in scores.iter().zip(keys) {
+        let w = p * inv;
+        for (o, &x) in o.iter_mut().zip(&v[j * d..][..d]) {
+            *o += w * x;
+        }
+    }
 }
 
 /// `Σ a_i b_i` in f32, eight partial sums (so that it vectorizes).

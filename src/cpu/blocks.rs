@@ -1,7 +1,7 @@
-//! The CPU's fused product for every block format in the GGUF layout: `y[m, n] = Σ_k x[m, k] ·
-//! W[n, k]` with the blocks read in place from the packed words, threads splitting the rows of W.
+//! The CPU's fused product for every block format in the GGUF layout over a range of W's rows:
+//! `y[m, n] = Σ_k x[m, k] · W[n, k]` with the blocks read in place from the packed words.
 //! Each block is decoded once into its integer codes and per-sub-block scales and mins
-//! ([`BlockDecode`]), its row's bytes fetched into the cache a kilobyte ahead, and multiplied into
+//! ([`BlockDecode`]), its row's bytes fetched into the cache two kilobytes ahead, and multiplied into
 //! up to four activation rows at a time with explicit SIMD vectors: a format without mins
 //! multiplies the codes and scales each sub-block's partial sums once; one with mins forms each
 //! weight `scale · q − min` in a register (ggml's dequantized value, bit for bit) and multiplies
@@ -18,42 +18,13 @@ use std::marker::PhantomData;
 
 use macerator::{Scalar, Simd, VMulAdd, Vector, vload_unaligned};
 
-use crate::parallel::{SendPtr, for_each_range};
 use crate::quant::{BlockDecode, PackError, QuantWeightDesc};
-
-/// `y[m, n]` (row-major, `m × out_features`) for `x` `m × in_features` (length checked by the
-/// caller) over the weight's GGUF `bytes` (`desc.n_bytes()` of them), blocks of `BS` elements in
-/// `TS` bytes (`Q`'s geometry) decoded by `Q`.
-pub(super) fn matmul<Q: BlockDecode, const BS: usize, const TS: usize>(
-    x: &[f32],
-    m: usize,
-    desc: QuantWeightDesc,
-    bytes: &[u8],
-) -> Vec<f32> {
-    debug_assert!(Q::BLOCK == BS && Q::BYTES == TS);
-    let n = desc.out_features;
-    let k = desc.in_features;
-    let mut yt = vec![0f32; n * m]; // [n, m]: a thread's rows are contiguous
-    let out = SendPtr(yt.as_mut_ptr());
-    for_each_range(n, |r0, r1| {
-        // SAFETY: threads write disjoint rows [r0, r1) of yt, which outlives the scope.
-        let out = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * m), (r1 - r0) * m) };
-        rows::<Q, BS, TS>(PhantomData, x, m, k, bytes, r0, r1, out);
-    });
-    let mut y = vec![0f32; m * n];
-    for row in 0..n {
-        for mi in 0..m {
-            y[mi * n + row] = yt[row * m + mi];
-        }
-    }
-    y
-}
 
 /// Rows `r0..r1` of W (GGUF `bytes`, `k` weights a row) against the `m` rows of `x`, into `out`
 /// (`[r1 − r0, m]`): each weight row against up to four activation rows at a time.
 #[macerator::with_simd]
 #[allow(clippy::too_many_arguments)]
-fn rows<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
+pub(super) fn rows<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
     _decoder: PhantomData<Q>,
     x: &[f32],
     m: usize,
@@ -154,9 +125,11 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
 }
 
 /// How far ahead of the block being decoded its row's bytes are fetched into the cache. The
-/// hardware prefetcher alone left one thread at 5–6 GB/s on the Q8_0 weights of the benchmark
-/// machine, which reads 9–10 GB/s; 1 KiB ahead measured best of 256 B to 2 KiB (PERF.md).
-const PREFETCH: usize = 1024;
+/// hardware prefetcher alone left one thread at 5–6 GB/s on the Q8_0 weights of one benchmark
+/// machine (AMD EPYC), which reads 9–10 GB/s, where 1 KiB and 2 KiB ahead did equally well; on
+/// another (Intel Xeon) 2 KiB read Gemma-3's Q8_0 head 1.13–1.33× faster than 1 KiB, and the
+/// other formats were unchanged (PERF.md).
+const PREFETCH: usize = 2048;
 
 /// Asks the cache for the line holding `p` (a hint: never faults, whatever the address); a no-op
 /// where the architecture has no stable prefetch instruction.

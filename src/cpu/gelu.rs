@@ -10,13 +10,17 @@ pub const GELU_CUBIC: f64 = 0.044715;
 /// `g/2 · (1 + tanh(√(2/π) · (g + 0.044715 g³))) · up`, element-wise, in f32.
 pub fn gelu_mul(gate: &[f32], up: &[f32]) -> Result<Vec<f32>, PackError> {
     super::check_input(up, 1, gate.len())?;
-    let (k, c) = (SQRT_2_OVER_PI as f32, GELU_CUBIC as f32);
     Ok(gate
         .iter()
         .zip(up)
-        .map(|(&g, &u)| {
-            let inner = ((g + (g * g * g) * c) * k).clamp(-10.0, 10.0);
-            (g * 0.5) * (inner.tanh() + 1.0) * u
-        })
+        .map(|(&g, &u)| gelu_mul_one(g, u))
         .collect())
+}
+
+/// One value of [`gelu_mul`].
+#[inline]
+pub(crate) fn gelu_mul_one(g: f32, u: f32) -> f32 {
+    let (k, c) = (SQRT_2_OVER_PI as f32, GELU_CUBIC as f32);
+    let inner = ((g + (g * g * g) * c) * k).clamp(-10.0, 10.0);
+    (g * 0.5) * (inner.tanh() + 1.0) * u
 }

@@ -13,12 +13,16 @@
 mod attention;
 mod blocks;
 mod gelu;
+#[cfg(feature = "flex")]
+mod layer;
 mod norm;
 mod q6k;
 mod rope;
 
 pub use attention::{AttentionShape, attention};
 pub use gelu::{GELU_CUBIC, SQRT_2_OVER_PI, gelu_mul};
+#[cfg(feature = "flex")]
+pub(crate) use layer::{KvCache, LayerShape, LayerWeights, decoder_step};
 pub use norm::rms_norm;
 pub use rope::rope;
 
@@ -44,18 +48,80 @@ pub fn matmul(
     desc: QuantWeightDesc,
 ) -> Result<Vec<f32>, PackError> {
     check_input(x, m, desc.in_features)?;
-    let t = desc.ggml_type;
-    if t == GgmlType::Q6_K {
-        return q6k::matmul(x, words, m, desc);
+    let w = Weight::new(words, desc)?;
+    let n = desc.out_features;
+    let mut yt = vec![0f32; n * m]; // [n, m]: a thread's rows are contiguous
+    let out = SendPtr(yt.as_mut_ptr());
+    for_each_range(n, |r0, r1| {
+        // SAFETY: threads write disjoint rows [r0, r1) of yt, which outlives the scope.
+        let out = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * m), (r1 - r0) * m) };
+        w.rows(x, m, r0, r1, out);
+    });
+    let mut y = vec![0f32; m * n];
+    for row in 0..n {
+        for mi in 0..m {
+            y[mi * n + row] = yt[row * m + mi];
+        }
     }
-    if !crate::quant::FUSED_TYPES.contains(&t) {
-        return Err(PackError::Unsupported { ggml_type: t });
+    Ok(y)
+}
+
+/// A quantized weight checked once and multiplied a range of its rows at a time: what
+/// [`matmul`] splits over threads and the fused decoder layer over its chunks of work.
+#[derive(Clone, Copy)]
+pub(crate) struct Weight<'a> {
+    blocks: WeightBlocks<'a>,
+    desc: QuantWeightDesc,
+}
+
+/// The blocks a [`Weight`] reads: Q6_K's view of either layout, or any other fused type's GGUF
+/// bytes (multiplied by the generic product over the type's block decoder).
+#[derive(Clone, Copy)]
+enum WeightBlocks<'a> {
+    Q6k(crate::quant::q6k::BlockSource<'a>),
+    Gguf(&'a [u8]),
+}
+
+impl<'a> Weight<'a> {
+    /// `words` as the weight `desc` describes, or why they are not one this CPU multiplies.
+    pub(crate) fn new(words: &'a [u32], desc: QuantWeightDesc) -> Result<Self, PackError> {
+        let t = desc.ggml_type;
+        let unsupported = PackError::Unsupported { ggml_type: t };
+        let blocks = if t == GgmlType::Q6_K {
+            WeightBlocks::Q6k(crate::quant::q6k::BlockSource::new(words, desc)?)
+        } else if crate::quant::FUSED_TYPES.contains(&t) {
+            WeightBlocks::Gguf(blocks::gguf_bytes(words, desc)?)
+        } else {
+            return Err(unsupported);
+        };
+        Ok(Self { blocks, desc })
     }
-    let bytes = blocks::gguf_bytes(words, desc)?;
-    crate::quant::with_block_decoder!(t, Q => blocks::matmul::<Q, { <Q as BlockDecode>::BLOCK }, { <Q as BlockDecode>::BYTES }>(
-        x, m, desc, bytes
-    ))
-    .ok_or(PackError::Unsupported { ggml_type: t })
+
+    /// What the weight holds.
+    #[cfg(feature = "flex")]
+    pub(crate) fn desc(&self) -> QuantWeightDesc {
+        self.desc
+    }
+
+    /// Rows `r0..r1` of W against the `m` rows of `x` (`m × in_features`, which the caller
+    /// checked), into `out` (`[r1 − r0, m]`).
+    pub(crate) fn rows(&self, x: &[f32], m: usize, r0: usize, r1: usize, out: &mut [f32]) {
+        let desc = self.desc;
+        match self.blocks {
+            WeightBlocks::Q6k(source) => q6k::rows(x, source, m, desc, r0, r1, out),
+            WeightBlocks::Gguf(bytes) => {
+                let k = desc.in_features;
+                // `new` admitted only types with a block decoder: the match always runs
+                let _ = crate::quant::with_block_decoder!(desc.ggml_type, Q => blocks::rows::<
+                    Q,
+                    { <Q as BlockDecode>::BLOCK },
+                    { <Q as BlockDecode>::BYTES },
+                >(
+                    std::marker::PhantomData, x, m, k, bytes, r0, r1, out
+                ));
+            }
+        }
+    }
 }
 
 /// `g_x[m, k] = Σ_n g_y[m, n] · W[n, k]` (the gradient of [`matmul`] with respect to `x`):

@@ -11,11 +11,16 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f64) -> Result<Vec<f32>, PackError> {
     super::check_input(x, rows, d)?;
     let mut y = vec![0f32; x.len()];
     for (xs, ys) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-        let sum: f64 = xs.iter().map(|&v| f64::from(v * v)).sum();
-        let scale = 1.0 / ((sum / d as f64) as f32 + eps as f32).sqrt();
-        for ((y, &v), &w) in ys.iter_mut().zip(xs).zip(w) {
-            *y = (v * scale) * w;
-        }
+        rms_norm_row(xs, w, eps, ys);
     }
     Ok(y)
+}
+
+/// One row of [`rms_norm`]: `y[i] = (x[i] · s) · w[i]` (three slices of one length).
+pub(crate) fn rms_norm_row(x: &[f32], w: &[f32], eps: f64, y: &mut [f32]) {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let scale = 1.0 / ((sum / x.len() as f64) as f32 + eps as f32).sqrt();
+    for ((y, &v), &w) in y.iter_mut().zip(x).zip(w) {
+        *y = (v * scale) * w;
+    }
 }

@@ -31,13 +31,19 @@ pub fn rope(
         .enumerate()
     {
         let at = (start + (row / heads.max(1)) % t.max(1)) * half;
-        let (c, s) = (&cos[at..at + half], &sin[at..at + half]);
-        let (x1, x2) = xs.split_at(half);
-        let (y1, y2) = ys.split_at_mut(half);
-        for i in 0..half {
-            y1[i] = x1[i] * c[i] - x2[i] * s[i];
-            y2[i] = x1[i] * s[i] + x2[i] * c[i];
-        }
+        rope_row(xs, &cos[at..at + half], &sin[at..at + half], ys);
     }
     Ok(y)
+}
+
+/// One row of [`rope`]: `x` and `y` of `2 · half` values, `c` and `s` the `half` cosines and
+/// sines of the row's position.
+pub(crate) fn rope_row(x: &[f32], c: &[f32], s: &[f32], y: &mut [f32]) {
+    let half = c.len();
+    let (x1, x2) = x.split_at(half);
+    let (y1, y2) = y.split_at_mut(half);
+    for i in 0..half {
+        y1[i] = x1[i] * c[i] - x2[i] * s[i];
+        y2[i] = x1[i] * s[i] + x2[i] * c[i];
+    }
 }

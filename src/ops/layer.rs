@@ -123,7 +123,7 @@ pub struct DecoderLayerConfig {
 
 /// The layer's body ([`TransformerBackend::decoder_layer`]'s default), op by op what
 /// `models::gemma3` ran before the layer was one op.
-pub(super) fn forward<B: TransformerBackend>(
+pub(crate) fn forward<B: TransformerBackend>(
     x: FloatTensor<B>,
     w: DecoderLayerWeights<B>,
     cache: KvBuffers<B>,

@@ -1,6 +1,6 @@
-//! The CPU's fused Q6_K product: `y[m, n] = Σ_k x[m, k] · W[n, k]` straight from the packed words
-//! (either layout, read in place: no copy of the weight per call), threads splitting the rows of
-//! W, each block decoded once into f32 (exactly as ggml dequantizes) and multiplied into every
+//! The CPU's fused Q6_K product over a range of W's rows: `y[m, n] = Σ_k x[m, k] · W[n, k]`
+//! straight from the packed words (either layout, read in place: no copy of the weight per call),
+//! each block decoded once into f32 (exactly as ggml dequantizes) and multiplied into every
 //! activation row.
 //!
 //! On x86-64 the product is written with intrinsics and picked at run time: [`avx512`] for one or
@@ -8,43 +8,18 @@
 //! is portable code written for the compiler's auto-vectorizer (fixed-size blocks, 32-lane
 //! accumulators). The unit tests run every build the CPU has, not only the one picked.
 
-use crate::parallel::{SendPtr, for_each_range};
 use crate::quant::QK_K;
+use crate::quant::QuantWeightDesc;
 use crate::quant::q6k::BlockSource;
-use crate::quant::{PackError, QuantWeightDesc};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-/// `y[m, n]` (row-major, `m × out_features`) for `x` `m × in_features`.
-/// The caller checked `x`'s length.
-pub(super) fn matmul(
-    x: &[f32],
-    words: &[u32],
-    m: usize,
-    shape: QuantWeightDesc,
-) -> Result<Vec<f32>, PackError> {
-    let w = BlockSource::new(words, shape)?;
-    let n = shape.out_features;
-    let mut yt = vec![0f32; n * m]; // [n, m]: a thread's rows are contiguous
-    let out = SendPtr(yt.as_mut_ptr());
-    for_each_range(n, |r0, r1| {
-        // SAFETY: threads write disjoint rows [r0, r1) of yt, which outlives the scope.
-        let out = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * m), (r1 - r0) * m) };
-        rows(x, w, m, shape, r0, r1, out);
-    });
-    let mut y = vec![0f32; m * n];
-    for row in 0..n {
-        for mi in 0..m {
-            y[mi * n + row] = yt[row * m + mi];
-        }
-    }
-    Ok(y)
-}
-
-fn rows(
+/// Rows `r0..r1` of the weight against the `m` rows of `x`, into `out` (`[r1 − r0, m]`): the
+/// best build this CPU has.
+pub(super) fn rows(
     x: &[f32],
     w: BlockSource<'_>,
     m: usize,

@@ -7,13 +7,14 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::{Bytes, DType, FloatDType};
 
 use crate::dims::with_last_dim;
+use crate::ops::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
 use crate::ops::{Positions, QuantBackend, TransformerBackend};
 use crate::quant::{PackError, QuantWeightDesc};
 
 type Product = fn(&[f32], &[u32], usize, QuantWeightDesc) -> Result<Vec<f32>, PackError>;
 
 /// The packed words of `weight`, in place.
-fn words(weight: &FlexTensor) -> &[u32] {
+pub(super) fn words(weight: &FlexTensor) -> &[u32] {
     let words = match weight.dtype() {
         DType::U32 => weight.as_slice::<u32>(),
         DType::I32 => weight.as_slice::<i32>().map(bytemuck::cast_slice),
@@ -179,6 +180,18 @@ impl TransformerBackend for Flex {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         f32_tensor(y, qs, dtype.into())
+    }
+
+    fn decoder_layer(
+        x: FloatTensor<Self>,
+        weights: DecoderLayerWeights<Self>,
+        cache: KvBuffers<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        positions: Positions<Self>,
+        config: DecoderLayerConfig,
+    ) -> (FloatTensor<Self>, KvBuffers<Self>) {
+        super::flex_layer::decoder_layer(x, weights, cache, cos, sin, positions, config)
     }
 }
 

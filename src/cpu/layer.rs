@@ -1,0 +1,294 @@
+//! One Gemma-3-style decoder layer for one token (a decoding step) on the CPU, every op of it in
+//! one parallel region ([`phases`]): the threads wake once per layer and wait for each other by
+//! spinning between its nine phases, instead of sleeping and waking around each of the ~25 ops
+//! of the op-by-op layer. Each value is computed by the same functions, in the same order, as
+//! the ops compute it ([`super::rms_norm`], [`super::rope`], [`super::attention`],
+//! [`super::gelu_mul`], the products over row ranges), so the result is the same bit for bit.
+
+use super::attention::{AttentionShape, Scratch, attend};
+use super::gelu::gelu_mul_one;
+use super::norm::rms_norm_row;
+use super::rope::rope_row;
+use super::{Weight, check_input};
+use crate::parallel::{SendPtr, phases};
+use crate::quant::PackError;
+
+/// Weight rows per chunk of a product: small enough that two or more threads share even the
+/// key/value projections, large enough that claiming a chunk costs nothing next to it.
+const CHUNK_ROWS: usize = 64;
+
+/// The weights of one layer (norm weights `[d_model]`, the q/k norms `[head_dim]`; projections
+/// as [`super::matmul`] takes them: `d_model → heads · head_dim` for q, `→ kv_heads · head_dim`
+/// for k and v, back to `d_model` for o; `d_model → d_ff` for gate and up, back for down).
+pub(crate) struct LayerWeights<'a> {
+    /// The norm before attention.
+    pub(crate) attn_norm: &'a [f32],
+    /// The query projection.
+    pub(crate) q: Weight<'a>,
+    /// The key projection.
+    pub(crate) k: Weight<'a>,
+    /// The value projection.
+    pub(crate) v: Weight<'a>,
+    /// The output projection.
+    pub(crate) o: Weight<'a>,
+    /// The norm of each query head.
+    pub(crate) q_norm: &'a [f32],
+    /// The norm of each key head.
+    pub(crate) k_norm: &'a [f32],
+    /// The norm of attention's output.
+    pub(crate) post_attn_norm: &'a [f32],
+    /// The norm before the MLP.
+    pub(crate) ffn_norm: &'a [f32],
+    /// The MLP's gate projection.
+    pub(crate) gate: Weight<'a>,
+    /// The MLP's up projection.
+    pub(crate) up: Weight<'a>,
+    /// The MLP's down projection.
+    pub(crate) down: Weight<'a>,
+    /// The norm of the MLP's output.
+    pub(crate) post_ffn_norm: &'a [f32],
+}
+
+/// How a layer's heads are shaped and which keys its attention sees.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerShape {
+    /// Query heads.
+    pub(crate) heads: usize,
+    /// Key/value heads (dividing `heads`).
+    pub(crate) kv_heads: usize,
+    /// Width of a head.
+    pub(crate) head_dim: usize,
+    /// The norms' epsilon.
+    pub(crate) eps: f64,
+    /// The sliding window, or `None` for global attention.
+    pub(crate) window: Option<usize>,
+    /// The factor the query is multiplied by.
+    pub(crate) scale: f32,
+}
+
+/// The layer's key and value buffers, each `[kv_heads, capacity, head_dim]` (one sequence).
+pub(crate) struct KvCache<'a> {
+    /// The keys (after RoPE).
+    pub(crate) k: &'a mut [f32],
+    /// The values.
+    pub(crate) v: &'a mut [f32],
+    /// Key slots per head.
+    pub(crate) capacity: usize,
+}
+
+/// The layer's output for one token `x` (`[d_model]`) at `position`: its key and value written
+/// into `cache` at that slot, attention over the slots `..= position` it sees, the MLP, each
+/// between its norms and added to the residual. `rope` is the `(cos, sin)` tables, `head_dim / 2`
+/// values per position.
+pub(crate) fn decoder_step(
+    x: &[f32],
+    w: &LayerWeights<'_>,
+    cache: KvCache<'_>,
+    rope: (&[f32], &[f32]),
+    position: usize,
+    s: LayerShape,
+) -> Result<Vec<f32>, PackError> {
+    let (d, hd) = (x.len(), s.head_dim);
+    let (nq, nkv) = (s.heads * hd, s.kv_heads * hd);
+    let d_ff = w.gate.desc().out_features;
+    let half = hd / 2;
+    // every shape against the one it meets: a mismatch is an error, never an out-of-bounds
+    // index inside a chunk
+    let fits = |w: &Weight<'_>, inner: usize, outer: usize| {
+        let desc = w.desc();
+        desc.in_features == inner && desc.out_features == outer
+    };
+    let products = fits(&w.q, d, nq)
+        && fits(&w.k, d, nkv)
+        && fits(&w.v, d, nkv)
+        && fits(&w.o, nq, d)
+        && fits(&w.gate, d, d_ff)
+        && fits(&w.up, d, d_ff)
+        && fits(&w.down, d_ff, d);
+    let heads = s.kv_heads > 0 && s.heads.is_multiple_of(s.kv_heads) && hd == 2 * half;
+    if !products || !heads || position >= cache.capacity {
+        return Err(PackError::InputLength {
+            rows: position + 1,
+            width: d,
+            found: x.len(),
+        });
+    }
+    for norm in [w.attn_norm, w.post_attn_norm, w.ffn_norm, w.post_ffn_norm] {
+        check_input(norm, 1, d)?;
+    }
+    for norm in [w.q_norm, w.k_norm] {
+        check_input(norm, 1, hd)?;
+    }
+    for buffer in [&*cache.k, &*cache.v] {
+        check_input(buffer, s.kv_heads * cache.capacity, hd)?;
+    }
+    let (cos, sin) = rope;
+    for table in [cos, sin] {
+        if table.len() < (position + 1) * half {
+            return Err(PackError::InputLength {
+                rows: position + 1,
+                width: half,
+                found: table.len(),
+            });
+        }
+    }
+    let (cos, sin) = (
+        &cos[position * half..][..half],
+        &sin[position * half..][..half],
+    );
+
+    // Every part of the arena is written in one phase and read only in later ones (a phase
+    // starts once the one before has finished), the writes of one phase to disjoint ranges.
+    let mut size = 0;
+    let mut part = |len: usize| {
+        size += len;
+        Part {
+            at: size - len,
+            len,
+        }
+    };
+    let (h, q, k, v, qn, att) = (part(d), part(nq), part(nkv), part(nkv), part(nq), part(nq));
+    let (a, x1, h2, g, m, y) = (part(d), part(d), part(d), part(d_ff), part(d), part(d));
+    let mut memory = vec![0f32; size];
+    let b = Arena(SendPtr(memory.as_mut_ptr()));
+    let (kc, vc) = (SendPtr(cache.k.as_mut_ptr()), SendPtr(cache.v.as_mut_ptr()));
+    let cache_len = cache.k.len();
+    let slot = |head: usize| (head * cache.capacity + position) * hd;
+    let chunks = |rows: usize| rows.div_ceil(CHUNK_ROWS);
+    let (cq, ck, cv) = (chunks(nq), chunks(nkv), chunks(nkv));
+    let group = s.heads / s.kv_heads;
+    let keys = AttentionShape::visible(position, 0, s.window);
+    let plan = [
+        1,                        // 0: h = norm(x)
+        cq + ck + cv,             // 1: q, k, v = h · W
+        s.heads + 2 * s.kv_heads, // 2: head norms, RoPE, k and v into the cache
+        s.heads,                  // 3: attention, a head per chunk
+        chunks(d),                // 4: a = attention · W_o
+        1,                        // 5: x1 = x + norm(a), h2 = norm(x1)
+        chunks(d_ff),             // 6: g = gelu(h2 · W_gate) · (h2 · W_up)
+        chunks(d),                // 7: m = g · W_down
+        1,                        // 8: y = x1 + norm(m)
+    ];
+    // SAFETY (every `unsafe` below): the buffers outlive `phases`; each chunk writes a range no
+    // other chunk of its phase touches, and reads buffers only after the phase that wrote them.
+    phases(&plan, |phase, c| unsafe {
+        let rows = |c: usize, n: usize| (c * CHUNK_ROWS, ((c + 1) * CHUNK_ROWS).min(n));
+        match phase {
+            0 => rms_norm_row(x, w.attn_norm, s.eps, b.get_mut(h, 0, d)),
+            1 => {
+                let (weight, out, c) = if c < cq {
+                    (&w.q, q, c)
+                } else if c < cq + ck {
+                    (&w.k, k, c - cq)
+                } else {
+                    (&w.v, v, c - cq - ck)
+                };
+                let (r0, r1) = rows(c, out.len);
+                weight.rows(b.get(h), 1, r0, r1, b.get_mut(out, r0, r1));
+            }
+            2 => {
+                let mut normed = vec![0f32; hd];
+                if c < s.heads {
+                    rms_norm_row(&b.get(q)[c * hd..][..hd], w.q_norm, s.eps, &mut normed);
+                    rope_row(&normed, cos, sin, b.get_mut(qn, c * hd, (c + 1) * hd));
+                } else if c < s.heads + s.kv_heads {
+                    let head = c - s.heads;
+                    rms_norm_row(&b.get(k)[head * hd..][..hd], w.k_norm, s.eps, &mut normed);
+                    let dst = std::slice::from_raw_parts_mut(kc.get().add(slot(head)), hd);
+                    rope_row(&normed, cos, sin, dst);
+                } else {
+                    let head = c - s.heads - s.kv_heads;
+                    let dst = std::slice::from_raw_parts_mut(vc.get().add(slot(head)), hd);
+                    dst.copy_from_slice(&b.get(v)[head * hd..][..hd]);
+                }
+            }
+            3 => {
+                let kv = (c / group) * cache.capacity * hd;
+                let all_k = std::slice::from_raw_parts(kc.get(), cache_len);
+                let all_v = std::slice::from_raw_parts(vc.get(), cache_len);
+                let (k, v) = (
+                    &all_k[kv..][..cache.capacity * hd],
+                    &all_v[kv..][..cache.capacity * hd],
+                );
+                let query = &b.get(qn)[c * hd..][..hd];
+                let out = b.get_mut(att, c * hd, (c + 1) * hd);
+                attend(
+                    query,
+                    k,
+                    v,
+                    keys.clone(),
+                    s.scale,
+                    &mut Scratch::new(hd),
+                    out,
+                );
+            }
+            4 => {
+                let (r0, r1) = rows(c, d);
+                w.o.rows(b.get(att), 1, r0, r1, b.get_mut(a, r0, r1));
+            }
+            5 => {
+                let mut normed = vec![0f32; d];
+                rms_norm_row(b.get(a), w.post_attn_norm, s.eps, &mut normed);
+                let sum = b.get_mut(x1, 0, d);
+                for ((out, &r), &n) in sum.iter_mut().zip(x).zip(&normed) {
+                    *out = r + n;
+                }
+                rms_norm_row(sum, w.ffn_norm, s.eps, b.get_mut(h2, 0, d));
+            }
+            6 => {
+                let (r0, r1) = rows(c, d_ff);
+                let (mut gate, mut up) = (vec![0f32; r1 - r0], vec![0f32; r1 - r0]);
+                w.gate.rows(b.get(h2), 1, r0, r1, &mut gate);
+                w.up.rows(b.get(h2), 1, r0, r1, &mut up);
+                for ((y, &gv), &u) in b.get_mut(g, r0, r1).iter_mut().zip(&gate).zip(&up) {
+                    *y = gelu_mul_one(gv, u);
+                }
+            }
+            7 => {
+                let (r0, r1) = rows(c, d);
+                w.down.rows(b.get(g), 1, r0, r1, b.get_mut(m, r0, r1));
+            }
+            _ => {
+                let mut normed = vec![0f32; d];
+                rms_norm_row(b.get(m), w.post_ffn_norm, s.eps, &mut normed);
+                for ((out, &r), &n) in b.get_mut(y, 0, d).iter_mut().zip(b.get(x1)).zip(&normed) {
+                    *out = r + n;
+                }
+            }
+        }
+    });
+    Ok(memory[y.at..][..y.len].to_vec())
+}
+
+/// One intermediate value of the layer: a range of its scratch memory.
+#[derive(Clone, Copy)]
+struct Part {
+    at: usize,
+    len: usize,
+}
+
+/// The layer's scratch memory, shared by the chunks of every phase.
+#[derive(Clone, Copy)]
+struct Arena(SendPtr);
+
+impl Arena {
+    /// All of `p`.
+    ///
+    /// # Safety
+    /// The arena is alive and no chunk writes `p` meanwhile.
+    unsafe fn get<'a>(self, p: Part) -> &'a [f32] {
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts(self.0.get().add(p.at), p.len) }
+    }
+
+    /// Values `r0..r1` of `p`.
+    ///
+    /// # Safety
+    /// The arena is alive and no other chunk reads or writes them meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get_mut<'a>(self, p: Part, r0: usize, r1: usize) -> &'a mut [f32] {
+        assert!(r0 <= r1 && r1 <= p.len);
+        // SAFETY: as the caller promises; the range lies inside `p`.
+        unsafe { std::slice::from_raw_parts_mut(self.0.get().add(p.at + r0), r1 - r0) }
+    }
+}
