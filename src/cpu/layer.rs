@@ -94,23 +94,31 @@ pub(crate) fn decoder_step(
     let half = hd / 2;
     // every shape against the one it meets: a mismatch is an error, never an out-of-bounds
     // index inside a chunk
-    let fits = |w: &Weight<'_>, inner: usize, outer: usize| {
-        let desc = w.desc();
-        desc.in_features == inner && desc.out_features == outer
-    };
-    let products = fits(&w.q, d, nq)
-        && fits(&w.k, d, nkv)
-        && fits(&w.v, d, nkv)
-        && fits(&w.o, nq, d)
-        && fits(&w.gate, d, d_ff)
-        && fits(&w.up, d, d_ff)
-        && fits(&w.down, d_ff, d);
-    let heads = s.kv_heads > 0 && s.heads.is_multiple_of(s.kv_heads) && hd == 2 * half;
-    if !products || !heads || position >= cache.capacity {
+    for (weight, input, output) in [
+        (&w.q, d, nq),
+        (&w.k, d, nkv),
+        (&w.v, d, nkv),
+        (&w.o, nq, d),
+        (&w.gate, d, d_ff),
+        (&w.up, d, d_ff),
+        (&w.down, d_ff, d),
+    ] {
+        feeds(weight, input, output)?;
+    }
+    // the heads and the slot, checked (and reported) as [`super::attention`] and
+    // [`super::rope`] check them
+    if s.kv_heads == 0 || !s.heads.is_multiple_of(s.kv_heads) || position >= cache.capacity {
         return Err(PackError::InputLength {
             rows: position + 1,
-            width: d,
-            found: x.len(),
+            width: hd,
+            found: cache.capacity * hd,
+        });
+    }
+    if hd != 2 * half {
+        return Err(PackError::InputLength {
+            rows: s.heads,
+            width: 2 * half,
+            found: nq,
         });
     }
     for norm in [w.attn_norm, w.post_attn_norm, w.ffn_norm, w.post_ffn_norm] {
@@ -260,6 +268,22 @@ pub(crate) fn decoder_step(
     Ok(memory[y.at..][..y.len].to_vec())
 }
 
+/// Whether `w` takes an input of `input` values and gives `output`: else the error naming the
+/// vector that does not fit.
+fn feeds(w: &Weight<'_>, input: usize, output: usize) -> Result<(), PackError> {
+    let desc = w.desc();
+    let (rows, width, found) = if desc.in_features != input {
+        (1, desc.in_features, input)
+    } else {
+        (1, output, desc.out_features)
+    };
+    if width == found {
+        Ok(())
+    } else {
+        Err(PackError::InputLength { rows, width, found })
+    }
+}
+
 /// One intermediate value of the layer: a range of its scratch memory.
 #[derive(Clone, Copy)]
 struct Part {
@@ -290,5 +314,99 @@ impl Arena {
         assert!(r0 <= r1 && r1 <= p.len);
         // SAFETY: as the caller promises; the range lies inside `p`.
         unsafe { std::slice::from_raw_parts_mut(self.0.get().add(p.at + r0), r1 - r0) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{GgmlType, PackedLayout, QuantWeightDesc, pack};
+
+    /// Shapes that do not fit together (a projection of the wrong width, a slot past the
+    /// buffers, heads the key/value heads do not divide) are errors naming the lengths, never a
+    /// panic or an index out of bounds inside a chunk; the same call with fitting shapes runs.
+    #[test]
+    fn shapes_that_do_not_fit_are_errors() {
+        let (d, heads, hd, d_ff, capacity) = (64, 2, 32, 96, 5);
+        let packed = |out: usize, inp: usize| {
+            let desc =
+                QuantWeightDesc::new(GgmlType::Q8_0, PackedLayout::Gguf, out, inp).expect("shape");
+            (pack(&vec![0u8; desc.n_bytes()], desc).expect("pack"), desc)
+        };
+        let (q, k, v, o) = (
+            packed(heads * hd, d),
+            packed(hd, d),
+            packed(hd, d),
+            packed(d, heads * hd),
+        );
+        let (gate, up, down) = (packed(d_ff, d), packed(d_ff, d), packed(d, d_ff));
+        let wrong = packed(heads * hd, d + 32);
+        fn weight((words, desc): &(Vec<u32>, QuantWeightDesc)) -> Weight<'_> {
+            Weight::new(words, *desc).expect("weight")
+        }
+        let (ones_d, ones_hd) = (vec![1f32; d], vec![1f32; hd]);
+        let fitting = LayerWeights {
+            attn_norm: &ones_d,
+            q: weight(&q),
+            k: weight(&k),
+            v: weight(&v),
+            o: weight(&o),
+            q_norm: &ones_hd,
+            k_norm: &ones_hd,
+            post_attn_norm: &ones_d,
+            ffn_norm: &ones_d,
+            gate: weight(&gate),
+            up: weight(&up),
+            down: weight(&down),
+            post_ffn_norm: &ones_d,
+        };
+        let misfit = LayerWeights {
+            q: weight(&wrong),
+            ..fitting
+        };
+        let shape = LayerShape {
+            heads,
+            kv_heads: 1,
+            head_dim: hd,
+            eps: 1e-6,
+            window: None,
+            scale: 1.0,
+        };
+        let (tables, x) = (vec![0.5f32; capacity * hd / 2], vec![0.25f32; d]);
+        let run = |w: &LayerWeights<'_>, position: usize, s: LayerShape| {
+            let (mut kb, mut vb) = (vec![0f32; capacity * hd], vec![0f32; capacity * hd]);
+            let cache = KvCache {
+                k: &mut kb,
+                v: &mut vb,
+                capacity,
+            };
+            decoder_step(&x, w, cache, (&tables, &tables), position, s)
+        };
+        let y = run(&fitting, capacity - 1, shape).expect("fitting shapes run");
+        assert_eq!(y.len(), d);
+        assert!(y.iter().all(|v| v.is_finite()));
+        for (what, got) in [
+            (
+                "a query projection of the wrong width",
+                run(&misfit, 0, shape),
+            ),
+            ("a slot past the buffers", run(&fitting, capacity, shape)),
+            (
+                "no key/value heads",
+                run(
+                    &fitting,
+                    0,
+                    LayerShape {
+                        kv_heads: 0,
+                        ..shape
+                    },
+                ),
+            ),
+        ] {
+            assert!(
+                matches!(got, Err(PackError::InputLength { .. })),
+                "{what}: {got:?}"
+            );
+        }
     }
 }
