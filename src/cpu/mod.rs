@@ -246,21 +246,21 @@ fn block_decoder(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::quant::{dequantize, pack, q6k};
 
-    /// Xorshift64: a small generator, so the test needs no dependency.
-    struct Rng(u64);
+    /// Xorshift64: a small generator, so the unit tests need no dependency.
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
         }
         /// Uniform in [−1, 1).
-        fn unit(&mut self) -> f32 {
+        pub(crate) fn unit(&mut self) -> f32 {
             (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
         }
     }

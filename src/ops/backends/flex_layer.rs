@@ -130,26 +130,12 @@ mod tests {
     use burn::backend::flex::{Flex, FlexTensor, Layout};
     use burn::tensor::{Bytes, DType};
 
+    use crate::cpu::tests::Rng;
     use crate::ops::layer::{
         self, DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear,
     };
     use crate::ops::{Positions, rope_tables};
     use crate::quant::{GgmlType, PackedLayout, QuantWeightDesc, pack};
-
-    /// Xorshift64 from the clock (the seed printed for a rerun).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        /// Uniform in [−1, 1).
-        fn unit(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
 
     fn floats(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
         FlexTensor::new(
