@@ -248,8 +248,8 @@ pub(crate) fn decoder_step(
                 let (mut gate, mut up) = (vec![0f32; r1 - r0], vec![0f32; r1 - r0]);
                 w.gate.rows(b.get(h2), 1, r0, r1, &mut gate);
                 w.up.rows(b.get(h2), 1, r0, r1, &mut up);
-                for ((y, &gv), &u) in b.get_mut(g, r0, r1).iter_mut().zip(&gate).zip(&up) {
-                    *y = gelu_mul_one(gv, u);
+                for ((out, &gv), &u) in b.get_mut(g, r0, r1).iter_mut().zip(&gate).zip(&up) {
+                    *out = gelu_mul_one(gv, u);
                 }
             }
             7 => {

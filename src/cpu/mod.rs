@@ -86,13 +86,12 @@ impl<'a> Weight<'a> {
     /// `words` as the weight `desc` describes, or why they are not one this CPU multiplies.
     pub(crate) fn new(words: &'a [u32], desc: QuantWeightDesc) -> Result<Self, PackError> {
         let t = desc.ggml_type;
-        let unsupported = PackError::Unsupported { ggml_type: t };
         let blocks = if t == GgmlType::Q6_K {
             WeightBlocks::Q6k(crate::quant::q6k::BlockSource::new(words, desc)?)
         } else if crate::quant::FUSED_TYPES.contains(&t) {
             WeightBlocks::Gguf(blocks::gguf_bytes(words, desc)?)
         } else {
-            return Err(unsupported);
+            return Err(PackError::Unsupported { ggml_type: t });
         };
         Ok(Self { blocks, desc })
     }
@@ -205,43 +204,21 @@ pub fn rows(words: &[u32], desc: QuantWeightDesc, ids: &[usize]) -> Result<Vec<f
     Ok(out)
 }
 
-/// Where a weight's blocks come from: Q6_K's view of either layout, or the GGUF bytes of any
-/// type with the type's block decoder.
-#[derive(Clone, Copy)]
-enum Blocks<'a> {
-    Q6k(crate::quant::q6k::BlockSource<'a>),
-    Gguf {
-        bytes: &'a [u8],
-        size: usize,
-        decode: crate::quant::BlockFn,
-    },
-}
-
-/// A decoder of block `i` (row-major over the whole weight) into `block_size` f32 values.
+/// A decoder of block `i` (row-major over the whole weight) into `block_size` f32 values: the
+/// blocks of [`Weight`], decoded one at a time.
 fn block_decoder(
     words: &[u32],
     desc: QuantWeightDesc,
 ) -> Result<impl Fn(usize, &mut [f32]) + Sync + '_, PackError> {
+    let w = Weight::new(words, desc)?;
     let t = desc.ggml_type;
-    let blocks = match (t, crate::quant::block_fn(t)) {
-        _ if !crate::quant::FUSED_TYPES.contains(&t) => {
-            return Err(PackError::Unsupported { ggml_type: t });
+    let decode = crate::quant::block_fn(t).ok_or(PackError::Unsupported { ggml_type: t })?;
+    let size = t.type_size().unwrap_or(1) as usize;
+    Ok(move |i: usize, out: &mut [f32]| match w.blocks {
+        WeightBlocks::Q6k(source) => {
+            source.dequantize_block(i, out.try_into().expect("256 values"))
         }
-        (GgmlType::Q6_K, _) => Blocks::Q6k(crate::quant::q6k::BlockSource::new(words, desc)?),
-        (_, Some(decode)) => Blocks::Gguf {
-            bytes: blocks::gguf_bytes(words, desc)?,
-            size: t.type_size().unwrap_or(1) as usize,
-            decode,
-        },
-        (_, None) => return Err(PackError::Unsupported { ggml_type: t }),
-    };
-    Ok(move |i: usize, out: &mut [f32]| match blocks {
-        Blocks::Q6k(source) => source.dequantize_block(i, out.try_into().expect("256 values")),
-        Blocks::Gguf {
-            bytes,
-            size,
-            decode,
-        } => decode(&bytes[i * size..][..size], out),
+        WeightBlocks::Gguf(bytes) => decode(&bytes[i * size..][..size], out),
     })
 }
 
