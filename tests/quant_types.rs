@@ -253,6 +253,93 @@ fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
     }
 }
 
+/// `gelu_tanh(g) · u` in f64 and a bound on `|d gelu / d g|` (≤ 1.13 everywhere).
+fn gated_f64(g: f64, u: f64) -> f64 {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * g * (1.0 + (c * (g + 0.044715 * g * g * g)).tanh()) * u
+}
+
+/// The gated product (Gemma's `gelu_tanh(x · Gᵀ) · (x · Uᵀ)` in one launch) for every type,
+/// against f64 on the two weights' dequantized values: rows past the last one, 1..=8 activation
+/// rows, poisoned outputs; and its typed errors (another layout, weights of another length).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn check_gated_kernel(name: &str, cube: &common::cube::Cube) {
+    use burn_gguf::kernel::{KernelError, quant_gemv_gated};
+    let mut rng = Rng::fresh(name);
+    let cases = [(1, 11, 1), (3, 5, 8), (9, 7, 2), (2, 13, 5), (4, 64, 1)];
+    for &t in FUSED_TYPES {
+        let (gate_pool, up_pool) = (
+            Pool::new(&mut rng, t, 4 * 64, name),
+            Pool::new(&mut rng, t, 4 * 64, name),
+        );
+        let bs = t.block_size().unwrap() as usize;
+        for &(kb, n, m) in &cases {
+            let (gw, uw) = (gate_pool.weight(n, kb * bs), up_pool.weight(n, kb * bs));
+            let desc = gw.desc.with_layout(PackedLayout::Gguf).unwrap();
+            let k = gw.k;
+            let x = random_x(&mut rng, m * k);
+            let what = format!("{name} {t} K={k} N={n} M={m}");
+            let words = |w: &Weight| cube.words(&pack(w.bytes, desc).unwrap());
+            cube.poison(m * n);
+            let y = quant_gemv_gated(cube.floats(&x, [m, k]), words(&gw), words(&uw), desc)
+                .unwrap_or_else(|e| panic!("{what}: the kernel did not run: {e}"));
+            let got = common::cube::cube_floats(y);
+            assert_eq!(got.len(), m * n, "{what}: output length");
+            for mi in 0..m {
+                for ni in 0..n {
+                    let dot = |w: &Weight| {
+                        let terms =
+                            (0..k).map(|ki| x[mi * k + ki] as f64 * w.deq[ni * k + ki] as f64);
+                        let (sum, abs) = terms.fold((0.0, 0.0), |(s, a), p| (s + p, a + p.abs()));
+                        (sum, common::bound(k, abs, sum, false, 0.0))
+                    };
+                    let ((g, tg), (u, tu)) = (dot(&gw), dot(&uw));
+                    let want = gated_f64(g, u);
+                    // each product's error through the activation (slope ≤ 1.13), the
+                    // activation's own rounding (tanh to 1e-5 of its terms)
+                    let tol = 1.13 * tg * (u.abs() + tu)
+                        + (gated_f64(g, 1.0).abs() + 1.13 * tg) * tu
+                        + 1e-5 * (want.abs() + 0.5 * g.abs() * u.abs())
+                        + 1e-30;
+                    let gv = got[mi * n + ni] as f64;
+                    assert!(
+                        (gv - want).abs() <= tol,
+                        "{what}: y[{mi}, {ni}] = {gv}, f64 says {want} (tolerance {tol:e})"
+                    );
+                }
+            }
+        }
+        // a weight of another length; a layout the kernel does not read
+        let (gw, uw) = (gate_pool.weight(5, bs), up_pool.weight(6, bs));
+        let desc = gw.desc.with_layout(PackedLayout::Gguf).unwrap();
+        let short = cube.words(&pack(gw.bytes, desc).unwrap());
+        let long =
+            cube.words(&pack(uw.bytes, uw.desc.with_layout(PackedLayout::Gguf).unwrap()).unwrap());
+        let err = quant_gemv_gated(
+            cube.floats(&vec![0.5; bs], [1, bs]),
+            short.clone(),
+            long,
+            desc,
+        );
+        assert!(
+            matches!(err, Err(KernelError::WordsLength { .. })),
+            "{name} {t}: weights of two lengths gave {err:?}"
+        );
+        if let Ok(planes) = desc.with_layout(PackedLayout::Q6kPlanes) {
+            let err = quant_gemv_gated(
+                cube.floats(&vec![0.5; bs], [1, bs]),
+                short.clone(),
+                short,
+                planes,
+            );
+            assert!(
+                matches!(err, Err(KernelError::Layout { .. })),
+                "{name} {t}: the planes layout gave {err:?}"
+            );
+        }
+    }
+}
+
 /// A quantized embedding with a tied head, and records: for each type, `GgufEmbedding` from a
 /// GGUF file looks rows up and projects on the fused path from one copy of the table, and a
 /// `QuantLinear` record saved and loaded gives back the exact words.
@@ -478,6 +565,12 @@ mod wgpu {
         }
     }
     #[test]
+    fn gated_wgpu() {
+        if common::wgpu_device("gated_wgpu").is_some() {
+            check_gated_kernel("gated_wgpu", &common::cube::Cube::wgpu());
+        }
+    }
+    #[test]
     fn modules_wgpu() {
         if let Some(d) = common::wgpu_device("modules_wgpu") {
             check_modules("modules_wgpu", &d, true);
@@ -504,6 +597,7 @@ mod cuda {
         if let Some(d) = common::cuda_device() {
             check_types("types_cuda", &d, TF32, false);
             check_kernel_geometries("kernels_cuda", &common::cube::Cube::cuda());
+            check_gated_kernel("gated_cuda", &common::cube::Cube::cuda());
             check_modules("modules_cuda", &d, true);
             check_gemma_tensors("gemma_tensors_cuda", &d, TF32);
         }

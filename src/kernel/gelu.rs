@@ -24,13 +24,25 @@ fn gelu_mul_kernel<F: Float>(
         terminate!();
     }
     let g = f32::cast_from(gate[i]);
+    y[i] = F::cast_from(gelu_tanh_mul(
+        g,
+        f32::cast_from(up[i]),
+        sqrt_2_over_pi,
+        cubic,
+    ));
+}
+
+/// `gelu_tanh(g) · u` in f32 (see [`gelu_mul_kernel`]), also the gated product's epilogue
+/// ([`super::reduce::store_sums`]), so both round alike.
+#[cube]
+pub(super) fn gelu_tanh_mul(g: f32, u: f32, sqrt_2_over_pi: f32, cubic: f32) -> f32 {
     let inner = clamp(
         (g + (g * g * g) * cubic) * sqrt_2_over_pi,
         -10.0f32,
         10.0f32,
     );
     let gelu = (g * 0.5f32) * (f32::tanh(inner) + 1.0f32);
-    y[i] = F::cast_from(gelu * f32::cast_from(up[i]));
+    gelu * u
 }
 
 /// `gelu_tanh(gate) · up` for two tensors of one shape and dtype.

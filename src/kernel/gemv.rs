@@ -44,6 +44,162 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
     #[comptime] use_plane: bool,
     #[define(F)] _dtype: ElemType,
 ) {
+    let shape = comptime![GemvGeometry {
+        m,
+        rows,
+        lanes,
+        warps,
+        groups,
+        per_iter,
+        use_plane,
+    }];
+    gemv_body::<F, V, Q>(x, w, w, y, k, n, 0.0f32, 0.0f32, shape, false);
+}
+
+/// Gemma's gated MLP input in one launch: `y[m, n] = gelu_tanh(x · Gᵀ) · (x · Uᵀ)` for two weights
+/// of one format and shape (the gate `G` and up `U` projections). Each cube reads `rows` rows of
+/// both weights, so the two sums of an output meet in the cube, which applies the activation
+/// (as [`super::gelu`]'s kernel does, to the sums rounded to `F` as the two products would store
+/// them) before the one store: one launch instead of three, and neither product written out.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quant_gemv_gated_kernel<F: Float, V: Size, Q: BlockFormat>(
+    x: &[Vector<F, V>],
+    gate: &[u32],
+    up: &[u32],
+    y: &mut [F],
+    k: usize,
+    n: usize,
+    sqrt_2_over_pi: f32,
+    cubic: f32,
+    #[comptime] m: usize,
+    #[comptime] rows: usize,
+    #[comptime] lanes: usize,
+    #[comptime] warps: usize,
+    #[comptime] groups: usize,
+    #[comptime] per_iter: usize,
+    #[comptime] use_plane: bool,
+    #[define(F)] _dtype: ElemType,
+) {
+    let shape = comptime![GemvGeometry {
+        m,
+        rows,
+        lanes,
+        warps,
+        groups,
+        per_iter,
+        use_plane,
+    }];
+    gemv_body::<F, V, Q>(x, gate, up, y, k, n, sqrt_2_over_pi, cubic, shape, true);
+}
+
+/// A launch's geometry as the kernel body takes it (see [`CubeShape`]; `m` activation rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GemvGeometry {
+    m: usize,
+    rows: usize,
+    lanes: usize,
+    warps: usize,
+    groups: usize,
+    per_iter: usize,
+    use_plane: bool,
+}
+
+/// Decodes run `r` of the block at byte `bb` of `w` into slot `slot` of `wq` (32 codes, or
+/// weights with mins) and `ws` (its two scales).
+#[cube]
+fn decode_run<Q: BlockFormat>(
+    w: &[u32],
+    bb: usize,
+    r: usize,
+    wq: &mut Array<f32>,
+    ws: &mut Array<f32>,
+    t: &mut Array<f32>,
+    slot: usize,
+) {
+    let s = Q::scales(w, bb, r);
+    Q::codes(w, bb, r, t);
+    #[unroll]
+    for i in 0..32usize {
+        if comptime!(Q::MIN) {
+            if i < 16 {
+                wq[slot * 32 + i] = s.d0 * t[i] - s.m0;
+            } else {
+                wq[slot * 32 + i] = s.d1 * t[i] - s.m1;
+            }
+        } else {
+            wq[slot * 32 + i] = t[i];
+        }
+    }
+    ws[slot * 2] = s.d0;
+    ws[slot * 2 + 1] = s.d1;
+}
+
+/// The kernels' body: the products of `w`'s rows (and, `gated`, the same rows of `w2`, then the
+/// activation) for this cube's rows.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn gemv_body<F: Float, V: Size, Q: BlockFormat>(
+    x: &[Vector<F, V>],
+    w: &[u32],
+    w2: &[u32],
+    y: &mut [F],
+    k: usize,
+    n: usize,
+    sqrt_2_over_pi: f32,
+    cubic: f32,
+    #[comptime] shape: GemvGeometry,
+    #[comptime] gated: bool,
+) {
+    let m = comptime![shape.m];
+    let lanes = comptime![shape.lanes];
+    let warps = comptime![shape.warps];
+    let groups = comptime![shape.groups];
+    let use_plane = comptime![shape.use_plane];
+    let wrows = comptime![if gated { 2 * shape.rows } else { shape.rows }];
+    let row0 = CUBE_POS * comptime![shape.rows * shape.groups];
+    let mut acc = Array::<f32>::new(comptime![wrows * shape.m]);
+    accumulate::<F, V, Q>(x, w, w2, &mut acc, k, n, row0, shape, gated);
+    store_sums::<F>(
+        &acc,
+        y,
+        row0,
+        n,
+        sqrt_2_over_pi,
+        cubic,
+        wrows,
+        m,
+        lanes,
+        warps,
+        groups,
+        use_plane,
+        gated,
+    );
+}
+
+/// A unit's partial sums `acc[r · m + mi]` for its rows `row0 + r · groups + g` of `w` (and,
+/// `gated`, the same rows of `w2`, at `r ≥ rows`).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn accumulate<F: Float, V: Size, Q: BlockFormat>(
+    x: &[Vector<F, V>],
+    w: &[u32],
+    w2: &[u32],
+    acc: &mut Array<f32>,
+    k: usize,
+    n: usize,
+    row0: usize,
+    #[comptime] shape: GemvGeometry,
+    #[comptime] gated: bool,
+) {
+    let m = comptime![shape.m];
+    let rows = comptime![shape.rows];
+    let lanes = comptime![shape.lanes];
+    let warps = comptime![shape.warps];
+    let groups = comptime![shape.groups];
+    let per_iter = comptime![shape.per_iter];
+    // Weight rows a unit decodes: its rows of `w`, then (gated) the same rows of `w2`.
+    let wrows = comptime![if gated { 2 * rows } else { rows }];
     let block = comptime!(Q::BLOCK);
     let bytes = comptime!(Q::BYTES);
     let runs = comptime!(Q::RUNS);
@@ -52,7 +208,6 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
     let lane = UNIT_POS_X as usize;
     let g = lane % groups;
     let unit = UNIT_POS_Y as usize * (lanes / groups) + lane / groups;
-    let row0 = CUBE_POS * rows * groups;
     let nb = k / block;
     let kv = k / 4;
     let row_bytes = nb * bytes;
@@ -62,14 +217,13 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
     if row0 < n {
         items = nb * runs;
     }
-    let mut acc = Array::<f32>::new(rows * m);
     #[unroll]
-    for i in 0..rows * m {
+    for i in 0..wrows * m {
         acc[i] = 0.0f32;
     }
     // Per weight row: its run's 32 codes (or weights, with mins) and its two scales.
-    let mut wq = Array::<f32>::new(rows * 32);
-    let mut ws = Array::<f32>::new(rows * 2);
+    let mut wq = Array::<f32>::new(wrows * 32);
+    let mut ws = Array::<f32>::new(wrows * 2);
     let mut t = Array::<f32>::new(32usize);
     let mut item = unit;
     while item < items {
@@ -87,36 +241,24 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
                 // A row past the end decodes the last row again (in bounds, never written).
                 let row = (row0 + ri * groups + g).min(n - 1);
                 let bb = row * row_bytes + b * bytes;
-                let s = Q::scales(w, bb, r);
-                Q::codes(w, bb, r, &mut t);
-                #[unroll]
-                for i in 0..32usize {
-                    if comptime!(Q::MIN) {
-                        if i < 16 {
-                            wq[ri * 32 + i] = s.d0 * t[i] - s.m0;
-                        } else {
-                            wq[ri * 32 + i] = s.d1 * t[i] - s.m1;
-                        }
-                    } else {
-                        wq[ri * 32 + i] = t[i];
-                    }
+                decode_run::<Q>(w, bb, r, &mut wq, &mut ws, &mut t, ri);
+                if comptime![gated] {
+                    decode_run::<Q>(w2, bb, r, &mut wq, &mut ws, &mut t, rows + ri);
                 }
-                ws[ri * 2] = s.d0;
-                ws[ri * 2 + 1] = s.d1;
             }
             let xo = (b * block + 32 * r) / 4;
             #[unroll]
             for mi in 0..m {
-                let mut p = Array::<f32>::new(rows * 2);
+                let mut p = Array::<f32>::new(wrows * 2);
                 #[unroll]
-                for i in 0..rows * 2 {
+                for i in 0..wrows * 2 {
                     p[i] = 0.0f32;
                 }
                 #[unroll]
                 for j in 0..8usize {
                     let xv = x[mi * kv + xo + j];
                     #[unroll]
-                    for ri in 0..rows {
+                    for ri in 0..wrows {
                         let mut sum = p[ri * 2 + j / 4];
                         #[unroll]
                         for e in 0..4usize {
@@ -126,7 +268,7 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
                     }
                 }
                 #[unroll]
-                for ri in 0..rows {
+                for ri in 0..wrows {
                     let mut add = ws[ri * 2] * (p[ri * 2] + p[ri * 2 + 1]);
                     if comptime!(Q::MIN) {
                         add = p[ri * 2] + p[ri * 2 + 1];
@@ -139,7 +281,6 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
         }
         item += strides * per_iter;
     }
-    store_sums::<F>(&acc, y, row0, n, rows, m, lanes, warps, groups, use_plane);
 }
 
 /// The launch shape for `desc` and `m` activation rows on `client`'s device: `tuning`'s rows,
@@ -209,6 +350,67 @@ pub(super) fn launch(
             y.clone().into_buffer_arg(),
             desc.in_features,
             desc.out_features,
+            rows,
+            g.rows,
+            g.lanes,
+            g.warps,
+            g.groups,
+            g.per_iter,
+            g.use_plane,
+            dtype,
+        )
+    })?;
+    Ok(y)
+}
+
+/// The launch shape of the gated product ([`quant_gemv_gated_kernel`]) for `desc` (each of the
+/// two weights) and `m` activation rows: [`gemv_shape`]'s, with half its rows per cube (each
+/// unit decodes a row of both weights, so as many weight rows as the plain product's).
+pub(super) fn gated_shape(
+    client: &Client,
+    runtime: RuntimeId,
+    desc: QuantWeightDesc,
+    m: usize,
+) -> CubeShape {
+    let mut shape = gemv_shape(client, runtime, desc, m, None);
+    shape.rows = shape.rows.div_ceil(2);
+    shape.fit_shared_memory(2 * m)
+}
+
+/// Launches the gated product of `desc`'s type: `x` contiguous `[.., in_features]` with `rows`
+/// rows (1..=MAX_ROWS), `gate` and `up` the GGUF-layout words of `desc` (all checked by the
+/// caller).
+pub(super) fn launch_gated(
+    x: CubeTensor,
+    gate: CubeTensor,
+    up: CubeTensor,
+    desc: QuantWeightDesc,
+    rows: usize,
+) -> Result<CubeTensor, KernelError> {
+    let client = x.client.clone();
+    let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
+    let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
+    let g = gated_shape(&client, x.device.runtime(), desc, rows);
+    let cubes = desc.out_features.div_ceil(g.rows * g.groups) as u32;
+    let cube_count = CubeCountSelection::new(&client, cubes).cube_count();
+    let cube_dim = CubeDim::new_2d(g.lanes as u32, g.warps as u32);
+    let dtype = dtype_to_storage_type(x.dtype);
+    // SAFETY: as in `launch`, for each of the two weights (both exactly the GGUF bytes of
+    // `desc`).
+    with_format!(desc.ggml_type, Q => unsafe {
+        quant_gemv_gated_kernel::launch_unchecked::<Q>(
+            &client,
+            cube_count,
+            cube_dim,
+            4,
+            x.into_buffer_arg(),
+            gate.into_buffer_arg(),
+            up.into_buffer_arg(),
+            y.clone().into_buffer_arg(),
+            desc.in_features,
+            desc.out_features,
+            crate::cpu::SQRT_2_OVER_PI as f32,
+            crate::cpu::GELU_CUBIC as f32,
             rows,
             g.rows,
             g.lanes,

@@ -188,6 +188,47 @@ pub fn quant_gemv(
     tuning: Option<PlanesTuning>,
 ) -> Result<CubeTensor, KernelError> {
     let packed = check_packed(packed, desc)?;
+    let (x, rows) = check_activations(x, &packed, desc)?;
+    if desc.out_features == 0 {
+        return Ok(dequantize::empty_like(&x, with_last_dim(x.meta.shape(), 0)));
+    }
+    Ok(match desc.layout {
+        PackedLayout::Q6kPlanes => gemv_planes::launch(x, packed, desc, rows, tuning),
+        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows, tuning)?,
+    })
+}
+
+/// Gemma's gated MLP input `gelu_tanh(x · Gᵀ) · (x · Uᵀ)` in one launch, for `x` `[..,
+/// in_features]` with 1..=[`MAX_ROWS`] rows and two packed weights `gate` and `up` of one
+/// GGUF-layout `desc`: the values of [`quant_gemv`] of each then [`gelu_mul`], from one kernel
+/// that writes neither product.
+pub fn quant_gemv_gated(
+    x: CubeTensor,
+    gate: CubeTensor,
+    up: CubeTensor,
+    desc: QuantWeightDesc,
+) -> Result<CubeTensor, KernelError> {
+    if desc.layout != PackedLayout::Gguf {
+        return Err(KernelError::Layout { desc });
+    }
+    let (gate, up) = (check_packed(gate, desc)?, check_packed(up, desc)?);
+    if gate.device != up.device {
+        return Err(KernelError::Device);
+    }
+    let (x, rows) = check_activations(x, &gate, desc)?;
+    if desc.out_features == 0 {
+        return Ok(dequantize::empty_like(&x, with_last_dim(x.meta.shape(), 0)));
+    }
+    gemv::launch_gated(x, gate, up, desc, rows)
+}
+
+/// Checks the activations of a product with the packed weight `desc` on `packed`'s device;
+/// returns them contiguous, with their row count.
+fn check_activations(
+    x: CubeTensor,
+    packed: &CubeTensor,
+    desc: QuantWeightDesc,
+) -> Result<(CubeTensor, usize), KernelError> {
     if !matches!(
         x.dtype,
         DType::F32 | DType::F16 | DType::BF16 | DType::Flex32
@@ -197,7 +238,7 @@ pub fn quant_gemv(
     if x.device != packed.device {
         return Err(KernelError::Device);
     }
-    let shape = x.meta.shape().clone();
+    let shape = x.meta.shape();
     let rows = x.meta.num_elements() / desc.in_features;
     if shape[shape.num_dims() - 1] != desc.in_features || rows == 0 || rows > MAX_ROWS {
         return Err(KernelError::Activations {
@@ -205,14 +246,7 @@ pub fn quant_gemv(
             in_features: desc.in_features,
         });
     }
-    let x = into_contiguous(x);
-    if desc.out_features == 0 {
-        return Ok(dequantize::empty_like(&x, with_last_dim(&shape, 0)));
-    }
-    Ok(match desc.layout {
-        PackedLayout::Q6kPlanes => gemv_planes::launch(x, packed, desc, rows, tuning),
-        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows, tuning)?,
-    })
+    Ok((into_contiguous(x), rows))
 }
 
 /// The packed weight `desc` as a dense `[out_features, in_features]` tensor of `dtype`.

@@ -12,9 +12,13 @@ use cubecl::client::Client;
 use cubecl::device::RuntimeId;
 use cubecl::prelude::*;
 
+use super::gelu::gelu_tanh_mul;
+
 /// Adds up `acc[r · m + mi]` over the units of each row group and writes the totals of rows
 /// `row0 + r · groups + g < n` to `y`. Every unit of the cube must call it (it synchronizes the
-/// cube). `groups` divides `lanes`.
+/// cube). `groups` divides `lanes`. `gated`: the sums are two weights' (rows `r < rows / 2` the
+/// gate's, the rest the same rows of the up projection's) and `y` takes `gelu_tanh(gate) · up`
+/// of each row ([`gelu_tanh_mul`], of the two totals rounded to `F`).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub fn store_sums<F: Float>(
@@ -22,6 +26,53 @@ pub fn store_sums<F: Float>(
     y: &mut [F],
     row0: usize,
     n: usize,
+    sqrt_2_over_pi: f32,
+    cubic: f32,
+    #[comptime] rows: usize,
+    #[comptime] m: usize,
+    #[comptime] lanes: usize,
+    #[comptime] warps: usize,
+    #[comptime] groups: usize,
+    #[comptime] use_plane: bool,
+    #[comptime] gated: bool,
+) {
+    let len = comptime![partial_len(rows * m, lanes, warps, groups, use_plane)];
+    let mut partial = Shared::<[f32]>::new_slice(len);
+    reduce_sums(acc, &mut partial, rows, m, lanes, warps, groups, use_plane);
+    write_sums::<F>(
+        &partial,
+        y,
+        row0,
+        n,
+        sqrt_2_over_pi,
+        cubic,
+        rows,
+        m,
+        lanes,
+        warps,
+        groups,
+        use_plane,
+        gated,
+    );
+}
+
+/// The shared memory [`reduce_sums`] fills for `sums` sums per unit.
+fn partial_len(sums: usize, lanes: usize, warps: usize, groups: usize, use_plane: bool) -> usize {
+    if use_plane {
+        groups * sums * warps
+    } else {
+        sums * lanes * warps
+    }
+}
+
+/// [`store_sums`]' first half: each unit's sums into `partial` ([`partial_len`] long), added
+/// across each warp's lanes with plane operations where the device has them; synchronizes the
+/// cube, so every unit must call it.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn reduce_sums(
+    acc: &Array<f32>,
+    partial: &mut [f32],
     #[comptime] rows: usize,
     #[comptime] m: usize,
     #[comptime] lanes: usize,
@@ -34,9 +85,7 @@ pub fn store_sums<F: Float>(
     let threads = comptime![lanes * warps];
     let tid = warp * lanes + lane;
     let sums = comptime![rows * m];
-    let outputs = comptime![groups * rows * m];
     if use_plane {
-        let mut partial = Shared::<[f32]>::new_slice(groups * sums * warps);
         #[unroll]
         for a in 0..sums {
             let mut total = acc[a];
@@ -53,43 +102,88 @@ pub fn store_sums<F: Float>(
                 partial[(lane * sums + a) * warps + warp] = total;
             }
         }
-        sync_cube();
-        // Output `o` of the cube (group-major), as many per unit as it takes.
-        let mut o = tid;
-        while o < outputs {
-            let mut total = 0.0f32;
-            #[unroll]
-            for wi in 0..warps {
-                total += partial[o * warps + wi];
-            }
-            let row = row0 + (o % sums / m) * groups + o / sums;
-            if row < n {
-                y[(o % m) * n + row] = F::cast_from(total);
-            }
-            o += threads;
-        }
     } else {
-        let mut partial = Shared::<[f32]>::new_slice(sums * threads);
         #[unroll]
         for a in 0..sums {
             partial[a * threads + tid] = acc[a];
         }
-        sync_cube();
-        let mut o = tid;
-        while o < outputs {
-            let g = o / sums;
-            let i = o % sums;
-            let mut total = 0.0f32;
+    }
+    sync_cube();
+}
+
+/// [`store_sums`]' second half: the totals from `partial` (filled by [`reduce_sums`] with the
+/// same geometry) written to `y`, as many per unit as it takes; no synchronization.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn write_sums<F: Float>(
+    partial: &[f32],
+    y: &mut [F],
+    row0: usize,
+    n: usize,
+    sqrt_2_over_pi: f32,
+    cubic: f32,
+    #[comptime] rows: usize,
+    #[comptime] m: usize,
+    #[comptime] lanes: usize,
+    #[comptime] warps: usize,
+    #[comptime] groups: usize,
+    #[comptime] use_plane: bool,
+    #[comptime] gated: bool,
+) {
+    let threads = comptime![lanes * warps];
+    let tid = UNIT_POS_Y as usize * lanes + UNIT_POS_X as usize;
+    let sums = comptime![rows * m];
+    // Sums per group that are outputs (gated: the gate's; each has its up sum `half` later).
+    let half = comptime![if gated { sums / 2 } else { sums }];
+    let outputs = comptime![groups * half];
+    // Output `o` of the cube (group-major), as many per unit as it takes.
+    let mut o = tid;
+    while o < outputs {
+        let g = o / half;
+        let i = o % half;
+        let mut total = 0.0f32;
+        let mut second = 0.0f32;
+        if use_plane {
+            #[unroll]
+            for wi in 0..warps {
+                total += partial[(g * sums + i) * warps + wi];
+                if comptime![gated] {
+                    second += partial[(g * sums + i + half) * warps + wi];
+                }
+            }
+        } else {
             for t in 0..comptime![threads / groups] {
                 total += partial[i * threads + t * groups + g];
+                if comptime![gated] {
+                    second += partial[(i + half) * threads + t * groups + g];
+                }
             }
-            let row = row0 + (i / m) * groups + g;
-            if row < n {
-                y[(i % m) * n + row] = F::cast_from(total);
-            }
-            o += threads;
         }
+        let row = row0 + (i / m) * groups + g;
+        if row < n {
+            y[(i % m) * n + row] = finish::<F>(total, second, sqrt_2_over_pi, cubic, gated);
+        }
+        o += threads;
     }
+}
+
+/// An output from its total (gated: from the gate's and the up projection's totals, each first
+/// rounded to `F` as a stored product would be).
+#[cube]
+fn finish<F: Float>(
+    total: f32,
+    second: f32,
+    sqrt_2_over_pi: f32,
+    cubic: f32,
+    #[comptime] gated: bool,
+) -> F {
+    let mut out = F::cast_from(total);
+    if comptime![gated] {
+        let gate = f32::cast_from(F::cast_from(total));
+        let up = f32::cast_from(F::cast_from(second));
+        out = F::cast_from(gelu_tanh_mul(gate, up, sqrt_2_over_pi, cubic));
+    }
+    out
 }
 
 /// A matrix-vector launch's cube: `rows` weight rows, `warps × lanes` units striding together

@@ -2,8 +2,9 @@
 //! ops, with the ones that only prepare or join another fused into it (PERF.md): the query and
 //! key heads' norms and RoPE and the cache writes in one kernel ([`kernel::attention_inputs`]),
 //! and each post-norm with its residual add (after attention, also with the MLP's pre-norm:
-//! [`kernel::add_rms_norm_next`]). A decoding step launches 8 kernels fewer a layer; the values
-//! are the ops' apart.
+//! [`kernel::add_rms_norm_next`]), and, in a decoding step, the MLP's gate and up projections
+//! with its activation ([`kernel::quant_gemv_gated`]). A decoding step launches 10 kernels fewer
+//! a layer; the values are the ops' apart.
 
 use burn::backend::TensorMetadata;
 use burn::backend::ops::FloatTensorOps;
@@ -13,8 +14,11 @@ use burn_cubecl::CubeBackend;
 
 use super::cube::{ok, start};
 use crate::kernel;
-use crate::ops::layer::{self, DecoderLayerConfig, DecoderLayerWeights, KvBuffers, linear};
+use crate::ops::layer::{
+    self, DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear, linear,
+};
 use crate::ops::{Positions, TransformerBackend};
+use crate::quant::PackedLayout;
 
 type B = CubeBackend;
 
@@ -66,8 +70,29 @@ pub(super) fn decoder_layer(
         w.ffn_norm,
         eps,
     ));
-    let gated = B::gelu_mul(linear::<B>(h.clone(), w.gate), linear::<B>(h, w.up));
+    let gated = gated_mlp(h, w.gate, w.up);
     let y = linear::<B>(gated, w.down);
     let x = ok(kernel::add_rms_norm(x, y, w.post_ffn_norm, eps));
     (x, KvBuffers { k, v })
+}
+
+/// `gelu_tanh(h · gate) · (h · up)`: one launch ([`kernel::quant_gemv_gated`]) where both
+/// weights are quantized alike in the GGUF layout and `h` has at most [`kernel::MAX_ROWS`] rows
+/// (a decoding step), else the two products and [`TransformerBackend::gelu_mul`].
+fn gated_mlp(h: FloatTensor<B>, gate: LayerLinear<B>, up: LayerLinear<B>) -> FloatTensor<B> {
+    match (gate, up) {
+        (
+            LayerLinear::Quant { words: g, desc },
+            LayerLinear::Quant {
+                words: u,
+                desc: up_desc,
+            },
+        ) if desc == up_desc
+            && desc.layout == PackedLayout::Gguf
+            && h.shape().num_elements() / desc.in_features <= kernel::MAX_ROWS =>
+        {
+            ok(kernel::quant_gemv_gated(h, g, u, desc))
+        }
+        (gate, up) => B::gelu_mul(linear::<B>(h.clone(), gate), linear::<B>(h, up)),
+    }
 }
