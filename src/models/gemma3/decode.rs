@@ -22,7 +22,7 @@ enum Phase {
     WarmingUp(usize),
     /// One step recorded: each later step replays it, then reads the token it wrote.
     Recorded(Box<Recording>),
-    /// The device records nothing (wgpu, Flex) or the recording failed: every step eager.
+    /// The device records nothing (Flex) or the recording failed: every step eager.
     Eager,
 }
 
@@ -37,9 +37,10 @@ struct Recording {
 /// Greedy decoding whose steps read the token and the position from device buffers and write the
 /// next ones there (the argmax on the device, the position's increment, both in place): a step
 /// uploads nothing and reads back one token id. After [`WARM_UP`] eager steps one step is
-/// recorded through Burn's graph API (CubeCL's graph capture: a CUDA graph) and each later step
-/// replays it, one dispatch instead of ≈ 400 kernel launches. Devices without graph support run
-/// the same steps eagerly.
+/// recorded through Burn's graph API (CubeCL's graph capture: a CUDA graph on CUDA; on wgpu the
+/// step's dispatches with their bindings prebuilt) and each later step replays it: on CUDA one
+/// dispatch instead of ≈ 230 kernel launches. Devices without graph support run the same steps
+/// eagerly.
 ///
 /// The cache's capacity must hold every position the decoder will run (it is not grown: the
 /// recorded step is bound to its buffers).
