@@ -28,32 +28,17 @@ use crate::dims::with_last_dim;
 use crate::quant::QuantWeightDesc;
 
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
     x: &[Vector<F, V>],
     w: &[u32],
     y: &mut [F],
     k: usize,
     n: usize,
+    #[comptime] g: CubeShape,
     #[comptime] m: usize,
-    #[comptime] rows: usize,
-    #[comptime] lanes: usize,
-    #[comptime] warps: usize,
-    #[comptime] groups: usize,
-    #[comptime] per_iter: usize,
-    #[comptime] use_plane: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let shape = comptime![GemvGeometry {
-        m,
-        rows,
-        lanes,
-        warps,
-        groups,
-        per_iter,
-        use_plane,
-    }];
-    gemv_body::<F, V, Q>(x, w, w, y, k, n, 0.0f32, 0.0f32, shape, false);
+    gemv_body::<F, V, Q>(x, w, w, y, k, n, 0.0f32, 0.0f32, g, m, false);
 }
 
 /// Gemma's gated MLP input in one launch: `y[m, n] = gelu_tanh(x · Gᵀ) · (x · Uᵀ)` for two weights
@@ -72,37 +57,11 @@ pub(crate) fn quant_gemv_gated_kernel<F: Float, V: Size, Q: BlockFormat>(
     n: usize,
     sqrt_2_over_pi: f32,
     cubic: f32,
+    #[comptime] g: CubeShape,
     #[comptime] m: usize,
-    #[comptime] rows: usize,
-    #[comptime] lanes: usize,
-    #[comptime] warps: usize,
-    #[comptime] groups: usize,
-    #[comptime] per_iter: usize,
-    #[comptime] use_plane: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let shape = comptime![GemvGeometry {
-        m,
-        rows,
-        lanes,
-        warps,
-        groups,
-        per_iter,
-        use_plane,
-    }];
-    gemv_body::<F, V, Q>(x, gate, up, y, k, n, sqrt_2_over_pi, cubic, shape, true);
-}
-
-/// A launch's geometry as the kernel body takes it (see [`CubeShape`]; `m` activation rows).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct GemvGeometry {
-    m: usize,
-    rows: usize,
-    lanes: usize,
-    warps: usize,
-    groups: usize,
-    per_iter: usize,
-    use_plane: bool,
+    gemv_body::<F, V, Q>(x, gate, up, y, k, n, sqrt_2_over_pi, cubic, g, m, true);
 }
 
 /// Decodes run `r` of the block at byte `bb` of `w` into slot `slot` of `wq` (32 codes, or
@@ -148,18 +107,18 @@ fn gemv_body<F: Float, V: Size, Q: BlockFormat>(
     n: usize,
     sqrt_2_over_pi: f32,
     cubic: f32,
-    #[comptime] shape: GemvGeometry,
+    #[comptime] g: CubeShape,
+    #[comptime] m: usize,
     #[comptime] gated: bool,
 ) {
-    let m = comptime![shape.m];
-    let lanes = comptime![shape.lanes];
-    let warps = comptime![shape.warps];
-    let groups = comptime![shape.groups];
-    let use_plane = comptime![shape.use_plane];
-    let wrows = comptime![if gated { 2 * shape.rows } else { shape.rows }];
-    let row0 = CUBE_POS * comptime![shape.rows * shape.groups];
-    let mut acc = Array::<f32>::new(comptime![wrows * shape.m]);
-    accumulate::<F, V, Q>(x, w, w2, &mut acc, k, n, row0, shape, gated);
+    let lanes = comptime![g.lanes];
+    let warps = comptime![g.warps];
+    let groups = comptime![g.groups];
+    let use_plane = comptime![g.use_plane];
+    let wrows = comptime![if gated { 2 * g.rows } else { g.rows }];
+    let row0 = CUBE_POS * comptime![g.rows * g.groups];
+    let mut acc = Array::<f32>::new(comptime![wrows * m]);
+    accumulate::<F, V, Q>(x, w, w2, &mut acc, k, n, row0, g, m, gated);
     store_sums::<F>(
         &acc,
         y,
@@ -189,10 +148,10 @@ fn accumulate<F: Float, V: Size, Q: BlockFormat>(
     k: usize,
     n: usize,
     row0: usize,
-    #[comptime] shape: GemvGeometry,
+    #[comptime] shape: CubeShape,
+    #[comptime] m: usize,
     #[comptime] gated: bool,
 ) {
-    let m = comptime![shape.m];
     let rows = comptime![shape.rows];
     let lanes = comptime![shape.lanes];
     let warps = comptime![shape.warps];
@@ -326,14 +285,8 @@ pub(super) fn launch(
     rows: usize,
     tuning: Option<PlanesTuning>,
 ) -> Result<CubeTensor, KernelError> {
-    let client = x.client.clone();
-    let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
-    let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
-    let g = gemv_shape(&client, x.device.runtime(), desc, rows, tuning);
-    let cubes = desc.out_features.div_ceil(g.rows * g.groups) as u32;
-    let cube_count = CubeCountSelection::new(&client, cubes).cube_count();
-    let cube_dim = CubeDim::new_2d(g.lanes as u32, g.warps as u32);
-    let dtype = dtype_to_storage_type(x.dtype);
+    let g = gemv_shape(&x.client, x.device.runtime(), desc, rows, tuning);
+    let l = Launch::new(&x, desc, g);
     // SAFETY: every index stays in bounds: the caller checked that `packed` holds exactly the
     // GGUF bytes of `desc` (whole blocks; a four-byte read straddling a word reads the next word
     // only when the bytes reach into it) and `x` has `rows · in_features` elements (a multiple of
@@ -341,26 +294,47 @@ pub(super) fn launch(
     // y[mi · n + row] for row < out_features, mi < rows.
     with_format!(desc.ggml_type, Q => unsafe {
         quant_gemv_kernel::launch_unchecked::<Q>(
-            &client,
-            cube_count,
-            cube_dim,
+            &l.client,
+            l.cube_count.clone(),
+            l.cube_dim,
             4,
             x.into_buffer_arg(),
             packed.into_buffer_arg(),
-            y.clone().into_buffer_arg(),
+            l.y.clone().into_buffer_arg(),
             desc.in_features,
             desc.out_features,
+            g,
             rows,
-            g.rows,
-            g.lanes,
-            g.warps,
-            g.groups,
-            g.per_iter,
-            g.use_plane,
-            dtype,
+            l.dtype,
         )
     })?;
-    Ok(y)
+    Ok(l.y)
+}
+
+/// What a launch of either kernel for `desc` with launch shape `g` takes besides its inputs: the
+/// output (x's leading dims, `out_features` wide, x's dtype), the cube count and shape.
+struct Launch {
+    client: Client,
+    y: CubeTensor,
+    cube_count: CubeCount,
+    cube_dim: CubeDim,
+    dtype: ElemType,
+}
+
+impl Launch {
+    fn new(x: &CubeTensor, desc: QuantWeightDesc, g: CubeShape) -> Self {
+        let client = x.client.clone();
+        let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
+        let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
+        let cubes = desc.out_features.div_ceil(g.rows * g.groups) as u32;
+        Launch {
+            cube_count: CubeCountSelection::new(&client, cubes).cube_count(),
+            cube_dim: CubeDim::new_2d(g.lanes as u32, g.warps as u32),
+            dtype: dtype_to_storage_type(x.dtype),
+            client,
+            y,
+        }
+    }
 }
 
 /// The launch shape of the gated product ([`quant_gemv_gated_kernel`]) for `desc` (each of the
@@ -387,39 +361,28 @@ pub(super) fn launch_gated(
     desc: QuantWeightDesc,
     rows: usize,
 ) -> Result<CubeTensor, KernelError> {
-    let client = x.client.clone();
-    let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
-    let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);
-    let g = gated_shape(&client, x.device.runtime(), desc, rows);
-    let cubes = desc.out_features.div_ceil(g.rows * g.groups) as u32;
-    let cube_count = CubeCountSelection::new(&client, cubes).cube_count();
-    let cube_dim = CubeDim::new_2d(g.lanes as u32, g.warps as u32);
-    let dtype = dtype_to_storage_type(x.dtype);
+    let g = gated_shape(&x.client, x.device.runtime(), desc, rows);
+    let l = Launch::new(&x, desc, g);
     // SAFETY: as in `launch`, for each of the two weights (both exactly the GGUF bytes of
     // `desc`).
     with_format!(desc.ggml_type, Q => unsafe {
         quant_gemv_gated_kernel::launch_unchecked::<Q>(
-            &client,
-            cube_count,
-            cube_dim,
+            &l.client,
+            l.cube_count.clone(),
+            l.cube_dim,
             4,
             x.into_buffer_arg(),
             gate.into_buffer_arg(),
             up.into_buffer_arg(),
-            y.clone().into_buffer_arg(),
+            l.y.clone().into_buffer_arg(),
             desc.in_features,
             desc.out_features,
             crate::cpu::SQRT_2_OVER_PI as f32,
             crate::cpu::GELU_CUBIC as f32,
+            g,
             rows,
-            g.rows,
-            g.lanes,
-            g.warps,
-            g.groups,
-            g.per_iter,
-            g.use_plane,
-            dtype,
+            l.dtype,
         )
     })?;
-    Ok(y)
+    Ok(l.y)
 }

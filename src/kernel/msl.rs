@@ -16,6 +16,7 @@ use cubecl_cpp::{MslCompiler, shared::CompilationOptions};
 
 use super::formats::with_format;
 use super::gemv::quant_gemv_kernel;
+use super::reduce::CubeShape;
 use crate::quant::{FUSED_TYPES, GgmlType};
 
 /// A Metal device's properties as cubecl-metal 0.11.3 reports an Apple GPU's (SIMD groups of
@@ -97,13 +98,15 @@ fn gemv_msl(t: GgmlType, m: usize, use_plane: bool) -> Result<String, String> {
             (),
             // the activations' vector size (the kernel's `V`), then its comptime arguments
             4,
+            CubeShape {
+                rows: ROWS,
+                warps: WARPS,
+                lanes: LANES,
+                groups: 2,
+                per_iter: 2,
+                use_plane,
+            },
             m,
-            ROWS,
-            LANES,
-            WARPS,
-            2,
-            2,
-            use_plane,
             ElemType::Float(FloatKind::F32),
         );
         cubecl::define_kernel(&kernel)

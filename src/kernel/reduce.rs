@@ -188,7 +188,7 @@ fn finish<F: Float>(
 
 /// A matrix-vector launch's cube: `rows` weight rows, `warps × lanes` units striding together
 /// over each row's work items.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CubeShape {
     /// Output rows per cube.
     pub rows: usize,
