@@ -32,7 +32,7 @@ mod common;
 use burn::tensor::{Device, Tensor};
 use burn_gguf::gguf::GgufFile;
 use burn_gguf::models::gemma3::{Gemma3, KvCache, TensorPlacement};
-use burn_gguf::models::sampling::{Sampler, argmax};
+use burn_gguf::models::sampling::{Sampler, SamplingConfig, argmax};
 use burn_gguf::tokenizer::Tokenizer;
 use common::{fixture, gemma_path};
 use serde_json::Value;
@@ -565,6 +565,43 @@ fn check_recorded_decoding(name: &str, device: &Device) {
         greedy(&mut cache, &want[2..3], 10),
         want[3..13],
         "{name}: after a stop"
+    );
+    // sampled on the device (top-k, temperature, top-p, the draws from a table by position):
+    // the tokens the host's sampler picks from each step's logits for the same seed, and the
+    // sampler left where the host's is
+    let config = SamplingConfig {
+        temperature: 1.5,
+        top_k: 24,
+        top_p: 0.95,
+        seed: rng.next_u64(),
+    };
+    let mut host = Sampler::new(config);
+    let mut cache = KvCache::new(model.config());
+    let mut logits = model.forward_last(&prompt, &mut cache).unwrap();
+    let mut want = Vec::new();
+    for _ in 0..20 {
+        let values = logits.into_data().try_into_vec_as::<f32>().unwrap();
+        want.push(host.sample(&values));
+        logits = model
+            .forward_last(&want[want.len() - 1..], &mut cache)
+            .unwrap();
+    }
+    let distinct: std::collections::BTreeSet<u32> = want.iter().copied().collect();
+    assert!(distinct.len() >= 4, "{name}: sampled {want:?}");
+    let mut sampler = Sampler::new(config);
+    let mut cache = KvCache::new(model.config());
+    let got = model
+        .generate(&prompt, 20, &mut cache, &mut sampler, |_| false)
+        .unwrap()
+        .tokens;
+    assert_eq!(got, want, "{name}: sampled with {config:?}");
+    // equal logits: the pick is the draw's (1 in 24 agree by chance)
+    let flat = [0.0f32; 1000];
+    let next = |s: &mut Sampler| (0..5).map(|_| s.sample(&flat)).collect::<Vec<_>>();
+    assert_eq!(
+        next(&mut sampler),
+        next(&mut host),
+        "{name}: the draws taken"
     );
 }
 

@@ -5,6 +5,9 @@
 //! transposed views, and under autodiff the gradients against their f64 derivatives. Where the
 //! backend has a kernel, the kernel's typed errors too.
 //!
+//! The token's choice from logits (`sample_token`) against the host's `pick` in f64, the draw
+//! given or read from a device table: exactly, but for draws within rounding of a boundary.
+//!
 //! Devices: Flex and Flex with autodiff; wgpu (lavapipe in CI) and its autodiff; CUDA with
 //! `BURN_GGUF_CUDA=1` on the GPU machine.
 #![cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
@@ -13,9 +16,10 @@ mod common;
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
+use burn_gguf::cpu::sampling::{MAX_DEVICE_TOP_K, TokenSampling, pick};
 use burn_gguf::ops::{
-    DecoderLayerConfig, DecoderLayerWeights, LayerLinear, Positions, QuantWeight, attention,
-    decoder_layer, gelu_mul, rms_norm, rope, rope_tables,
+    DecoderLayerConfig, DecoderLayerWeights, Draw, LayerLinear, Positions, QuantWeight, attention,
+    decoder_layer, gelu_mul, rms_norm, rope, rope_tables, sample_token,
 };
 use burn_gguf::quant::{GgmlType, PackedLayout, QuantWeightDesc};
 use common::{Rng, floats, poison};
@@ -858,6 +862,131 @@ fn check_decoder_layer(name: &str, device: &Device) {
 
 /// The kernel's typed errors: a weight of the wrong length, mismatched dtypes.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
+/// Logits of `n` values for a sampling check: normal values times `spread`, some repeated (ties
+/// between ids), and, where `odd`, a few NaN and −inf ones.
+fn sampling_logits(rng: &mut Rng, n: usize, spread: f64, odd: bool) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n).map(|_| (rng.normal() * spread) as f32).collect();
+    for _ in 0..n.div_ceil(100) {
+        let (a, b) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
+        v[a] = v[b];
+    }
+    if odd && n > 4 {
+        for bad in [f32::NAN, f32::NEG_INFINITY, f32::NAN] {
+            v[rng.below(n as u64) as usize] = bad;
+        }
+    }
+    v
+}
+
+/// `sample_token` on `device` against the host's [`pick`]: greedy over long rows (exactly the
+/// first maximum), and top-k 2 to 256 at several temperatures and top-p cuts, the draw given or
+/// read from a device table at a device index. A draw within 10⁻⁵ of a boundary between two
+/// candidates (or a top-p cut within 10⁻⁵ of a candidate's running sum) may take either side;
+/// every other choice must be the host's. Run lengths from one value to Gemma 3's 262,144, in
+/// one pass and in several.
+fn check_sample_token(name: &str, device: &Device) {
+    let mut rng = Rng::fresh(name);
+    let mut boundary = 0;
+    let mut total = 0;
+    for (n, spread) in [
+        (262_144usize, 3.0),
+        (1000, 1.0),
+        (1025, 0.3),
+        (4097, 8.0),
+        (70_001, 2.0),
+        (1, 1.0),
+        (3, 1.0),
+    ] {
+        let odd = rng.below(2) == 0;
+        let logits = sampling_logits(&mut rng, n, spread, odd);
+        let t = Tensor::<1>::from_data(TensorData::new(logits.clone(), [n]), device);
+        let token = |s: TokenSampling, draw: Draw<Dispatch>| {
+            let got = sample_token(t.clone(), s, draw).into_data();
+            assert_eq!(got.dtype(), DType::U32, "{name}: the token's dtype");
+            got.iter::<i64>().next().expect("a token") as u32
+        };
+        // greedy, whatever the draw
+        let want = pick(&logits, TokenSampling::GREEDY, 0.0);
+        for (s, value) in [
+            (TokenSampling::GREEDY, 0.5),
+            (
+                TokenSampling {
+                    top_k: 1,
+                    temperature: 0.7,
+                    top_p: 0.9,
+                },
+                0.9,
+            ),
+            (
+                TokenSampling {
+                    top_k: 0,
+                    temperature: 0.0,
+                    top_p: 1.0,
+                },
+                0.1,
+            ),
+        ] {
+            assert_eq!(token(s, Draw::Host { value }), want, "{name}: n {n}, {s:?}");
+        }
+        for top_k in [2usize, 40, 64, 100, MAX_DEVICE_TOP_K] {
+            let s = TokenSampling {
+                top_k,
+                temperature: [0.5f32, 1.0, 2.0][rng.below(3) as usize],
+                top_p: [1.0f32, 0.9, 0.5][rng.below(3) as usize],
+            };
+            let draws: Vec<f32> = (0..6)
+                .map(|_| rng.unit() as f32)
+                .chain([0.0, 0.999_999])
+                .collect();
+            for (i, &r) in draws.iter().enumerate() {
+                // the same draw given and read from a table at a device index
+                let table_at = rng.below(5) as usize;
+                let mut table: Vec<f32> = (0..5).map(|_| rng.unit() as f32).collect();
+                table[table_at] = r;
+                let at = Tensor::<1, Int>::from_data(
+                    TensorData::new(vec![table_at as u32], [1]),
+                    (device, DType::U32),
+                );
+                let table = Tensor::<1>::from_data(TensorData::new(table, [5]), device);
+                let got = [
+                    token(s, Draw::Host { value: r }),
+                    token(s, Draw::on_device(table, at)),
+                ];
+                let r = f64::from(r);
+                let want = pick(&logits, s, r);
+                let near: Vec<u32> = [(-1e-5, 0.0), (1e-5, 0.0), (0.0, -1e-5), (0.0, 1e-5)]
+                    .into_iter()
+                    .map(|(dr, dp)| {
+                        let s = TokenSampling {
+                            top_p: s.top_p + dp as f32,
+                            ..s
+                        };
+                        pick(&logits, s, (r + dr).clamp(0.0, 0.999_999_9))
+                    })
+                    .collect();
+                total += 1;
+                if near.iter().any(|&t| t != want) {
+                    boundary += 1;
+                    for g in got {
+                        assert!(
+                            g == want || near.contains(&g),
+                            "{name}: n {n}, {s:?}, draw {r} (near a boundary): {g}, host {want} \
+                             or {near:?}"
+                        );
+                    }
+                } else {
+                    assert_eq!(got, [want, want], "{name}: n {n}, {s:?}, draw {i}: {r}");
+                }
+            }
+        }
+    }
+    eprintln!("{name}: {total} draws, {boundary} near a boundary");
+    assert!(
+        boundary * 10 <= total,
+        "{name}: {boundary} of {total} draws near a boundary: the check checks little"
+    );
+}
+
 fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
     use burn_gguf::kernel::{KernelError, Start, rms_norm as kernel_rms_norm};
     let x = cube.floats(&[1.0; 12], [3, 4]);
@@ -1051,6 +1180,54 @@ fn check_kernel_errors(name: &str, cube: &common::cube::Cube) {
         "{name}"
     );
 
+    // sampling: settings the device does not take, no logits, a bad table of draws
+    let sample = |logits, top_k, table| {
+        let s = TokenSampling {
+            top_k,
+            temperature: 1.0,
+            top_p: 1.0,
+        };
+        let draw = burn_gguf::kernel::Draw { value: 0.5, table };
+        burn_gguf::kernel::sample_token(logits, s, draw).err()
+    };
+    let logits = || cube.floats(&[1.0; 8], [8]);
+    let table = |bytes: &[u8], len: usize, dtype| {
+        cube.tensor(bytes, burn::tensor::Shape::new([len]), dtype)
+    };
+    let good = || Some((cube.floats(&[0.5; 3], [3]), cube.words(&[1])));
+    assert_eq!(sample(logits(), 2, good()), None, "{name}: top-k 2");
+    for top_k in [0, MAX_DEVICE_TOP_K + 1] {
+        let err = sample(logits(), top_k, None);
+        assert_eq!(err, Some(KernelError::Sampling { top_k }), "{name}");
+        assert!(err.unwrap().to_string().contains("on the host"), "{name}");
+    }
+    let err = sample(cube.floats(&[], [0]), 2, None);
+    assert_eq!(err, Some(KernelError::Logits { n: 0 }), "{name}");
+    let err = sample(
+        logits(),
+        2,
+        Some((table(&[0; 6], 3, DType::F16), cube.words(&[1]))),
+    );
+    assert!(
+        matches!(err, Some(KernelError::Uniforms { .. })),
+        "{name}: f16 draws: {err:?}"
+    );
+    let err = sample(
+        logits(),
+        2,
+        Some((cube.floats(&[0.5; 3], [3]), cube.words(&[1, 2]))),
+    );
+    assert!(
+        matches!(err, Some(KernelError::Offset { .. })),
+        "{name}: two indices: {err:?}"
+    );
+    let index = table(&[0; 4], 1, DType::I32);
+    let err = sample(logits(), 2, Some((cube.floats(&[0.5; 3], [3]), index)));
+    assert!(
+        matches!(err, Some(KernelError::Offset { .. })),
+        "{name}: an i32 index: {err:?}"
+    );
+
     fn rope_on_device(
         x: &burn_cubecl::tensor::CubeTensor,
         table: burn_cubecl::tensor::CubeTensor,
@@ -1074,6 +1251,7 @@ mod flex {
         check_gelu_mul("gelu_mul_flex", &Device::flex());
         check_attention("attention_flex", &Device::flex(), 0.0, false);
         check_decoder_layer("decoder_layer_flex", &Device::flex());
+        check_sample_token("sample_token_flex", &Device::flex());
     }
     #[cfg(feature = "autodiff")]
     #[test]
@@ -1087,6 +1265,7 @@ mod flex {
             true,
         );
         check_decoder_layer("decoder_layer_autodiff_flex", &Device::flex().autodiff());
+        check_sample_token("sample_token_autodiff_flex", &Device::flex().autodiff());
     }
     #[test]
     #[should_panic(expected = "the weight's length must be x's last dim")]
@@ -1109,6 +1288,7 @@ mod wgpu {
             check_gelu_mul("gelu_mul_wgpu", &d);
             check_attention("attention_wgpu", &d, 0.0, false);
             check_decoder_layer("decoder_layer_wgpu", &d);
+            check_sample_token("sample_token_wgpu", &d);
             check_kernel_errors("errors_wgpu", &common::cube::Cube::wgpu());
         }
     }
@@ -1136,6 +1316,7 @@ mod cuda {
             check_gelu_mul("gelu_mul_cuda", &d);
             check_attention("attention_cuda", &d, 0.0, false);
             check_decoder_layer("decoder_layer_cuda", &d);
+            check_sample_token("sample_token_cuda", &d);
             check_kernel_errors("errors_cuda", &common::cube::Cube::cuda());
         }
     }

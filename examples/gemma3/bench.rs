@@ -21,6 +21,9 @@ pub struct Bench {
     pub tg: usize,
     /// Timed repetitions of each test.
     pub reps: usize,
+    /// How the generation test chooses its tokens (greedy by default, as llama-bench, which
+    /// samples nothing; `--temperature` times a sampler, each repetition from its seed).
+    pub sampling: SamplingConfig,
     /// llama.cpp's benchmark to run after ours, for the side-by-side table.
     pub llama: Option<LlamaBench>,
 }
@@ -50,19 +53,12 @@ pub fn run(model: &Gemma3, bos: u32, bench: &Bench, loaded: Duration) -> Result<
             .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 33) % vocab) as u32
     }));
-    let greedy = || {
-        Sampler::new(SamplingConfig {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
-        })
-    };
     // One sequence from an empty cache; generation never stops early.
     let sequence = |tokens: &[u32], new: usize| {
         let mut cache = KvCache::new(model.config());
+        let mut sampler = Sampler::new(bench.sampling);
         model
-            .generate(tokens, new, &mut cache, &mut greedy(), |_| false)
+            .generate(tokens, new, &mut cache, &mut sampler, |_| false)
             .map_err(|e| e.to_string())
     };
 
@@ -94,9 +90,18 @@ pub fn run(model: &Gemma3, bos: u32, bench: &Bench, loaded: Duration) -> Result<
         let g = sequence(&[bos], bench.tg + 1)?;
         tg.push(g.generated_steps as f64 / g.generation_time.as_secs_f64().max(1e-9));
     }
+    let s = &bench.sampling;
+    let sampled = if Sampler::new(*s).is_greedy() {
+        String::new()
+    } else {
+        format!(
+            " (sampled: temperature {}, top-k {}, top-p {})",
+            s.temperature, s.top_k, s.top_p
+        )
+    };
     let ours = [
         (format!("pp{}", prompt.len()), mean_sd(&pp)),
-        (format!("tg{}", bench.tg), mean_sd(&tg)),
+        (format!("tg{}{sampled}", bench.tg), mean_sd(&tg)),
     ];
     let Some(llama) = &bench.llama else {
         println!("| test | tokens/s |");

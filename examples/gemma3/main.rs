@@ -25,6 +25,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use burn_gguf::cpu::sampling::MAX_DEVICE_TOP_K;
 use burn_gguf::gguf::GgufFile;
 use burn_gguf::models::gemma3::{Gemma3, KvCache};
 use burn_gguf::models::sampling::{Sampler, SamplingConfig};
@@ -56,7 +57,8 @@ struct Args {
     /// Sampling temperature; 0 is greedy decoding.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
-    /// Sample among the k most likely tokens only (0: all).
+    /// Sample among the k most likely tokens only. 1..=256 choose on the device (only the
+    /// token id is read back); 0 (all tokens) reads the logits back and samples on the host.
     #[arg(long, default_value_t = 40)]
     top_k: usize,
     /// Sample among the most likely tokens up to this probability mass.
@@ -205,6 +207,7 @@ fn run(
             pp: args.pp,
             tg: args.tg,
             reps: args.reps,
+            sampling: sampling_config(args),
             llama: args.llama_bench.clone().map(|exe| bench::LlamaBench {
                 exe,
                 model: path.to_path_buf(),
@@ -223,12 +226,14 @@ fn run(
     let tokens = tokenizer
         .encode(&text, true, parse_special)
         .map_err(|e| format!("tokenizing the prompt: {e}"))?;
-    let mut sampler = Sampler::new(SamplingConfig {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        seed: args.seed,
-    });
+    let mut sampler = Sampler::new(sampling_config(args));
+    if !sampler.token_sampling().runs_on_device() {
+        eprintln!(
+            "note: top-k {} samples on the host, reading the logits back each token (the \
+             device takes top-k 1..={MAX_DEVICE_TOP_K})",
+            args.top_k
+        );
+    }
     let mut cache = KvCache::new(model.config());
     let mut stream = tokenizer.stream_decoder(args.special);
 
@@ -284,4 +289,14 @@ fn run(
         }
     }
     Ok(())
+}
+
+/// The sampler's settings from the command line.
+fn sampling_config(args: &Args) -> SamplingConfig {
+    SamplingConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    }
 }

@@ -4,7 +4,7 @@
 //! kernels are tested against.
 //!
 //! Also the transformer layer's fused ops on the CPU ([`rms_norm`], [`rope`], [`gelu_mul`],
-//! [`attention`]).
+//! [`attention`]), and the choice of a token from logits ([`sampling`]).
 //!
 //! One entry per product. Every fused type takes `blocks`, the product over the type's bit-exact
 //! block decoder on macerator's portable SIMD (the CPU's best instruction set picked at run
@@ -18,6 +18,7 @@ mod layer;
 mod norm;
 mod q6k;
 mod rope;
+pub mod sampling;
 
 pub use attention::{AttentionShape, attention};
 pub use gelu::{GELU_CUBIC, SQRT_2_OVER_PI, gelu_mul};

@@ -4,7 +4,8 @@
 //!
 //! The transformer layer's fused ops have their kernels here too ([`rms_norm`], [`rope`],
 //! [`gelu_mul`], [`attention`], [`write_positions`]); those that take positions read them from a
-//! [`Start`], a device buffer where a recorded step must replay unchanged.
+//! [`Start`], a device buffer where a recorded step must replay unchanged. So does the token's
+//! choice from the logits ([`sample_token`]), its uniform draw from a device table ([`Draw`]).
 //!
 //! The entries, [`quant_gemv`], [`quant_dequantize`] and [`quant_rows`], take a packed weight and
 //! the [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the
@@ -27,6 +28,7 @@ mod norm;
 mod positions;
 mod reduce;
 mod rope;
+mod sample;
 
 pub use attention::attention;
 pub use cache::write_positions;
@@ -38,6 +40,7 @@ pub use norm::{add_rms_norm, add_rms_norm_next, rms_norm};
 pub use positions::Start;
 pub use reduce::CubeShape;
 pub use rope::rope;
+pub use sample::{Draw, sample_token};
 
 use burn::tensor::DType;
 use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
@@ -45,6 +48,7 @@ use cubecl::client::Client;
 use cubecl::features::Plane;
 use thiserror::Error;
 
+use crate::cpu::sampling::MAX_DEVICE_TOP_K;
 use crate::dims::with_last_dim;
 use crate::quant::{FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc};
 
@@ -146,6 +150,29 @@ pub enum KernelError {
     /// A device position offset that is not one `U32` value.
     #[error("a position offset is one U32 value, found {dtype:?} of shape {shape:?}")]
     Offset {
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Its dtype.
+        dtype: DType,
+    },
+    /// Logits to sample from that are empty or longer than `u32` ids reach.
+    #[error("sampling takes 1..=2^32 − 1 logits, found {n}")]
+    Logits {
+        /// How many.
+        n: usize,
+    },
+    /// Sampling settings the device op does not take.
+    #[error(
+        "top-k {top_k}: sampling on the device takes top-k 1..={MAX_DEVICE_TOP_K} (or greedy \
+         settings); top-k 0 (every token) or more samples on the host"
+    )]
+    Sampling {
+        /// The settings' top-k.
+        top_k: usize,
+    },
+    /// A table of uniform draws that is not `F32` values.
+    #[error("a table of draws is F32 values, found {dtype:?} of shape {shape:?}")]
+    Uniforms {
         /// Its shape.
         shape: Vec<usize>,
         /// Its dtype.

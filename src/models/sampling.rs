@@ -1,8 +1,8 @@
 //! Choosing the next token from logits: greedy, or sampled with temperature, top-k and top-p
-//! from a seeded generator (runs repeat exactly for a seed), and the greedy pick on the device
-//! ([`device_argmax`]).
+//! from a seeded generator (runs repeat exactly for a seed). The choice itself is
+//! [`pick`]; [`crate::ops::sample_token`] makes it on the device.
 
-use burn::tensor::{Int, Tensor};
+pub use crate::cpu::sampling::{TokenSampling, argmax, pick};
 
 /// Sampling settings; [`Sampler::greedy`] when `temperature` is 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,59 +67,46 @@ impl Sampler {
         self.config.temperature <= 0.0 || self.config.top_k == 1
     }
 
-    /// Chooses a token. Panics on empty logits; NaN logits are never chosen when any other is
-    /// finite.
+    /// The settings as the token choice takes them ([`pick`], [`ops::sample_token`]).
+    ///
+    /// [`ops::sample_token`]: crate::ops::sample_token
+    pub fn token_sampling(&self) -> TokenSampling {
+        let c = self.config;
+        TokenSampling {
+            top_k: c.top_k,
+            temperature: c.temperature,
+            top_p: c.top_p,
+        }
+    }
+
+    /// Chooses a token ([`pick`] with this sampler's next draw; greedy takes none). Panics on
+    /// empty logits; NaN logits are never chosen when any other is finite.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         assert!(!logits.is_empty(), "no logits to sample from");
-        let c = self.config;
         if self.is_greedy() {
             return argmax(logits);
         }
-        // Candidates, most likely first; top-k cut before sorting everything.
-        let mut ids: Vec<u32> = (0..logits.len() as u32)
-            .filter(|&i| !logits[i as usize].is_nan())
-            .collect();
-        if ids.is_empty() {
-            return 0;
+        let r = self.next_unit();
+        pick(logits, self.token_sampling(), r)
+    }
+
+    /// The next `n` draws as f32, without taking them (a clone draws them): the table a device
+    /// step picks from, one draw per step, as [`Sampler::sample`] would take them.
+    pub(crate) fn upcoming_draws(&self, n: usize) -> Vec<f32> {
+        let mut ahead = self.clone();
+        (0..n).map(|_| ahead.next_unit() as f32).collect()
+    }
+
+    /// Takes `n` draws (those a device step used).
+    pub(crate) fn skip_draws(&mut self, n: usize) {
+        for _ in 0..n {
+            self.next_unit();
         }
-        let by_logit = |a: &u32, b: &u32| {
-            logits[*b as usize]
-                .total_cmp(&logits[*a as usize])
-                .then(a.cmp(b))
-        };
-        if c.top_k > 0 && c.top_k < ids.len() {
-            ids.select_nth_unstable_by(c.top_k - 1, by_logit);
-            ids.truncate(c.top_k);
-        }
-        ids.sort_unstable_by(by_logit);
-        let max = logits[ids[0] as usize];
-        let mut probs: Vec<f64> = ids
-            .iter()
-            .map(|&i| (f64::from(logits[i as usize] - max) / f64::from(c.temperature)).exp())
-            .collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if c.top_p < 1.0 {
-            let mut cumulative = 0.0;
-            let keep = probs
-                .iter()
-                .position(|&p| {
-                    cumulative += p;
-                    cumulative >= f64::from(c.top_p)
-                })
-                .map_or(probs.len(), |i| i + 1);
-            probs.truncate(keep);
-            let total: f64 = probs.iter().sum();
-            probs.iter_mut().for_each(|p| *p /= total);
-        }
-        let mut r = self.next_unit();
-        for (i, &p) in probs.iter().enumerate() {
-            if r < p {
-                return ids[i];
-            }
-            r -= p;
-        }
-        ids[probs.len() - 1]
+    }
+
+    /// The next draw, taken.
+    pub(crate) fn next_draw(&mut self) -> f32 {
+        self.next_unit() as f32
     }
 
     /// A uniform number in [0, 1) (SplitMix64).
@@ -133,85 +120,9 @@ impl Sampler {
     }
 }
 
-/// The index of the largest logit (the first of equals; NaN never wins over a number).
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] || logits[best].is_nan() && !v.is_nan() {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// The index of the first maximum of `logits` `[n]`, as a `[1]` tensor on their device (the
-/// same pick as [`argmax`] for logits without NaN). Burn's `argmax` reduces a row in one cube;
-/// a long row (Gemma 3's 262,144 logits: 64 µs on an H200) goes in two passes instead when `n`
-/// has a divisor `g` near √n: the first maximum of each of `g` runs of `n / g` logits, then the
-/// first run holding the largest of those.
-pub fn device_argmax(logits: Tensor<1>) -> Tensor<1, Int> {
-    let n = logits.dims()[0];
-    let runs = runs_of(n);
-    if runs == 1 {
-        return logits.argmax(0);
-    }
-    let len = n / runs;
-    let (maxima, within) = logits.reshape([runs, len]).max_dim_with_indices(1);
-    let run = maxima.reshape([runs]).argmax(0);
-    let at = within.reshape([runs]).select(0, run.clone());
-    run.mul_scalar(len as i64).add(at)
-}
-
-/// The largest divisor of `n` at most √n when it is at least 16 (two passes pay), else 1.
-fn runs_of(n: usize) -> usize {
-    let root = n.isqrt();
-    (16..=root)
-        .rev()
-        .find(|g| n.is_multiple_of(*g))
-        .unwrap_or(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The device pick against the host's, on Flex: runs of a square, an oblong and a prime
-    /// length, the maximum repeated in one run and across runs, fresh values each run.
-    #[test]
-    fn device_argmax_is_the_first_maximum() {
-        use burn::tensor::{Device, TensorData};
-        assert_eq!(
-            (runs_of(262_144), runs_of(1000), runs_of(997)),
-            (512, 25, 1)
-        );
-        let device = Device::flex();
-        let mut s = Sampler::new(SamplingConfig {
-            seed: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64,
-            ..SamplingConfig::default()
-        });
-        for n in [262_144usize, 1000, 997, 256] {
-            for twice in [None, Some(1), Some(n / 2)] {
-                let mut logits: Vec<f32> = (0..n).map(|_| s.next_unit() as f32 * 10.0).collect();
-                let at = (s.next_unit() * (n - 2) as f64) as usize;
-                logits[at] = 20.0;
-                if let Some(d) = twice {
-                    logits[(at + d).min(n - 1)] = 20.0;
-                    logits[at.saturating_sub(d)] = 20.0;
-                }
-                let want = argmax(&logits);
-                let t = Tensor::<1>::from_data(TensorData::new(logits, [n]), &device);
-                let got = device_argmax(t).into_data().iter::<i64>().next();
-                assert_eq!(
-                    got,
-                    Some(i64::from(want)),
-                    "n {n}, maximum at {at}, {twice:?}"
-                );
-            }
-        }
-    }
 
     #[test]
     fn greedy_takes_the_first_maximum() {

@@ -13,10 +13,12 @@
 mod backends;
 mod layer;
 mod positions;
+mod sampling;
 mod transformer;
 
 pub use layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear, decoder_layer};
 pub use positions::Positions;
+pub use sampling::{Draw, sample_token};
 pub use transformer::{TransformerBackend, attention, gelu_mul, rms_norm, rope, rope_tables};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};

@@ -1,21 +1,25 @@
 //! The transformer layer's fused ops: [`TransformerBackend`], a Burn backend extension whose
 //! methods each replace a chain of Burn ops in a decoding step with one kernel (on the GPU, one
 //! launch instead of several, each of which costs host time: PERF.md), and the `Tensor`-level
-//! functions over it ([`rms_norm`], [`rope`], [`gelu_mul`], [`attention`]).
+//! functions over it ([`rms_norm`], [`rope`], [`gelu_mul`], [`attention`]); also the choice of
+//! the next token ([`sample_token`](super::sample_token)), which a recorded decoding step must
+//! make on the device.
 //!
 //! Every method has a default body composed of Burn's own ops, which Autodiff uses (so the
 //! gradients are Burn's); the CubeCL backend (CUDA, wgpu, Metal) and Flex override it with one
 //! kernel or one pass over the data.
 
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{
     Dispatch, Scalar, Slice, TensorMetadata, backend_extension, get_device_settings,
 };
-use burn::tensor::{Shape, Tensor, TensorData};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
 
 use super::QuantBackend;
 use super::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
 use super::positions::Positions;
+use super::sampling::{Draw, pick_on_host};
+use crate::cpu::sampling::TokenSampling;
 use crate::cpu::{GELU_CUBIC, SQRT_2_OVER_PI};
 
 /// A Burn backend with the transformer layer's fused ops.
@@ -188,6 +192,23 @@ pub trait TransformerBackend: QuantBackend {
         let tanh1 = Self::float_add_scalar(Self::float_tanh(inner), Scalar::Float(1.0));
         let gelu = Self::float_mul(Self::float_mul_scalar(gate, Scalar::Float(0.5)), tanh1);
         Self::float_mul(gelu, up)
+    }
+
+    /// The next token from `logits` (any shape, read flat: `n` values) with `sampling` and the
+    /// uniform draw `draw`, as a `[1]` `U32` tensor on their device: the choice of
+    /// [`pick`](crate::cpu::sampling::pick) (top-k, softmax at the temperature, top-p, the
+    /// draw). The default body reads the logits back and picks on the host (Flex, Autodiff).
+    /// The CubeCL backend picks on the device in f32 (a draw within rounding of a boundary
+    /// between two candidates may take the other; see [`crate::kernel::sample_token`]) and
+    /// reads nothing back, so a recorded step replays it; it takes greedy settings or a top-k
+    /// of 1..=[`MAX_DEVICE_TOP_K`](crate::cpu::sampling::MAX_DEVICE_TOP_K) and panics on others.
+    #[fusion(id = "burn_gguf::sample_token", dtype = DType::U32, shape = Shape::new([1]))]
+    fn sample_token(
+        logits: FloatTensor<Self>,
+        #[extension_type] draw: Draw<Self>,
+        sampling: TokenSampling,
+    ) -> IntTensor<Self> {
+        pick_on_host::<Self>(logits, draw, sampling)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Greedy decoding with the token and its position kept on the device, recorded once and replayed
-//! where the device can ([`DeviceDecoder`]).
+//! Decoding with the token and its position kept on the device, the next token chosen there
+//! (greedy, or sampled with draws from a device table), recorded once and replayed where the
+//! device can ([`DeviceDecoder`]).
 
 use burn::backend::{Backend, BackendGraph, Dispatch};
 use burn::tensor::{DType, Device, Int, IntDType, Tensor, TensorData};
@@ -8,8 +9,8 @@ use super::Gemma3Error;
 use super::cache::KvCache;
 use super::model::Gemma3;
 use super::rope::RopeTables;
-use crate::models::sampling::device_argmax;
-use crate::ops::Positions;
+use crate::models::sampling::{Sampler, TokenSampling};
+use crate::ops::{Draw, Positions, sample_token};
 
 /// Eager steps before one is recorded: they compile, autotune and allocate everything a step
 /// uses (Burn's fusion settles on its steady-state kernels from the second run), so the recorded
@@ -34,9 +35,10 @@ struct Recording {
     token: Tensor<1, Int>,
 }
 
-/// Greedy decoding whose steps read the token and the position from device buffers and write the
-/// next ones there (the argmax on the device, the position's increment, both in place): a step
-/// uploads nothing and reads back one token id. After [`WARM_UP`] eager steps one step is
+/// Decoding whose steps read the token and the position from device buffers and write the next
+/// ones there (the token chosen on the device, [`sample_token`]; the position's increment; both in
+/// place): a step uploads nothing and reads back one token id. A sampling decoder uploads its
+/// draws once, a table indexed by position. After [`WARM_UP`] eager steps one step is
 /// recorded through Burn's graph API (CubeCL's graph capture: a CUDA graph on CUDA; on wgpu the
 /// step's dispatches with their bindings prebuilt) and each later step replays it: on CUDA one
 /// dispatch instead of ≈ 230 kernel launches. Devices without graph support run the same steps
@@ -51,6 +53,8 @@ pub(super) struct DeviceDecoder {
     offset: Tensor<1, Int>,
     /// The RoPE tables of the cache's capacity.
     rope: (RopeTables, RopeTables),
+    /// How a step chooses its token.
+    choice: StepChoice,
     phase: Phase,
     device: Device,
     /// The last token run or returned.
@@ -58,10 +62,22 @@ pub(super) struct DeviceDecoder {
 }
 
 impl DeviceDecoder {
-    /// A decoder whose first step runs `token` at the position after those `cache` holds.
-    pub(super) fn new(model: &Gemma3, token: u32, cache: &mut KvCache) -> Self {
+    /// A decoder whose first step runs `token` at the position after those `cache` holds and
+    /// whose steps choose as `sampler` would, one of its draws per step (from a table of the
+    /// draws it would take next: the caller takes them from `sampler` after the steps). The
+    /// settings must run on the device ([`TokenSampling::runs_on_device`]).
+    pub(super) fn new(model: &Gemma3, token: u32, cache: &mut KvCache, sampler: &Sampler) -> Self {
         let device = model.embed.device();
         let (ids, offset) = state(token, cache.len(), &device);
+        let sampling = sampler.token_sampling();
+        let draws = (!sampling.is_greedy()).then(|| {
+            // the draw of the step at position p is at p
+            let start = cache.len();
+            let mut table = vec![0.0; start];
+            table.extend(sampler.upcoming_draws(cache.capacity().saturating_sub(start).max(1)));
+            let n = table.len();
+            Tensor::<1>::from_data(TensorData::new(table, [n]), &device)
+        });
         let phase = match Dispatch::graph_prepare(device.as_dispatch()) {
             Ok(()) => Phase::WarmingUp(0),
             Err(_) => Phase::Eager,
@@ -70,6 +86,7 @@ impl DeviceDecoder {
             ids,
             offset,
             rope: cache.rope_tables(&device),
+            choice: StepChoice { sampling, draws },
             phase,
             device,
             last: token,
@@ -91,7 +108,13 @@ impl DeviceDecoder {
         let token = match &mut self.phase {
             Phase::WarmingUp(n) => {
                 *n += 1;
-                model.device_step(&mut self.ids, &mut self.offset, &self.rope, cache)
+                model.device_step(
+                    &mut self.ids,
+                    &mut self.offset,
+                    &self.rope,
+                    &self.choice,
+                    cache,
+                )
             }
             Phase::Recorded(recording) => {
                 // SAFETY: every buffer the recorded step touches outlives the replay: the model's
@@ -103,7 +126,13 @@ impl DeviceDecoder {
                     .map_err(|e| Gemma3Error::Replay(e.to_string()))?;
                 recording.token.clone()
             }
-            Phase::Eager => model.device_step(&mut self.ids, &mut self.offset, &self.rope, cache),
+            Phase::Eager => model.device_step(
+                &mut self.ids,
+                &mut self.offset,
+                &self.rope,
+                &self.choice,
+                cache,
+            ),
         };
         cache.advance(1);
         self.last = read_token(token);
@@ -121,7 +150,13 @@ impl DeviceDecoder {
         }
         // nothing else may hold `ids` and `offset` here: the step writes them in place, and the
         // recording must write the buffers the next replay reads
-        let token = model.device_step(&mut self.ids, &mut self.offset, &self.rope, cache);
+        let token = model.device_step(
+            &mut self.ids,
+            &mut self.offset,
+            &self.rope,
+            &self.choice,
+            cache,
+        );
         match Dispatch::graph_stop_capture(dispatch) {
             Ok(graph) => Phase::Recorded(Box::new(Recording { graph, token })),
             Err(_) => {
@@ -132,6 +167,15 @@ impl DeviceDecoder {
             }
         }
     }
+}
+
+/// How a decoding step chooses its token.
+pub(super) struct StepChoice {
+    /// The settings (greedy, or a top-k the device op takes).
+    sampling: TokenSampling,
+    /// Unless greedy, the draws by position, `[positions]`: the step at position `p` picks with
+    /// the `p`-th.
+    draws: Option<Tensor<1>>,
 }
 
 /// `ids` `[1, 1]` holding `token` and `offset` `[1]` (`U32`) holding `position`.
@@ -162,16 +206,18 @@ pub(super) fn read_token(token: Tensor<1, Int>) -> u32 {
 }
 
 impl Gemma3 {
-    /// One greedy decoding step over device state: runs token `ids` `[1, 1]` at position
-    /// `offset` `[1]` (`U32`) after what `cache` holds (its capacity reserved, `rope` its
-    /// tables), takes the most likely next token on the device, writes it into `ids` and the next
-    /// position into `offset` (in place where nothing else holds them), and returns it `[1]`.
-    /// Nothing is uploaded or read back, so a recording replays it.
-    pub(super) fn device_step(
+    /// One decoding step over device state: runs token `ids` `[1, 1]` at position `offset`
+    /// `[1]` (`U32`) after what `cache` holds (its capacity reserved, `rope` its tables), chooses
+    /// the next token on the device as `choice` says (a sampling choice with the draw at
+    /// `offset`), writes it into `ids` and the next position into `offset` (in place where
+    /// nothing else holds them), and returns it `[1]`. Nothing is uploaded or read back, so a
+    /// recording replays it.
+    fn device_step(
         &self,
         ids: &mut Tensor<2, Int>,
         offset: &mut Tensor<1, Int>,
         rope: &(RopeTables, RopeTables),
+        choice: &StepChoice,
         cache: &mut KvCache,
     ) -> Tensor<1, Int> {
         let c = &self.config;
@@ -193,7 +239,11 @@ impl Gemma3 {
             x = y;
         }
         let hidden = self.output_norm.forward(x).reshape([1, c.d_model]);
-        let token = device_argmax(self.logits(hidden).reshape([-1]));
+        let draw = match &choice.draws {
+            Some(table) => Draw::on_device(table.clone(), offset.clone()),
+            None => Draw::Host { value: 0.0 },
+        };
+        let token = sample_token(self.logits(hidden).reshape([-1]), choice.sampling, draw);
         let id = token
             .clone()
             .reshape([1, 1])

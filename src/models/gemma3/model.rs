@@ -13,9 +13,9 @@ use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
-use crate::models::sampling::{Sampler, device_argmax};
+use crate::models::sampling::Sampler;
 use crate::nn::GgufEmbedding;
-use crate::ops::{DecoderLayerConfig, DecoderLayerWeights, Positions};
+use crate::ops::{DecoderLayerConfig, DecoderLayerWeights, Draw, Positions, sample_token};
 
 /// One transformer block: norms before and after both attention and the MLP.
 #[derive(Module, Debug)]
@@ -189,6 +189,14 @@ impl Gemma3 {
     /// Generates up to `max_new_tokens` after `prompt` (run after whatever `cache` holds).
     /// `on_token` sees each sampled token and returns `true` to stop there (the stopping token,
     /// e.g. an end-of-turn, is left out of the result).
+    ///
+    /// Greedy settings and a top-k of 1..=[`MAX_DEVICE_TOP_K`] choose each token on the
+    /// model's device, reading back only its id (on the GPU the step is recorded once and
+    /// replayed), with `sampler`'s draws: the same tokens as [`Sampler::sample`] on the logits,
+    /// but for a draw within f32 rounding of a boundary between two candidates. A top-k of 0
+    /// (every token) or above the limit reads the logits back each step.
+    ///
+    /// [`MAX_DEVICE_TOP_K`]: crate::cpu::sampling::MAX_DEVICE_TOP_K
     pub fn generate(
         &self,
         prompt: &[u32],
@@ -215,9 +223,10 @@ impl Gemma3 {
         let mut token = next_token(self.forward_last(prompt, cache)?, sampler);
         out.prompt_time = started.elapsed();
         let first_token_at = Instant::now();
-        let mut on_device = sampler
-            .is_greedy()
-            .then(|| DeviceDecoder::new(self, token, cache));
+        let sampling = sampler.token_sampling();
+        let mut on_device = sampling
+            .runs_on_device()
+            .then(|| DeviceDecoder::new(self, token, cache, sampler));
         loop {
             if on_token(token) {
                 out.stopped = true;
@@ -234,17 +243,29 @@ impl Gemma3 {
             out.generated_steps += 1;
         }
         out.generation_time = first_token_at.elapsed();
+        if on_device.is_some() && !sampling.is_greedy() {
+            // the steps picked with the sampler's next draws, from a table
+            sampler.skip_draws(out.generated_steps);
+        }
         Ok(out)
     }
 }
 
-/// The token `sampler` picks from `logits` `[vocab]`. Greedy picks on the device
-/// ([`device_argmax`]: the first maximum, as [`argmax`](crate::models::sampling::argmax)): only the token
-/// id is read back, not the logits (1 MiB for Gemma 3's vocabulary, read and scanned on the host
-/// every step).
+/// The token `sampler` picks from `logits` `[vocab]`, on their device where the settings allow
+/// ([`sample_token`]: greedy or a top-k of 1..=[`MAX_DEVICE_TOP_K`]): only the token id is read
+/// back, not the logits (1 MiB for Gemma 3's vocabulary). Other settings (top-k 0: every token)
+/// read the logits back and pick on the host.
+///
+/// [`MAX_DEVICE_TOP_K`]: crate::cpu::sampling::MAX_DEVICE_TOP_K
 fn next_token(logits: Tensor<1>, sampler: &mut Sampler) -> u32 {
-    if sampler.is_greedy() {
-        return read_token(device_argmax(logits));
+    let sampling = sampler.token_sampling();
+    if sampling.runs_on_device() {
+        let value = if sampling.is_greedy() {
+            0.0
+        } else {
+            sampler.next_draw()
+        };
+        return read_token(sample_token(logits, sampling, Draw::Host { value }));
     }
     let values = logits
         .into_data()

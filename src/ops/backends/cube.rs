@@ -9,10 +9,11 @@ use burn::tensor::{DType, FloatDType, Shape};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
+use crate::cpu::sampling::TokenSampling;
 use crate::dims::with_last_dim;
 use crate::kernel::{self, KernelError};
 use crate::ops::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
-use crate::ops::{FUSED_MAX_ROWS, Positions, QuantBackend, TransformerBackend};
+use crate::ops::{Draw, FUSED_MAX_ROWS, Positions, QuantBackend, TransformerBackend};
 use crate::quant::QuantWeightDesc;
 
 pub(super) fn ok<T>(r: Result<T, KernelError>) -> T {
@@ -122,6 +123,21 @@ impl TransformerBackend for CubeBackend {
         positions: Positions<Self>,
     ) -> FloatTensor<Self> {
         ok(kernel::write_positions(buffer, value, start(positions)))
+    }
+
+    fn sample_token(
+        logits: FloatTensor<Self>,
+        draw: Draw<Self>,
+        sampling: TokenSampling,
+    ) -> IntTensor<Self> {
+        let draw = match draw {
+            Draw::Host { value } => kernel::Draw { value, table: None },
+            Draw::Device { uniforms, index } => kernel::Draw {
+                value: 0.0,
+                table: Some((uniforms, index)),
+            },
+        };
+        ok(kernel::sample_token(logits, sampling, draw))
     }
 
     fn decoder_layer(

@@ -1,0 +1,122 @@
+//! Choosing a token from logits ([`pick`]): the `top_k` most likely, their softmax at a
+//! temperature, the top-p nucleus of those, and one uniform draw; greedy (the first maximum) when
+//! `top_k` is 1 or the temperature is not above 0. The reference for the device kernel of the
+//! same choice (`kernel::sample_token`), which computes in f32 where this computes in f64.
+
+/// How a token is chosen from logits: the settings of [`pick`] and of the device op
+/// ([`TransformerBackend::sample_token`](crate::ops::TransformerBackend::sample_token)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenSampling {
+    /// Keep the `top_k` most likely tokens; 0 keeps all of them (the host only: the device op
+    /// takes 1..=[`MAX_DEVICE_TOP_K`]).
+    pub top_k: usize,
+    /// Softmax temperature; 0 or below is greedy.
+    pub temperature: f32,
+    /// Keep the smallest set of most likely tokens whose probability reaches `top_p` (1 or
+    /// above: all of them).
+    pub top_p: f32,
+}
+
+/// The largest `top_k` the device op takes: its candidates are sorted in a cube's shared memory.
+pub const MAX_DEVICE_TOP_K: usize = 256;
+
+impl TokenSampling {
+    /// The most likely token, always.
+    pub const GREEDY: TokenSampling = TokenSampling {
+        top_k: 1,
+        temperature: 0.0,
+        top_p: 1.0,
+    };
+
+    /// Whether this picks the most likely token, whatever the draw: `top_k` 1 or temperature 0.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 || self.top_k == 1
+    }
+
+    /// Whether the device op takes these settings: greedy, or `top_k` within
+    /// 1..=[`MAX_DEVICE_TOP_K`] (it keeps at most that many candidates).
+    pub fn runs_on_device(&self) -> bool {
+        self.is_greedy() || (1..=MAX_DEVICE_TOP_K).contains(&self.top_k)
+    }
+}
+
+/// The token chosen from `logits` with `sampling` and the uniform draw `r` in `[0, 1)`: the
+/// candidates sorted most likely first (equal logits: the lower id first; NaN never a
+/// candidate), cut to `top_k`; probabilities `exp((l − max) / temperature)` normalized over them
+/// (f64); then the shortest prefix whose probability reaches `top_p`, renormalized; the token
+/// where the running sum of those first exceeds `r` (rounding past the last: the last of
+/// probability above 0). Greedy settings take the first maximum and ignore `r`. Empty or all-NaN
+/// logits give 0; logits without a finite maximum, the first candidate.
+pub fn pick(logits: &[f32], sampling: TokenSampling, r: f64) -> u32 {
+    if sampling.is_greedy() {
+        return argmax(logits);
+    }
+    // Candidates, most likely first; top-k cut before sorting everything.
+    let mut ids: Vec<u32> = (0..logits.len() as u32)
+        .filter(|&i| !logits[i as usize].is_nan())
+        .collect();
+    if ids.is_empty() {
+        return 0;
+    }
+    let by_logit = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    if sampling.top_k > 0 && sampling.top_k < ids.len() {
+        ids.select_nth_unstable_by(sampling.top_k - 1, by_logit);
+        ids.truncate(sampling.top_k);
+    }
+    ids.sort_unstable_by(by_logit);
+    let max = logits[ids[0] as usize];
+    if !max.is_finite() {
+        return ids[0];
+    }
+    let t = f64::from(sampling.temperature);
+    let mut probs: Vec<f64> = ids
+        .iter()
+        .map(|&i| (f64::from(logits[i as usize] - max) / t).exp())
+        .collect();
+    normalize(&mut probs);
+    if sampling.top_p < 1.0 {
+        let mut cumulative = 0.0;
+        let keep = probs
+            .iter()
+            .position(|&p| {
+                cumulative += p;
+                cumulative >= f64::from(sampling.top_p)
+            })
+            .map_or(probs.len(), |i| i + 1);
+        probs.truncate(keep);
+        normalize(&mut probs);
+    }
+    let (mut r, mut chosen) = (r, ids[0]);
+    for (&id, &p) in ids.iter().zip(&probs) {
+        if p > 0.0 {
+            chosen = id;
+            if r < p {
+                break;
+            }
+            r -= p;
+        }
+    }
+    chosen
+}
+
+/// Scales `probs` to sum to 1.
+fn normalize(probs: &mut [f64]) {
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+}
+
+/// The index of the largest logit (the first of equals; NaN never wins over a number; empty
+/// logits give 0).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] || logits[best].is_nan() && !v.is_nan() {
+            best = i;
+        }
+    }
+    best as u32
+}
