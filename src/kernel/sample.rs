@@ -137,7 +137,9 @@ fn sort_run(key: &mut [u32], id: &mut [u32]) {
                 let ii = id[i];
                 let il = id[l];
                 let l_first = kl > ki || (kl == ki && il < ii);
-                if l_first == ((i & k) == 0) {
+                let up = (i & k) == 0;
+                // (no `bool == bool`: CUDA's C++ emitter has no such comparison)
+                if (l_first && up) || (!l_first && !up) {
                     key[i] = kl;
                     key[l] = ki;
                     id[i] = il;
