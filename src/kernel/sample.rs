@@ -5,8 +5,9 @@
 //! of two), until one run holds them all. That cube sorts them, its units weigh the first
 //! `top_k` (the softmax's numerators at the temperature), and one unit cuts the top-p nucleus
 //! and picks with a uniform draw, read from a device table at a device index (a recorded step
-//! replays unchanged) or given at launch. Greedy is `top_k` 1. Gemma 3's 262,144 logits take
-//! two launches greedy, three with top-k 40.
+//! replays unchanged) or given at launch. Greedy is `top_k` 1, where a tree reduction to each
+//! run's best replaces the sort. Gemma 3's 262,144 logits take two launches greedy, three with
+//! top-k 40.
 //!
 //! Logits are compared as integers (their f32 bits made order-preserving), so no infinity
 //! literal is needed (WGSL has none) and NaN is below every number, as if it were not there.
@@ -23,6 +24,7 @@ use burn::backend::cubecl::dtype_to_storage_type;
 
 /// Values one cube sorts.
 const RUN: usize = 1024;
+const _: () = assert!(RUN == 1024, "best_of_run starts from a literal RUN / 2");
 /// Units per cube (what every wgpu device allows), each exchanging `RUN / 2 / UNITS` pairs per
 /// step of the network; also the most candidates the last cube weighs, one per unit.
 const UNITS: usize = 256;
@@ -130,7 +132,7 @@ fn sort_run(key: &mut [u32], id: &mut [u32]) {
             while p < RUN / 2 {
                 // the pair (i, i + j), i with bit j clear; blocks with bit k clear end most
                 // likely first, the others reversed, so the last merge sorts the whole run
-                let i = 2 * j * (p / j) + p % j;
+                let i = 2 * p - (p & (j - 1));
                 let l = i + j;
                 let ki = key[i];
                 let kl = key[l];
@@ -154,6 +156,43 @@ fn sort_run(key: &mut [u32], id: &mut [u32]) {
     }
 }
 
+/// Moves the most likely of `key`, `id` (`RUN` pairs in shared memory; the lower id among equal
+/// keys) to position 0: a tree of `log2(RUN)` steps, what a greedy pass needs instead of the
+/// sort. Every unit must call it.
+#[cube]
+fn best_of_run(key: &mut [u32], id: &mut [u32]) {
+    // a literal, not `RUN / 2`: a `const` expression would be a comptime value, and the loop
+    // would not see it change
+    let mut half = 512usize;
+    while half > 0 {
+        let mut u = UNIT_POS as usize;
+        while u < half {
+            let ka = key[u];
+            let kb = key[u + half];
+            let ia = id[u];
+            let ib = id[u + half];
+            if kb > ka || (kb == ka && ib < ia) {
+                key[u] = kb;
+                id[u] = ib;
+            }
+            u += UNITS;
+        }
+        sync_cube();
+        half /= 2;
+    }
+}
+
+/// The run's best `keep` first: sorted ([`sort_run`]), or for one the best alone
+/// ([`best_of_run`]).
+#[cube]
+fn order_run(key: &mut [u32], id: &mut [u32], #[comptime] keep: usize) {
+    if comptime![keep == 1] {
+        best_of_run(key, id);
+    } else {
+        sort_run(key, id);
+    }
+}
+
 /// One pass: cube `r` sorts run `r` of the logits (or of the last pass's candidates) and
 /// writes its first `keep` keys and ids at `r · keep`.
 #[cube(launch_unchecked)]
@@ -172,7 +211,7 @@ fn top_k_kernel<F: Float>(
     let mut id = Shared::<[u32]>::new_slice(RUN);
     let run = CUBE_POS;
     load_run(logits, keys, ids, n, run, &mut key, &mut id);
-    sort_run(&mut key, &mut id);
+    order_run(&mut key, &mut id, keep);
     let mut i = UNIT_POS as usize;
     while i < keep {
         out_keys[run * keep + i] = key[i];
@@ -181,13 +220,15 @@ fn top_k_kernel<F: Float>(
     }
 }
 
-/// The last pass, one cube: sorts the `n ≤ RUN` candidates, weighs the first `top_k` (unit `u`
+/// The last pass, one cube; `greedy` (`top_k` 1): the best of the `n ≤ RUN` candidates to
+/// `token[0]` by [`best_of_run`]. Else it sorts the candidates, weighs the first `top_k` (unit `u`
 /// the `u`-th: `exp((l − max) / temperature)`, 0 past `-inf`), and unit 0 writes the chosen id
 /// to `token[0]`: the first candidate when `top_k` is 1 or the maximum is not finite, else the
 /// first of the top-p nucleus where the running weight passes the draw's share of the nucleus'
 /// weight (the last weighed candidate if rounding leaves none).
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
+// the nested `if` is a comptime choice around a runtime one: they cannot be one condition
+#[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 fn pick_kernel<F: Float>(
     logits: ComptimeOption<&[F]>,
     keys: ComptimeOption<&[u32]>,
@@ -200,30 +241,42 @@ fn pick_kernel<F: Float>(
     temperature: f32,
     top_p: f32,
     token: &mut [u32],
+    #[comptime] greedy: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let mut key = Shared::<[u32]>::new_slice(RUN);
     let mut id = Shared::<[u32]>::new_slice(RUN);
     let mut weight = Shared::<[f32]>::new_slice(UNITS);
     load_run(logits, keys, ids, n, 0, &mut key, &mut id);
-    sort_run(&mut key, &mut id);
     let u = UNIT_POS as usize;
-    let top = key[0];
-    let finite = top > NEG_INF_KEY && top < INF_KEY;
-    let mut w = 0.0f32;
-    if finite && u < top_k && key[u] > NEG_INF_KEY {
-        w = f32::exp((value_of(key[u]) - value_of(top)) / temperature);
+    if comptime![greedy] {
+        best_of_run(&mut key, &mut id);
+    } else {
+        sort_run(&mut key, &mut id);
+        let top = key[0];
+        let mut w = 0.0f32;
+        if is_finite(top) && u < top_k && key[u] > NEG_INF_KEY {
+            w = f32::exp((value_of(key[u]) - value_of(top)) / temperature);
+        }
+        weight[u] = w;
+        sync_cube();
     }
-    weight[u] = w;
-    sync_cube();
     if u == 0 {
         let mut chosen = id[0];
-        if finite && top_k > 1 {
-            let r = draw(uniforms, index, value);
-            chosen = choose(&weight, &id, top_k, top_p, r);
+        if comptime![!greedy] {
+            if is_finite(key[0]) && top_k > 1 {
+                let r = draw(uniforms, index, value);
+                chosen = choose(&weight, &id, top_k, top_p, r);
+            }
         }
         token[0] = chosen;
     }
+}
+
+/// Whether a key is a finite number's.
+#[cube]
+fn is_finite(key: u32) -> bool {
+    key > NEG_INF_KEY && key < INF_KEY
 }
 
 /// The draw: `uniforms[index[0]]` (clamped to the table) where a table is given, else `value`.
@@ -403,6 +456,7 @@ pub fn sample_token(
             temperature,
             sampling.top_p,
             token.clone().into_buffer_arg(),
+            top_k == 1,
             dtype,
         )
     };
