@@ -51,23 +51,12 @@ pub fn pick(logits: &[f32], sampling: TokenSampling, r: f64) -> u32 {
     if sampling.is_greedy() {
         return argmax(logits);
     }
-    // Candidates, most likely first; top-k cut before sorting everything.
-    let mut ids: Vec<u32> = (0..logits.len() as u32)
-        .filter(|&i| !logits[i as usize].is_nan())
-        .collect();
+    // Candidates, most likely first.
+    let mut ids = top_ids(logits, sampling.top_k);
     if ids.is_empty() {
         return 0;
     }
-    let by_logit = |a: &u32, b: &u32| {
-        logits[*b as usize]
-            .total_cmp(&logits[*a as usize])
-            .then(a.cmp(b))
-    };
-    if sampling.top_k > 0 && sampling.top_k < ids.len() {
-        ids.select_nth_unstable_by(sampling.top_k - 1, by_logit);
-        ids.truncate(sampling.top_k);
-    }
-    ids.sort_unstable_by(by_logit);
+    ids.sort_unstable_by(|a, b| by_logit(logits, *a, *b));
     let max = logits[ids[0] as usize];
     if !max.is_finite() {
         return ids[0];
@@ -103,6 +92,41 @@ pub fn pick(logits: &[f32], sampling: TokenSampling, r: f64) -> u32 {
     chosen
 }
 
+/// `pick`'s order: the larger logit first, the lower id first among equals.
+fn by_logit(logits: &[f32], a: u32, b: u32) -> std::cmp::Ordering {
+    logits[b as usize]
+        .total_cmp(&logits[a as usize])
+        .then(a.cmp(&b))
+}
+
+/// The ids of the `k` first logits in [`by_logit`]'s order (all of them when `k` is 0 or covers
+/// them), NaN left out, in no particular order. One pass that holds at most `2k` ids, cut to
+/// the best `k` whenever it fills; after a cut a logit not above the `k`-th best is skipped (ids
+/// come in rising order, so one equal to it ranks after it).
+fn top_ids(logits: &[f32], k: usize) -> Vec<u32> {
+    let all = k == 0 || k >= logits.len();
+    let mut ids = Vec::with_capacity(if all { logits.len() } else { 2 * k });
+    let mut floor: Option<f32> = None;
+    let cut = |ids: &mut Vec<u32>| {
+        ids.select_nth_unstable_by(k - 1, |a, b| by_logit(logits, *a, *b));
+        ids.truncate(k);
+    };
+    for (i, &v) in logits.iter().enumerate() {
+        if v.is_nan() || floor.is_some_and(|f| v.total_cmp(&f).is_le()) {
+            continue;
+        }
+        ids.push(i as u32);
+        if !all && ids.len() == 2 * k {
+            cut(&mut ids);
+            floor = Some(logits[ids[k - 1] as usize]);
+        }
+    }
+    if !all && ids.len() > k {
+        cut(&mut ids);
+    }
+    ids
+}
+
 /// Scales `probs` to sum to 1.
 fn normalize(probs: &mut [f64]) {
     let total: f64 = probs.iter().sum();
@@ -119,4 +143,48 @@ pub fn argmax(logits: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`top_ids`] against a sort of every logit: ties (few distinct values), NaN, ±0, −inf, `k`
+    /// from 1 past the length, fresh values each run.
+    #[test]
+    fn top_ids_are_the_first_k() {
+        let mut state = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u32
+        };
+        for n in [1usize, 7, 100, 5000] {
+            let values = [0.0, -0.0, 1.5, -2.0, f32::NAN, f32::NEG_INFINITY, 3.25];
+            let logits: Vec<f32> = (0..n)
+                .map(|_| match next() % 3 {
+                    0 => values[next() as usize % values.len()],
+                    _ => (next() % 64) as f32 / 8.0 - 4.0,
+                })
+                .collect();
+            let mut want: Vec<u32> = (0..n as u32)
+                .filter(|&i| !logits[i as usize].is_nan())
+                .collect();
+            want.sort_unstable_by(|a, b| by_logit(&logits, *a, *b));
+            for k in [0, 1, 2, 3, 40, n.saturating_sub(1), n, n + 1] {
+                let mut got = top_ids(&logits, k);
+                got.sort_unstable_by(|a, b| by_logit(&logits, *a, *b));
+                let len = if k == 0 {
+                    want.len()
+                } else {
+                    k.min(want.len())
+                };
+                assert_eq!(got, want[..len], "n {n}, k {k}, logits {logits:?}");
+            }
+        }
+    }
 }
