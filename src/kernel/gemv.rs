@@ -111,29 +111,15 @@ fn gemv_body<F: Float, V: Size, Q: BlockFormat>(
     #[comptime] m: usize,
     #[comptime] gated: bool,
 ) {
-    let lanes = comptime![g.lanes];
-    let warps = comptime![g.warps];
-    let groups = comptime![g.groups];
-    let use_plane = comptime![g.use_plane];
-    let wrows = comptime![if gated { 2 * g.rows } else { g.rows }];
+    // a unit's sums: its rows of each weight
+    let sums = comptime![CubeShape {
+        rows: if gated { 2 * g.rows } else { g.rows },
+        ..g
+    }];
     let row0 = CUBE_POS * comptime![g.rows * g.groups];
-    let mut acc = Array::<f32>::new(comptime![wrows * m]);
+    let mut acc = Array::<f32>::new(comptime![sums.rows * m]);
     accumulate::<F, V, Q>(x, w, w2, &mut acc, k, n, row0, g, m, gated);
-    store_sums::<F>(
-        &acc,
-        y,
-        row0,
-        n,
-        sqrt_2_over_pi,
-        cubic,
-        wrows,
-        m,
-        lanes,
-        warps,
-        groups,
-        use_plane,
-        gated,
-    );
+    store_sums::<F>(&acc, y, row0, n, sqrt_2_over_pi, cubic, sums, m, gated);
 }
 
 /// A unit's partial sums `acc[r · m + mi]` for its rows `row0 + r · groups + g` of `w` (and,

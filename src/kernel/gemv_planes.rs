@@ -411,9 +411,15 @@ pub(crate) fn q6k_gemv_planes_kernel<F: Float, V: Size>(
         }
     }
 
-    store_sums::<F>(
-        &acc, y, row0, n, 0.0f32, 0.0f32, rows, m, lanes, warps, 1usize, use_plane, false,
-    );
+    let shape = comptime![CubeShape {
+        rows,
+        warps,
+        lanes,
+        groups: 1,
+        per_iter,
+        use_plane,
+    }];
+    store_sums::<F>(&acc, y, row0, n, 0.0f32, 0.0f32, shape, m, false);
 }
 
 /// The geometry for `desc` and `m` activation rows on `client`'s device: `tuning` when given

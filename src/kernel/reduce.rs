@@ -15,12 +15,12 @@ use cubecl::prelude::*;
 use super::gelu::gelu_tanh_mul;
 
 /// Adds up `acc[r · m + mi]` over the units of each row group and writes the totals of rows
-/// `row0 + r · groups + g < n` to `y`. Every unit of the cube must call it (it synchronizes the
-/// cube). `groups` divides `lanes`. `gated`: the sums are two weights' (rows `r < rows / 2` the
-/// gate's, the rest the same rows of the up projection's) and `y` takes `gelu_tanh(gate) · up`
-/// of each row ([`gelu_tanh_mul`], of the two totals rounded to `F`).
+/// `row0 + r · groups + g < n` to `y`, the cube's geometry `g` (`g.rows` the weight rows a unit
+/// holds sums for). Every unit of the cube must call it (it synchronizes the cube). `groups`
+/// divides `lanes`. `gated`: the sums are two weights' (rows `r < rows / 2` the gate's, the rest
+/// the same rows of the up projection's) and `y` takes `gelu_tanh(gate) · up` of each row
+/// ([`gelu_tanh_mul`], of the two totals rounded to `F`).
 #[cube]
-#[allow(clippy::too_many_arguments)]
 pub fn store_sums<F: Float>(
     acc: &Array<f32>,
     y: &mut [F],
@@ -28,40 +28,22 @@ pub fn store_sums<F: Float>(
     n: usize,
     sqrt_2_over_pi: f32,
     cubic: f32,
-    #[comptime] rows: usize,
+    #[comptime] g: CubeShape,
     #[comptime] m: usize,
-    #[comptime] lanes: usize,
-    #[comptime] warps: usize,
-    #[comptime] groups: usize,
-    #[comptime] use_plane: bool,
     #[comptime] gated: bool,
 ) {
-    let len = comptime![partial_len(rows * m, lanes, warps, groups, use_plane)];
-    let mut partial = Shared::<[f32]>::new_slice(len);
-    reduce_sums(acc, &mut partial, rows, m, lanes, warps, groups, use_plane);
-    write_sums::<F>(
-        &partial,
-        y,
-        row0,
-        n,
-        sqrt_2_over_pi,
-        cubic,
-        rows,
-        m,
-        lanes,
-        warps,
-        groups,
-        use_plane,
-        gated,
-    );
+    let mut partial = Shared::<[f32]>::new_slice(comptime![partial_len(g, m)]);
+    reduce_sums(acc, &mut partial, g, m);
+    write_sums::<F>(&partial, y, row0, n, sqrt_2_over_pi, cubic, g, m, gated);
 }
 
-/// The shared memory [`reduce_sums`] fills for `sums` sums per unit.
-fn partial_len(sums: usize, lanes: usize, warps: usize, groups: usize, use_plane: bool) -> usize {
-    if use_plane {
-        groups * sums * warps
+/// The shared memory [`reduce_sums`] fills for `g.rows · m` sums per unit.
+fn partial_len(g: CubeShape, m: usize) -> usize {
+    let sums = g.rows * m;
+    if g.use_plane {
+        g.groups * sums * g.warps
     } else {
-        sums * lanes * warps
+        sums * g.lanes * g.warps
     }
 }
 
@@ -69,17 +51,17 @@ fn partial_len(sums: usize, lanes: usize, warps: usize, groups: usize, use_plane
 /// across each warp's lanes with plane operations where the device has them; synchronizes the
 /// cube, so every unit must call it.
 #[cube]
-#[allow(clippy::too_many_arguments)]
 fn reduce_sums(
     acc: &Array<f32>,
     partial: &mut [f32],
-    #[comptime] rows: usize,
+    #[comptime] g: CubeShape,
     #[comptime] m: usize,
-    #[comptime] lanes: usize,
-    #[comptime] warps: usize,
-    #[comptime] groups: usize,
-    #[comptime] use_plane: bool,
 ) {
+    let lanes = comptime![g.lanes];
+    let warps = comptime![g.warps];
+    let groups = comptime![g.groups];
+    let rows = comptime![g.rows];
+    let use_plane = comptime![g.use_plane];
     let lane = UNIT_POS_X as usize;
     let warp = UNIT_POS_Y as usize;
     let threads = comptime![lanes * warps];
@@ -122,14 +104,15 @@ fn write_sums<F: Float>(
     n: usize,
     sqrt_2_over_pi: f32,
     cubic: f32,
-    #[comptime] rows: usize,
+    #[comptime] g: CubeShape,
     #[comptime] m: usize,
-    #[comptime] lanes: usize,
-    #[comptime] warps: usize,
-    #[comptime] groups: usize,
-    #[comptime] use_plane: bool,
     #[comptime] gated: bool,
 ) {
+    let lanes = comptime![g.lanes];
+    let warps = comptime![g.warps];
+    let groups = comptime![g.groups];
+    let rows = comptime![g.rows];
+    let use_plane = comptime![g.use_plane];
     let threads = comptime![lanes * warps];
     let tid = UNIT_POS_Y as usize * lanes + UNIT_POS_X as usize;
     let sums = comptime![rows * m];
@@ -139,27 +122,27 @@ fn write_sums<F: Float>(
     // Output `o` of the cube (group-major), as many per unit as it takes.
     let mut o = tid;
     while o < outputs {
-        let g = o / half;
+        let group = o / half;
         let i = o % half;
         let mut total = 0.0f32;
         let mut second = 0.0f32;
         if use_plane {
             #[unroll]
             for wi in 0..warps {
-                total += partial[(g * sums + i) * warps + wi];
+                total += partial[(group * sums + i) * warps + wi];
                 if comptime![gated] {
-                    second += partial[(g * sums + i + half) * warps + wi];
+                    second += partial[(group * sums + i + half) * warps + wi];
                 }
             }
         } else {
             for t in 0..comptime![threads / groups] {
-                total += partial[i * threads + t * groups + g];
+                total += partial[i * threads + t * groups + group];
                 if comptime![gated] {
-                    second += partial[(i + half) * threads + t * groups + g];
+                    second += partial[(i + half) * threads + t * groups + group];
                 }
             }
         }
-        let row = row0 + (i / m) * groups + g;
+        let row = row0 + (i / m) * groups + group;
         if row < n {
             y[(i % m) * n + row] = finish::<F>(total, second, sqrt_2_over_pi, cubic, gated);
         }
