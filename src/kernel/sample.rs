@@ -119,6 +119,13 @@ fn load_run<F: Float>(
     sync_cube();
 }
 
+/// Whether the candidate `(ka, ia)` comes before `(kb, ib)`: the larger key, or the lower id
+/// among equal keys ([`crate::cpu::sampling::pick`]'s order).
+#[cube]
+fn ranks_before(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
+    ka > kb || (ka == kb && ia < ib)
+}
+
 /// Sorts `key`, `id` (`RUN` pairs in shared memory) most likely first: larger key first, the
 /// lower id first among equal keys. A bitonic network, one barrier per step; every unit must
 /// call it.
@@ -138,7 +145,7 @@ fn sort_run(key: &mut [u32], id: &mut [u32]) {
                 let kl = key[l];
                 let ii = id[i];
                 let il = id[l];
-                let l_first = kl > ki || (kl == ki && il < ii);
+                let l_first = ranks_before(kl, il, ki, ii);
                 let up = (i & k) == 0;
                 // (no `bool == bool`: CUDA's C++ emitter has no such comparison)
                 if (l_first && up) || (!l_first && !up) {
@@ -171,7 +178,7 @@ fn best_of_run(key: &mut [u32], id: &mut [u32]) {
             let kb = key[u + half];
             let ia = id[u];
             let ib = id[u + half];
-            if kb > ka || (kb == ka && ib < ia) {
+            if ranks_before(kb, ib, ka, ia) {
                 key[u] = kb;
                 id[u] = ib;
             }

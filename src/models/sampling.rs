@@ -64,7 +64,7 @@ impl Sampler {
     /// Whether this sampler always takes the most likely token ([`argmax`]): temperature 0 or
     /// top-k 1.
     pub fn is_greedy(&self) -> bool {
-        self.config.temperature <= 0.0 || self.config.top_k == 1
+        self.token_sampling().is_greedy()
     }
 
     /// The settings as the token choice takes them ([`pick`], [`ops::sample_token`]).
@@ -83,10 +83,7 @@ impl Sampler {
     /// empty logits; NaN logits are never chosen when any other is finite.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         assert!(!logits.is_empty(), "no logits to sample from");
-        if self.is_greedy() {
-            return argmax(logits);
-        }
-        let r = self.next_unit();
+        let r = self.next_draw();
         pick(logits, self.token_sampling(), r)
     }
 
@@ -104,9 +101,13 @@ impl Sampler {
         }
     }
 
-    /// The next draw, taken.
-    pub(crate) fn next_draw(&mut self) -> f32 {
-        self.next_unit() as f32
+    /// The draw the next token is picked with, taken; greedy settings take none (0).
+    pub(crate) fn next_draw(&mut self) -> f64 {
+        if self.is_greedy() {
+            0.0
+        } else {
+            self.next_unit()
+        }
     }
 
     /// A uniform number in [0, 1) (SplitMix64).

@@ -108,13 +108,7 @@ impl DeviceDecoder {
         let token = match &mut self.phase {
             Phase::WarmingUp(n) => {
                 *n += 1;
-                model.device_step(
-                    &mut self.ids,
-                    &mut self.offset,
-                    &self.rope,
-                    &self.choice,
-                    cache,
-                )
+                self.run_step(model, cache)
             }
             Phase::Recorded(recording) => {
                 // SAFETY: every buffer the recorded step touches outlives the replay: the model's
@@ -126,17 +120,23 @@ impl DeviceDecoder {
                     .map_err(|e| Gemma3Error::Replay(e.to_string()))?;
                 recording.token.clone()
             }
-            Phase::Eager => model.device_step(
-                &mut self.ids,
-                &mut self.offset,
-                &self.rope,
-                &self.choice,
-                cache,
-            ),
+            Phase::Eager => self.run_step(model, cache),
         };
         cache.advance(1);
         self.last = read_token(token);
         Ok(self.last)
+    }
+
+    /// Runs one step on the decoder's state ([`Gemma3::device_step`]): eagerly, or into the
+    /// capture in progress.
+    fn run_step(&mut self, model: &Gemma3, cache: &mut KvCache) -> Tensor<1, Int> {
+        model.device_step(
+            &mut self.ids,
+            &mut self.offset,
+            &self.rope,
+            &self.choice,
+            cache,
+        )
     }
 
     /// Records one step. The recording runs nothing on a hardware graph: the buffers keep the
@@ -150,14 +150,8 @@ impl DeviceDecoder {
         }
         // nothing else may hold `ids` and `offset` here: the step writes them in place, and the
         // recording must write the buffers the next replay reads
-        let token = model.device_step(
-            &mut self.ids,
-            &mut self.offset,
-            &self.rope,
-            &self.choice,
-            cache,
-        );
-        match Dispatch::graph_stop_capture(dispatch) {
+        let token = self.run_step(model, cache);
+        match Dispatch::graph_stop_capture(self.device.as_dispatch()) {
             Ok(graph) => Phase::Recorded(Box::new(Recording { graph, token })),
             Err(_) => {
                 // what the failed recording left in the state is unknown: the state the host

@@ -260,11 +260,7 @@ impl Gemma3 {
 fn next_token(logits: Tensor<1>, sampler: &mut Sampler) -> u32 {
     let sampling = sampler.token_sampling();
     if sampling.runs_on_device() {
-        let value = if sampling.is_greedy() {
-            0.0
-        } else {
-            sampler.next_draw()
-        };
+        let value = sampler.next_draw() as f32;
         return read_token(sample_token(logits, sampling, Draw::Host { value }));
     }
     let values = logits
