@@ -18,7 +18,9 @@ use burn_gguf::cpu;
 use burn_gguf::gguf::{GgufError, GgufFile, GgufWriter};
 use burn_gguf::nn::{Q6kLinear, Q6kLinearConfig, QuantLinear, QuantLinearError};
 use burn_gguf::ops::{QuantWeight, quant_matmul, read_words, upload_words};
-use burn_gguf::quant::{BlockQ6K, GgmlType, PackError, PackedLayout, QuantWeightDesc, pack, q6k};
+use burn_gguf::quant::{
+    Activations, BlockQ6K, GgmlType, PackError, PackedLayout, QuantWeightDesc, pack, q6k,
+};
 use common::Rng;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 use common::cube::{Cube, cube_floats};
@@ -860,7 +862,7 @@ fn check_kernels(name: &str, cube: &Cube) {
             let xt = cube.floats(&x, [m, k]);
             let p = cube.words(&pack(&w.bytes, desc).unwrap());
             cube.poison(m * n);
-            let y = quant_gemv(xt, p.clone(), desc, tuning)
+            let y = quant_gemv(xt, p.clone(), desc, Activations::Float, tuning)
                 .unwrap_or_else(|e| panic!("{what}: the fused kernel did not run: {e}"));
             check(&what, &cube_floats(y), &x, &w, m, false, 0.0);
             cube.poison(n * k);
@@ -886,7 +888,7 @@ fn check_kernels(name: &str, cube: &Cube) {
             found: desc.n_words() + 1,
         };
         assert_eq!(
-            quant_gemv(x(), cube.words(&words), desc, None).err(),
+            quant_gemv(x(), cube.words(&words), desc, Activations::Float, None).err(),
             Some(long.clone()),
             "{name} {layout:?}: a packed weight of the wrong length"
         );
@@ -899,7 +901,7 @@ fn check_kernels(name: &str, cube: &Cube) {
         // words that are not 32-bit integers
         let as_floats = cube.floats(&vec![0.0; words.len()], [words.len()]);
         assert_eq!(
-            quant_gemv(x(), as_floats, desc, None).err(),
+            quant_gemv(x(), as_floats, desc, Activations::Float, None).err(),
             Some(KernelError::WordsDtype(DType::F32)),
             "{name} {layout:?}: f32 words"
         );
@@ -907,7 +909,7 @@ fn check_kernels(name: &str, cube: &Cube) {
         let nine = cube.floats(&[1.0; 9 * 256], [9, 256]);
         assert!(
             matches!(
-                quant_gemv(nine, cube.words(&words), desc, None),
+                quant_gemv(nine, cube.words(&words), desc, Activations::Float, None),
                 Err(KernelError::Activations {
                     in_features: 256,
                     ..

@@ -202,23 +202,32 @@ fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
     }
 }
 
+/// A forced launch geometry of the GGUF-layout kernels: rows and warps per cube, row groups per
+/// warp, items per iteration.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn tuning(
+    rows: usize,
+    warps: usize,
+    groups: usize,
+    per_iter: usize,
+) -> Option<burn_gguf::kernel::PlanesTuning> {
+    Some(burn_gguf::kernel::PlanesTuning {
+        rows,
+        warps,
+        per_iter,
+        weights_path: false,
+        pipeline: false,
+        groups,
+    })
+}
+
 /// The GGUF-layout kernel itself, called directly for every type with forced launch geometries
 /// (rows, warps, row groups and items per iteration; the tuning runs may pick any of them): rows past the
 /// last one, cubes whose units outnumber a row's runs, and 1..=8 activation rows.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
-    use burn_gguf::kernel::{PlanesTuning, gemv_shape, quant_gemv};
+    use burn_gguf::kernel::{gemv_shape, quant_gemv};
     let mut rng = Rng::fresh(name);
-    let tuning = |rows, warps, groups, per_iter| {
-        Some(PlanesTuning {
-            rows,
-            warps,
-            per_iter,
-            weights_path: false,
-            pipeline: false,
-            groups,
-        })
-    };
     let geometries = [
         tuning(1, 1, 1, 1),
         tuning(3, 2, 2, 2),
@@ -245,12 +254,90 @@ fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
                 let xt = cube.floats(&x, [m, k]);
                 let p = cube.words(&pack(w.bytes, desc).unwrap());
                 cube.poison(m * n);
-                let y = quant_gemv(xt, p, desc, tuning)
+                let y = quant_gemv(xt, p, desc, quant::Activations::Float, tuning)
                     .unwrap_or_else(|e| panic!("{what}: the kernel did not run: {e}"));
                 check(&what, &common::cube::cube_floats(y), &x, &w, m, false, 0.0);
             }
         }
     }
+}
+
+/// Activations whose int8 rounding is known exactly (`Activations::Int8`): each run of 32 is
+/// `dx · (q + u)` with `dx` a random power of two, one element ±127 (`u` = 0, so
+/// `max |x| = 127 · dx`), the others `q` random in −126..=126 and `u` within ±0.4 (far from a
+/// rounding tie whatever the device's division rounds). Returns `x` and its rounded values `dx · q`; some runs are all zeros.
+fn int8_x(rng: &mut Rng, len: usize) -> (Vec<f32>, Vec<f32>) {
+    let (mut x, mut xq) = (Vec::with_capacity(len), Vec::with_capacity(len));
+    for _ in 0..len / 32 {
+        if rng.below(9) == 0 {
+            x.extend([0f32; 32]);
+            xq.extend([0f32; 32]);
+            continue;
+        }
+        let dx = 2f32.powi(rng.below(12) as i32 - 9);
+        let peak = rng.below(32);
+        for i in 0..32 {
+            let (q, u) = if i == peak {
+                (if rng.below(2) == 0 { 127 } else { -127 }, 0.0)
+            } else {
+                (rng.below(253) as i32 - 126, (rng.unit() * 0.8 - 0.4) as f32)
+            };
+            x.push((q as f32 + u) * dx);
+            xq.push(q as f32 * dx);
+        }
+    }
+    (x, xq)
+}
+
+/// The int8-activation kernel (`Activations::Int8`) for every type, with forced launch geometries
+/// and the default: the product of the weights with the rounded activations, against f64; the
+/// planes layout refused.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn check_int8_kernel(name: &str, cube: &common::cube::Cube) {
+    use burn_gguf::kernel::{KernelError, quant_gemv};
+    use quant::Activations::Int8;
+    let mut rng = Rng::fresh(name);
+    // (K in blocks, N, M, geometry): rows × activation rows × items per iteration stays small,
+    // as every product is unrolled and shader compilers' time grows faster than its size
+    let cases = [
+        (1, 11, 1, tuning(3, 2, 2, 2)),
+        (3, 5, 8, None),
+        (9, 7, 2, tuning(2, 1, 4, 3)),
+        (2, 13, 5, tuning(1, 1, 1, 1)),
+    ];
+    for &t in FUSED_TYPES {
+        let pool = Pool::new(&mut rng, t, 9 * 16, name);
+        let bs = t.block_size().unwrap() as usize;
+        for &(kb, n, m, tuning) in &cases {
+            let w = pool.weight(n, kb * bs);
+            let desc = w.desc.with_layout(PackedLayout::Gguf).unwrap();
+            let what = format!("{name} {t} K={} N={n} M={m} {tuning:?}", w.k);
+            let (x, xq) = int8_x(&mut rng, m * w.k);
+            let p = cube.words(&pack(w.bytes, desc).unwrap());
+            cube.poison(m * n);
+            let y = quant_gemv(cube.floats(&x, [m, w.k]), p, desc, Int8, tuning)
+                .unwrap_or_else(|e| panic!("{what}: the kernel did not run: {e}"));
+            check(
+                &what,
+                &common::cube::cube_floats(y),
+                &xq,
+                &w,
+                m,
+                false,
+                2f64.powi(-22),
+            );
+        }
+    }
+    let w = Pool::new(&mut rng, GgmlType::Q6_K, 2, name);
+    let w = w.weight(2, 256);
+    let planes = w.desc.with_layout(PackedLayout::Q6kPlanes).unwrap();
+    let p = cube.words(&pack(w.bytes, planes).unwrap());
+    let err = quant_gemv(cube.floats(&[0.5; 256], [1, 256]), p, planes, Int8, None).err();
+    assert_eq!(
+        err,
+        Some(KernelError::Layout { desc: planes }),
+        "{name}: planes"
+    );
 }
 
 /// `gelu_tanh(g) · u` in f64 and a bound on `|d gelu / d g|` (≤ 1.13 everywhere).
@@ -565,6 +652,12 @@ mod wgpu {
         }
     }
     #[test]
+    fn int8_wgpu() {
+        if common::wgpu_device("int8_wgpu").is_some() {
+            check_int8_kernel("int8_wgpu", &common::cube::Cube::wgpu());
+        }
+    }
+    #[test]
     fn gated_wgpu() {
         if common::wgpu_device("gated_wgpu").is_some() {
             check_gated_kernel("gated_wgpu", &common::cube::Cube::wgpu());
@@ -600,6 +693,12 @@ mod cuda {
             check_gated_kernel("gated_cuda", &common::cube::Cube::cuda());
             check_modules("modules_cuda", &d, true);
             check_gemma_tensors("gemma_tensors_cuda", &d, TF32);
+        }
+    }
+    #[test]
+    fn int8_cuda() {
+        if common::cuda_device().is_some() {
+            check_int8_kernel("int8_cuda", &common::cube::Cube::cuda());
         }
     }
     #[cfg(feature = "autodiff")]

@@ -61,7 +61,8 @@ struct Args {
     #[arg(long, default_value = "planes")]
     layouts: String,
     /// Also time the fused kernel of every variant, on the backend without fusion, with these
-    /// launch geometries, as `ROWSxWARPS[xUNITS][w][p][gGROUPS]` (rows and warps per cube, 1..=8; the
+    /// launch geometries, as `ROWSxWARPS[xUNITS][w][p][gGROUPS][i]` (rows and warps per cube, 1..=8; `i`:
+    /// int8 activations, `quant::Activations::Int8`, the GGUF-layout kernel; the
     /// planes kernel also reads units loaded per iteration, 1 or 2, `w`: the dequantized-weights
     /// path even at M = 1, `p`: pipelined loads), comma-separated (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`). Each is passed to
     /// `burn_gguf::kernel::quant_gemv` as an explicit `PlanesTuning`; M above the fused kernel's
@@ -404,9 +405,19 @@ fn gbs(r: &Row) -> f64 {
 
 /// One `--sweep` entry, `ROWSxWARPS[xUNITS][w][p]`, as the tuning passed to the kernel.
 #[cfg(feature = "cube")]
-fn parse_geometry(geometry: &str) -> burn_gguf::kernel::PlanesTuning {
-    // `gN`: N row groups per warp (the GGUF-layout kernel); `w`: the dequantized-weights path
-    // even for one row; `p`: pipelined loads.
+fn parse_geometry(
+    geometry: &str,
+) -> (
+    burn_gguf::kernel::PlanesTuning,
+    burn_gguf::quant::Activations,
+) {
+    // `i` (last): int8 activations (the GGUF-layout kernel); `gN`: N row groups per warp (the
+    // GGUF-layout kernel); `w`: the dequantized-weights path even for one row; `p`: pipelined
+    // loads.
+    let (geometry, activations) = match geometry.strip_suffix('i') {
+        Some(g) => (g, burn_gguf::quant::Activations::Int8),
+        None => (geometry, burn_gguf::quant::Activations::Float),
+    };
     let (geometry, groups) = match geometry.split_once('g') {
         Some((g, n)) => (g, n.parse().expect("--sweep ...gN: N row groups")),
         None => (geometry, 0),
@@ -429,14 +440,15 @@ fn parse_geometry(geometry: &str) -> burn_gguf::kernel::PlanesTuning {
             && (1..=4).contains(&per_iter),
         "--sweep {geometry:?}: ROWSxWARPS[xUNITS] with rows and warps in 1..=8, units 1..=4 (the planes kernel: 1 or 2)"
     );
-    burn_gguf::kernel::PlanesTuning {
+    let tuning = burn_gguf::kernel::PlanesTuning {
         rows,
         warps,
         per_iter,
         weights_path: suffix.contains('w'),
         pipeline: suffix.contains('p'),
         groups,
-    }
+    };
+    (tuning, activations)
 }
 
 /// The unfused operands of one case: the activations and one variant's weight copies, as
@@ -500,6 +512,7 @@ impl Unfused {
         kernels: &mut Vec<(String, usize, Stat)>,
     ) {
         use burn_gguf::kernel::{PlanesTuning, quant_gemv};
+        use burn_gguf::quant::Activations;
         let (x, w, desc) = (&self.x, &self.w, self.desc);
         // Every geometry's result against the simplest one's (one row, one warp, one group, one
         // item per iteration): they differ only in how the partial sums meet.
@@ -517,11 +530,25 @@ impl Unfused {
             pipeline: false,
             groups: 1,
         };
-        let reference = quant_gemv(x.clone(), w[0].clone(), desc, Some(single)).map(values);
+        let reference = quant_gemv(
+            x.clone(),
+            w[0].clone(),
+            desc,
+            Activations::Float,
+            Some(single),
+        )
+        .map(values);
         for geometry in sweep.split(',') {
-            let t = parse_geometry(geometry.trim());
+            let (t, activations) = parse_geometry(geometry.trim());
+            // A combination the kernels refuse (int8 activations on the planes layout) is
+            // skipped, said once.
+            if let Err(e) = quant_gemv(x.clone(), w[0].clone(), desc, activations, Some(t)) {
+                println!("skip {} {geometry}: {e}", self.name);
+                continue;
+            }
             if let Ok(reference) = &reference {
-                let y = values(quant_gemv(x.clone(), w[0].clone(), desc, Some(t)).expect("runs"));
+                let y = quant_gemv(x.clone(), w[0].clone(), desc, activations, Some(t));
+                let y = values(y.expect("runs"));
                 let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs()));
                 let diff = y
                     .iter()
@@ -535,18 +562,29 @@ impl Unfused {
                 );
             }
             let name = format!(
-                "{}_r{}w{}u{}g{}{}{}",
+                "{}_r{}w{}u{}g{}{}{}{}",
                 self.name,
                 t.rows,
                 t.warps,
                 t.per_iter,
                 t.groups,
                 if t.weights_path { "_wt" } else { "" },
-                if t.pipeline { "_p" } else { "" }
+                if t.pipeline { "_p" } else { "" },
+                if activations == Activations::Int8 {
+                    "_i8"
+                } else {
+                    ""
+                }
             );
             let gemv = |i: usize| {
-                quant_gemv(x.clone(), w[i % w.len()].clone(), desc, Some(t))
-                    .unwrap_or_else(|e| panic!("--sweep {geometry}: {e}"))
+                quant_gemv(
+                    x.clone(),
+                    w[i % w.len()].clone(),
+                    desc,
+                    activations,
+                    Some(t),
+                )
+                .unwrap_or_else(|e| panic!("--sweep {geometry}: {e}"))
             };
             record(
                 &name,

@@ -10,7 +10,7 @@ use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
 use super::decode::{load_byte, load_f16, sign_extend};
-use super::formats::{BlockFormat, with_format};
+use super::formats::{BlockFormat, unpack, with_format};
 use crate::quant::q6k::planes::PlaneOffsets;
 use crate::quant::{PackedLayout, QuantWeightDesc};
 
@@ -19,7 +19,7 @@ use crate::quant::{PackedLayout, QuantWeightDesc};
 #[cube]
 fn write_run<F: Float, Q: BlockFormat>(w: &[u32], bb: usize, r: usize, out: &mut [F], o: usize) {
     let s = Q::scales(w, bb, r);
-    let mut q = Array::<f32>::new(32usize);
+    let mut q = Array::<u32>::new(8usize);
     Q::codes(w, bb, r, &mut q);
     #[unroll]
     for i in 0..32usize {
@@ -29,7 +29,7 @@ fn write_run<F: Float, Q: BlockFormat>(w: &[u32], bb: usize, r: usize, out: &mut
             d = s.d0;
             mn = s.m0;
         }
-        let mut v = d * q[i];
+        let mut v = d * unpack(&q, i);
         if comptime!(Q::MIN) {
             v -= mn;
         }

@@ -21,7 +21,7 @@ use cubecl::{prelude::*, server::CubeCountSelection};
 use cubecl::client::Client;
 use cubecl::device::RuntimeId;
 
-use super::formats::{BlockFormat, with_format};
+use super::formats::{BlockFormat, unpack, with_format};
 use super::reduce::{CubeShape, store_sums};
 use super::{KernelError, PlanesTuning};
 use crate::dims::with_last_dim;
@@ -73,21 +73,22 @@ fn decode_run<Q: BlockFormat>(
     r: usize,
     wq: &mut Array<f32>,
     ws: &mut Array<f32>,
-    t: &mut Array<f32>,
+    t: &mut Array<u32>,
     slot: usize,
 ) {
     let s = Q::scales(w, bb, r);
     Q::codes(w, bb, r, t);
     #[unroll]
     for i in 0..32usize {
+        let c = unpack(&*t, i);
         if comptime!(Q::MIN) {
             if i < 16 {
-                wq[slot * 32 + i] = s.d0 * t[i] - s.m0;
+                wq[slot * 32 + i] = s.d0 * c - s.m0;
             } else {
-                wq[slot * 32 + i] = s.d1 * t[i] - s.m1;
+                wq[slot * 32 + i] = s.d1 * c - s.m1;
             }
         } else {
-            wq[slot * 32 + i] = t[i];
+            wq[slot * 32 + i] = c;
         }
     }
     ws[slot * 2] = s.d0;
@@ -139,53 +140,31 @@ fn accumulate<F: Float, V: Size, Q: BlockFormat>(
     #[comptime] gated: bool,
 ) {
     let rows = comptime![shape.rows];
-    let lanes = comptime![shape.lanes];
-    let warps = comptime![shape.warps];
     let groups = comptime![shape.groups];
-    let per_iter = comptime![shape.per_iter];
     // Weight rows a unit decodes: its rows of `w`, then (gated) the same rows of `w2`.
     let wrows = comptime![if gated { 2 * rows } else { rows }];
     let block = comptime!(Q::BLOCK);
-    let bytes = comptime!(Q::BYTES);
-    let runs = comptime!(Q::RUNS);
-    // Units per row group, and this unit's group and place among them.
-    let strides = comptime![lanes / groups * warps];
-    let lane = UNIT_POS_X as usize;
-    let g = lane % groups;
-    let unit = UNIT_POS_Y as usize * (lanes / groups) + lane / groups;
-    let nb = k / block;
     let kv = k / 4;
-    let row_bytes = nb * bytes;
-    // Cubes past the last row (a cube count rounded up by the runtime) do no work but still take
-    // part in the reduction, so every barrier stays uniform.
-    let mut items = 0usize;
-    if row0 < n {
-        items = nb * runs;
-    }
-    #[unroll]
-    for i in 0..wrows * m {
-        acc[i] = 0.0f32;
-    }
+    let u = units::<Q>(k, n, row0, shape);
+    zero(acc, comptime![wrows * m]);
     // Per weight row: its run's 32 codes (or weights, with mins) and its two scales.
     let mut wq = Array::<f32>::new(wrows * 32);
     let mut ws = Array::<f32>::new(wrows * 2);
-    let mut t = Array::<f32>::new(32usize);
-    let mut item = unit;
-    while item < items {
+    let mut t = Array::<u32>::new(8usize);
+    let mut item = u.first;
+    while item < u.items {
         // `per_iter` items per iteration, in straight-line code, so that their loads are in
         // flight together; one past the end repeats the row's last item and adds nothing.
         #[unroll]
-        for u in 0..per_iter {
-            let next = item + u * strides;
-            let valid = next < items;
-            let it = select(valid, next, items - 1);
-            let b = it / runs;
-            let r = it % runs;
+        for i in 0..comptime![shape.per_iter] {
+            let next = item + i * u.stride;
+            let valid = next < u.items;
+            let it = select(valid, next, u.items - 1);
+            let b = it / comptime!(Q::RUNS);
+            let r = it % comptime!(Q::RUNS);
             #[unroll]
             for ri in 0..rows {
-                // A row past the end decodes the last row again (in bounds, never written).
-                let row = (row0 + ri * groups + g).min(n - 1);
-                let bb = row * row_bytes + b * bytes;
+                let bb = block_byte::<Q>(&u, row0 + ri * groups, n, b);
                 decode_run::<Q>(w, bb, r, &mut wq, &mut ws, &mut t, ri);
                 if comptime![gated] {
                     decode_run::<Q>(w2, bb, r, &mut wq, &mut ws, &mut t, rows + ri);
@@ -224,7 +203,65 @@ fn accumulate<F: Float, V: Size, Q: BlockFormat>(
                 }
             }
         }
-        item += strides * per_iter;
+        item += u.stride * comptime![shape.per_iter];
+    }
+}
+
+/// Where a unit of the cube works (the module doc's mapping): its row group `g`, its first work
+/// item and the stride to its next, a row's items (0 in a cube past the last row: it does no work
+/// but still takes part in the reduction, so every barrier stays uniform) and a weight row's bytes.
+#[derive(CubeType)]
+pub(super) struct Units {
+    /// The unit's row group.
+    pub g: usize,
+    /// Its first item of each of its rows.
+    pub first: usize,
+    /// Units per row group: the stride between a unit's items.
+    pub stride: usize,
+    /// Items (runs of 32 weights) per row, or 0.
+    pub items: usize,
+    /// Bytes per weight row.
+    pub row_bytes: usize,
+}
+
+/// This unit's place in the cube of shape `shape` whose first row is `row0`, for rows of `k`
+/// weights of format `Q` (`n` rows in all).
+#[cube]
+pub(super) fn units<Q: BlockFormat>(
+    k: usize,
+    n: usize,
+    row0: usize,
+    #[comptime] shape: CubeShape,
+) -> Units {
+    let per_group = comptime![shape.lanes / shape.groups];
+    let lane = UNIT_POS_X as usize;
+    let nb = k / comptime!(Q::BLOCK);
+    let mut items = 0usize;
+    if row0 < n {
+        items = nb * comptime!(Q::RUNS);
+    }
+    Units {
+        g: lane % comptime![shape.groups],
+        first: UNIT_POS_Y as usize * per_group + lane / comptime![shape.groups],
+        stride: comptime![per_group * shape.warps],
+        items,
+        row_bytes: nb * comptime!(Q::BYTES),
+    }
+}
+
+/// The first byte of block `b` of the unit's row in the group of rows starting at `first`; a row
+/// past the last (`n`) reads the last row again (in bounds, never written).
+#[cube]
+pub(super) fn block_byte<Q: BlockFormat>(u: &Units, first: usize, n: usize, b: usize) -> usize {
+    (first + u.g).min(n - 1) * u.row_bytes + b * comptime!(Q::BYTES)
+}
+
+/// Sets `a[0..len]` to zero.
+#[cube]
+pub(super) fn zero(a: &mut Array<f32>, #[comptime] len: usize) {
+    #[unroll]
+    for i in 0..len {
+        a[i] = 0.0f32;
     }
 }
 
@@ -299,16 +336,16 @@ pub(super) fn launch(
 
 /// What a launch of either kernel for `desc` with launch shape `g` takes besides its inputs: the
 /// output (x's leading dims, `out_features` wide, x's dtype), the cube count and shape.
-struct Launch {
-    client: Client,
-    y: CubeTensor,
-    cube_count: CubeCount,
-    cube_dim: CubeDim,
-    dtype: ElemType,
+pub(super) struct Launch {
+    pub(super) client: Client,
+    pub(super) y: CubeTensor,
+    pub(super) cube_count: CubeCount,
+    pub(super) cube_dim: CubeDim,
+    pub(super) dtype: ElemType,
 }
 
 impl Launch {
-    fn new(x: &CubeTensor, desc: QuantWeightDesc, g: CubeShape) -> Self {
+    pub(super) fn new(x: &CubeTensor, desc: QuantWeightDesc, g: CubeShape) -> Self {
         let client = x.client.clone();
         let out_shape = with_last_dim(x.meta.shape(), desc.out_features);
         let y = empty_device_contiguous_dtype(client.clone(), x.device.clone(), out_shape, x.dtype);

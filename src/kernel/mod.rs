@@ -21,6 +21,7 @@ mod formats;
 mod gelu;
 mod gemv;
 mod gemv_planes;
+mod gemv_q8;
 mod heads;
 #[cfg(test)]
 mod msl;
@@ -50,7 +51,7 @@ use thiserror::Error;
 
 use crate::cpu::sampling::MAX_DEVICE_TOP_K;
 use crate::dims::with_last_dim;
-use crate::quant::{FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc};
+use crate::quant::{Activations, FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc};
 
 /// Most activation rows the fused kernels take.
 pub const MAX_ROWS: usize = 8;
@@ -206,12 +207,15 @@ fn check_packed(packed: CubeTensor, desc: QuantWeightDesc) -> Result<CubeTensor,
 }
 
 /// The fused product `y = x · Wᵀ` for `x` `[.., in_features]` with 1..=[`MAX_ROWS`] rows, W the
-/// packed weight `desc`; `y` has x's dtype. `tuning` forces the launch configuration (`None`:
-/// the measured default; the GGUF-layout kernel takes its rows and warps).
+/// packed weight `desc`; `y` has x's dtype. `activations` says whether x is read as floats or
+/// rounded to int8 first ([`Activations::Int8`]: the GGUF layout only). `tuning` forces the
+/// launch configuration (`None`: the measured default; the GGUF-layout kernels take its rows,
+/// warps, row groups and items per iteration).
 pub fn quant_gemv(
     x: CubeTensor,
     packed: CubeTensor,
     desc: QuantWeightDesc,
+    activations: Activations,
     tuning: Option<PlanesTuning>,
 ) -> Result<CubeTensor, KernelError> {
     let packed = check_packed(packed, desc)?;
@@ -219,9 +223,13 @@ pub fn quant_gemv(
     if desc.out_features == 0 {
         return Ok(dequantize::empty_like(&x, with_last_dim(x.meta.shape(), 0)));
     }
-    Ok(match desc.layout {
-        PackedLayout::Q6kPlanes => gemv_planes::launch(x, packed, desc, rows, tuning),
-        PackedLayout::Gguf => gemv::launch(x, packed, desc, rows, tuning)?,
+    Ok(match (desc.layout, activations) {
+        (PackedLayout::Q6kPlanes, Activations::Float) => {
+            gemv_planes::launch(x, packed, desc, rows, tuning)
+        }
+        (PackedLayout::Q6kPlanes, Activations::Int8) => return Err(KernelError::Layout { desc }),
+        (PackedLayout::Gguf, Activations::Float) => gemv::launch(x, packed, desc, rows, tuning)?,
+        (PackedLayout::Gguf, Activations::Int8) => gemv_q8::launch(x, packed, desc, rows, tuning)?,
     })
 }
 

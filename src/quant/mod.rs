@@ -4,12 +4,14 @@
 //!
 //! Nothing here needs a GPU or a Burn backend.
 
+mod activations;
 pub(crate) mod codes;
 pub(crate) mod dequant;
 mod ggml_type;
 mod packed;
 pub mod q6k;
 
+pub use activations::Activations;
 pub use ggml_type::{DEQUANTIZABLE, GgmlType, dequantizable_list};
 pub use packed::{FUSED_TYPES, PackError, PackedLayout, QuantWeightDesc, pack, unpack};
 pub use q6k::{BlockQ6K, QK_K};

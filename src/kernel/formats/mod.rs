@@ -69,8 +69,11 @@ pub struct RunScales {
 pub trait BlockFormat: Geometry {
     /// The scales and mins of run `r`.
     fn scales(w: &[u32], bb: usize, r: usize) -> RunScales;
-    /// The 32 codes of run `r`, as exact f32, into `q[0..32]`.
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<f32>);
+    /// The 32 codes of run `r`, each minus the format's offset (`scale · (code − offset) − min`
+    /// is the weight), as signed bytes packed four to a word (little-endian, element `4j + i` in
+    /// byte `i` of `q[j]`) into `q[0..8]`: what an integer dot product takes, and what
+    /// [`unpack`] turns into exact floats.
+    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>);
 }
 
 /// Runs `$body` with `$Q` the [`BlockFormat`] of `$t` (a [`crate::quant::GgmlType`]), or
@@ -146,13 +149,15 @@ pub fn code(c: u32, #[comptime] offset: u32) -> f32 {
     f32::reinterpret(c | 0x4B00_0000u32) - f32::reinterpret(comptime!(0x4B00_0000u32 | offset))
 }
 
-/// Four codes into `q[at .. at + 4]`: code `i` is bits `shift + 8i ..` of `lo` under `mask`, with
-/// bits `hshift + hstride · i ..` of `hi` under `hmask` placed at bit `hpos` above them (no high
-/// part when `hmask` is 0), minus `offset`.
+/// Four codes as the signed bytes of word `q[at]` (byte `i` is code `i` minus `offset`): code
+/// `i` is bits `shift + 8i ..` of `lo` under `mask`, with bits `hshift + hstride · i ..` of `hi`
+/// under `hmask` placed at bit `hpos` above them (no high part when `hmask` is 0). Every code
+/// fits its byte (`shift` plus the mask's bits, and `hpos` plus the high mask's, stay within 8;
+/// a code minus its offset lies in −128..=127), so the four are formed together, as a word.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub fn put4(
-    q: &mut Array<f32>,
+    q: &mut Array<u32>,
     at: usize,
     lo: u32,
     shift: u32,
@@ -164,25 +169,43 @@ pub fn put4(
     #[comptime] hpos: u32,
     #[comptime] offset: u32,
 ) {
-    #[unroll]
-    for i in 0..4usize {
-        let mut c = (lo >> (shift + 8u32 * i as u32)) & mask;
-        if comptime!(hmask != 0) {
-            c |= ((hi >> (hshift + hstride * i as u32)) & hmask) << hpos;
+    let mut c = (lo >> shift) & comptime!(mask * 0x0101_0101u32);
+    if comptime!(hmask != 0 && hstride == 8) {
+        c |= ((hi >> hshift) & comptime!(hmask * 0x0101_0101u32)) << hpos;
+    } else if comptime!(hmask != 0) {
+        #[unroll]
+        for i in 0..4u32 {
+            c |= ((hi >> (hshift + hstride * i)) & hmask) << comptime!(hpos + 8 * i);
         }
-        q[at + i] = code(c, offset);
     }
+    if comptime!(offset != 0) {
+        // per byte `c + 128 − offset` (no carry: a code is below 128 + offset), then its top bit
+        // flipped: `c − offset` in two's complement
+        c = (c + comptime!((128 - offset) * 0x0101_0101u32)) ^ 0x8080_8080u32;
+    }
+    q[at] = c;
 }
 
-/// The 32 codes of a Q4_0 / Q4_1 / Q5_0 / Q5_1 block into `q`: byte `j` of the 16 bytes at
-/// byte `qs` holds element `j` (low nibble) and element `j + 16` (high nibble); where `hmask` is
-/// 1, bit `e` of `qh` (the little-endian `qh` word of Q5_0 / Q5_1) is element `e`'s fifth bit.
+/// Code `i` (0..32) of a run's packed words `q` (signed bytes, [`BlockFormat::codes`]) as an
+/// exact f32.
+#[cube]
+pub fn unpack(q: &Array<u32>, #[comptime] i: usize) -> f32 {
+    // every byte's top bit flipped (the same expression for a word's four codes: formed once),
+    // so that a byte is its code plus 128
+    let biased = q[i / 4] ^ 0x8080_8080u32;
+    code((biased >> comptime!(8 * (i % 4) as u32)) & 0xFFu32, 128u32)
+}
+
+/// The 32 codes of a Q4_0 / Q4_1 / Q5_0 / Q5_1 block into `q` (8 words): byte `j` of the 16
+/// bytes at byte `qs` holds element `j` (low nibble) and element `j + 16` (high nibble); where
+/// `hmask` is 1, bit `e` of `qh` (the little-endian `qh` word of Q5_0 / Q5_1) is element `e`'s
+/// fifth bit.
 #[cube]
 pub fn nibble_codes(
     w: &[u32],
     qs: usize,
     qh: u32,
-    q: &mut Array<f32>,
+    q: &mut Array<u32>,
     #[comptime] hmask: u32,
     #[comptime] offset: u32,
 ) {
@@ -190,10 +213,10 @@ pub fn nibble_codes(
     for j in 0..4usize {
         let v = load_u32(w, qs + 4 * j);
         let b = (4 * j) as u32;
-        put4(q, 4 * j, v, 0u32, 0xFu32, qh, b, 1u32, hmask, 4u32, offset);
+        put4(q, j, v, 0u32, 0xFu32, qh, b, 1u32, hmask, 4u32, offset);
         put4(
             q,
-            16 + 4 * j,
+            4 + j,
             v,
             4u32,
             0xFu32,

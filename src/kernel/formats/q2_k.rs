@@ -31,13 +31,13 @@ impl BlockFormat for Q2K {
         }
     }
 
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<f32>) {
+    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
         let base = bb + 16 + 32 * (r / 4);
         let shift = (2 * (r % 4)) as u32;
         #[unroll]
         for j in 0..8usize {
             let v = load_u32(w, base + 4 * j);
-            put4(q, 4 * j, v, shift, 3u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
+            put4(q, j, v, shift, 3u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
         }
     }
 }

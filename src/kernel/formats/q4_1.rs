@@ -22,7 +22,7 @@ impl BlockFormat for Q4_1 {
         one_scale(d, m)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
         nibble_codes(w, bb + 4, 0u32, q, 0u32, 0u32);
     }
 }

@@ -22,7 +22,7 @@ impl BlockFormat for Q5_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
         nibble_codes(w, bb + 6, load_u32(w, bb + 2), q, 1u32, 16u32);
     }
 }

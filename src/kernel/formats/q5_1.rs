@@ -22,7 +22,7 @@ impl BlockFormat for Q5_1 {
         one_scale(d, m)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
         nibble_codes(w, bb + 8, load_u32(w, bb + 4), q, 1u32, 0u32);
     }
 }

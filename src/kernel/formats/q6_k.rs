@@ -30,7 +30,7 @@ impl BlockFormat for Q6K {
         }
     }
 
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<f32>) {
+    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
         let h = r / 4;
         let j = r % 4;
         let base = bb + 64 * h + 32 * (j % 2);
@@ -40,19 +40,7 @@ impl BlockFormat for Q6K {
         for t in 0..8usize {
             let v = load_u32(w, base + 4 * t);
             let qh = load_u32(w, bb + 128 + 32 * h + 4 * t);
-            put4(
-                q,
-                4 * t,
-                v,
-                shift,
-                0xFu32,
-                qh,
-                hshift,
-                8u32,
-                3u32,
-                4u32,
-                32u32,
-            );
+            put4(q, t, v, shift, 0xFu32, qh, hshift, 8u32, 3u32, 4u32, 32u32);
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Q8_0 `{ f16 d; i8 qs[32] }` (34 bytes): `q · d`. One run per block; a byte's sign bit flipped
-//! makes it the code `q + 128`.
+//! Q8_0 `{ f16 d; i8 qs[32] }` (34 bytes): `q · d`. One run per block; its bytes are the codes
+//! as they are (signed, offset 0).
 
 use cubecl::prelude::*;
 
@@ -22,23 +22,11 @@ impl BlockFormat for Q8_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<f32>) {
+    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
         #[unroll]
         for j in 0..8usize {
-            let v = load_u32(w, bb + 2 + 4 * j) ^ 0x8080_8080u32;
-            put4(
-                q,
-                4 * j,
-                v,
-                0u32,
-                0xFFu32,
-                0u32,
-                0u32,
-                0u32,
-                0u32,
-                0u32,
-                128u32,
-            );
+            let v = load_u32(w, bb + 2 + 4 * j);
+            put4(q, j, v, 0u32, 0xFFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
         }
     }
 }

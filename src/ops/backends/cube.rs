@@ -14,7 +14,7 @@ use crate::dims::with_last_dim;
 use crate::kernel::{self, KernelError};
 use crate::ops::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
 use crate::ops::{Draw, FUSED_MAX_ROWS, Positions, QuantBackend, TransformerBackend};
-use crate::quant::QuantWeightDesc;
+use crate::quant::{Activations, QuantWeightDesc};
 
 pub(super) fn ok<T>(r: Result<T, KernelError>) -> T {
     r.unwrap_or_else(|e| panic!("burn-gguf quantized op: {e}"))
@@ -54,7 +54,13 @@ impl QuantBackend for CubeBackend {
     ) -> FloatTensor<Self> {
         let rows = x.meta.num_elements() / desc.in_features;
         if rows <= FUSED_MAX_ROWS {
-            return ok(kernel::quant_gemv(x, weight, desc, None));
+            return ok(kernel::quant_gemv(
+                x,
+                weight,
+                desc,
+                Activations::Float,
+                None,
+            ));
         }
         let w = ok(kernel::quant_dequantize(weight, desc, DType::F32));
         let wt = Self::float_transpose(w);
