@@ -1,7 +1,8 @@
 //! The kernels compile for Metal too: their Metal Shading Language text is generated here without
 //! a device, through the same `define()` and cubecl-cpp `MslCompiler::compile` a Metal launch runs
 //! (there is no Mac in CI or on the GPU machine, so Metal itself never runs). Every block format
-//! of the generic matrix-vector kernel, with and without plane reductions.
+//! of the generic matrix-vector kernel, with and without plane reductions, with float and with
+//! int8 activations (whose `dp4a` Metal has not: CubeCL's polyfill).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use cubecl_cpp::{MslCompiler, shared::CompilationOptions};
 
 use super::formats::with_format;
 use super::gemv::quant_gemv_kernel;
+use super::gemv_q8::quant_gemv_q8_kernel;
 use super::reduce::CubeShape;
 use crate::quant::{FUSED_TYPES, GgmlType};
 
@@ -73,8 +75,9 @@ fn metal_properties() -> DeviceProperties {
     props
 }
 
-/// The MSL source of the matrix-vector kernel of `t` for `m` activation rows.
-fn gemv_msl(t: GgmlType, m: usize, use_plane: bool) -> Result<String, String> {
+/// The MSL source of the matrix-vector kernel of `t` for `m` activation rows (`int8`: the
+/// int8-activation product).
+fn gemv_msl(t: GgmlType, m: usize, use_plane: bool, int8: bool) -> Result<String, String> {
     const LANES: usize = 32;
     const WARPS: usize = 2;
     const ROWS: usize = 4;
@@ -85,31 +88,28 @@ fn gemv_msl(t: GgmlType, m: usize, use_plane: bool) -> Result<String, String> {
     );
     let buffer = || BufferCompilationArg { inplace: None };
     let props = Arc::new(metal_properties());
-    let definition = with_format!(t, Q => {
-        // runtime arguments (x, w, y, k, n) as compilation arguments, then the comptime ones
-        let kernel = quant_gemv_kernel::QuantGemvKernel::<Q>::new(
-            settings,
-            props,
-            Arc::new(TargetProperties::default()),
-            buffer(),
-            buffer(),
-            buffer(),
-            (),
-            (),
-            // the activations' vector size (the kernel's `V`), then its comptime arguments
-            4,
-            CubeShape {
-                rows: ROWS,
-                warps: WARPS,
-                lanes: LANES,
-                groups: 2,
-                per_iter: 2,
-                use_plane,
-            },
-            m,
-            ElemType::Float(FloatKind::F32),
-        );
-        cubecl::define_kernel(&kernel)
+    let target = Arc::new(TargetProperties::default());
+    let shape = CubeShape {
+        rows: ROWS,
+        warps: WARPS,
+        lanes: LANES,
+        groups: 2,
+        per_iter: 2,
+        use_plane,
+    };
+    let f32 = ElemType::Float(FloatKind::F32);
+    // Runtime arguments (buffers, then k and n) as compilation arguments, the activations'
+    // vector size (the kernels' `V`), then the comptime ones.
+    let definition = with_format!(t, Q => if int8 {
+        let (xq, xs, w, y) = (buffer(), buffer(), buffer(), buffer());
+        cubecl::define_kernel(&quant_gemv_q8_kernel::QuantGemvQ8Kernel::<Q>::new(
+            settings, props, target, xq, xs, w, y, (), (), 4, shape, m, f32,
+        ))
+    } else {
+        let (x, w, y) = (buffer(), buffer(), buffer());
+        cubecl::define_kernel(&quant_gemv_kernel::QuantGemvKernel::<Q>::new(
+            settings, props, target, x, w, y, (), (), 4, shape, m, f32,
+        ))
     })
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("{e:?}"))?;
@@ -123,12 +123,20 @@ fn gemv_msl(t: GgmlType, m: usize, use_plane: bool) -> Result<String, String> {
 #[test]
 fn gemv_compiles_to_metal_shading_language_for_every_format() {
     for &t in FUSED_TYPES {
-        for (m, use_plane) in [(1, true), (8, true), (3, false)] {
-            let msl = gemv_msl(t, m, use_plane).unwrap_or_else(|e| panic!("{t} m={m}: {e}"));
+        for (m, use_plane, int8) in [(1, true, false), (8, true, false), (3, false, false)]
+            .into_iter()
+            .chain([(1, true, true), (2, false, true)])
+        {
+            let msl = gemv_msl(t, m, use_plane, int8)
+                .unwrap_or_else(|e| panic!("{t} m={m} int8 {int8}: {e}"));
             assert!(msl.contains("#include <metal_stdlib>"), "{t}: {msl}");
-            assert!(msl.contains("quant_gemv_kernel"), "{t}: {msl}");
+            let (name, activations) = match int8 {
+                false => ("quant_gemv_kernel", "device float_4"),
+                true => ("quant_gemv_q8_kernel", "device uint32_t_4"),
+            };
+            assert!(msl.contains(name), "{t}: {msl}");
             assert!(
-                msl.contains("device float_4"),
+                msl.contains(activations),
                 "{t}: activations read four at a time: {msl}"
             );
             assert!(
