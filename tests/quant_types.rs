@@ -328,6 +328,20 @@ fn check_int8_kernel(name: &str, cube: &common::cube::Cube) {
             );
         }
     }
+    // A NaN or an infinity among the activations gives NaN in every output of its row (the
+    // float kernel's NaN, not a value rounded from the rest of the run).
+    let pool = Pool::new(&mut rng, GgmlType::Q4_0, 64, name);
+    let w = pool.weight(4, 512);
+    let p = cube.words(&pack(w.bytes, w.desc).unwrap());
+    let (mut x, _) = int8_x(&mut rng, 2 * 512);
+    x[rng.below(512) as usize] = f32::NAN;
+    x[512 + rng.below(512) as usize] = f32::INFINITY;
+    let y = quant_gemv(cube.floats(&x, [2, 512]), p, w.desc, Int8, None).unwrap();
+    let y = common::cube::cube_floats(y);
+    assert!(
+        y.iter().all(|v| v.is_nan()),
+        "{name}: non-finite activations: {y:?}"
+    );
     let w = Pool::new(&mut rng, GgmlType::Q6_K, 2, name);
     let w = w.weight(2, 256);
     let planes = w.desc.with_layout(PackedLayout::Q6kPlanes).unwrap();

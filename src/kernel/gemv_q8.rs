@@ -24,7 +24,8 @@ use crate::quant::QuantWeightDesc;
 /// Rounds each run of 32 activations to int8: unit `i` reads run `i` (eight four-wide loads of
 /// `x`), writes its 32 codes `q = round(x / dx)` (`dx = max |x| / 127`, 0 for a run of zeros)
 /// as signed bytes to `xq[2i]`, `xq[2i + 1]` and `(dx, dx · Σ q[0..16], dx · Σ q[16..32], 0)`
-/// to `xs[i]`: the rounded activations `dx · q` and their half sums.
+/// to `xs[i]`: the rounded activations `dx · q` and their half sums. A run with an infinity or
+/// a NaN gets `dx` NaN.
 #[cube(launch_unchecked)]
 pub(crate) fn quantize_runs_kernel<F: Float, V: Size>(
     x: &[Vector<F, V>],
@@ -39,6 +40,7 @@ pub(crate) fn quantize_runs_kernel<F: Float, V: Size>(
     }
     let mut v = Array::<f32>::new(32usize);
     let mut amax = 0.0f32;
+    let mut finite = true;
     #[unroll]
     for j in 0..8usize {
         let xv = x[8 * i + j];
@@ -47,9 +49,14 @@ pub(crate) fn quantize_runs_kernel<F: Float, V: Size>(
             let f = f32::cast_from(xv.extract(e));
             v[4 * j + e] = f;
             amax = f32::max(amax, f32::abs(f));
+            // an all-ones exponent: an infinity or a NaN (a bit test, which no float
+            // optimization may assume away)
+            finite = finite && (u32::reinterpret(f) & 0x7F80_0000u32) != 0x7F80_0000u32;
         }
     }
-    let dx = amax / 127.0f32;
+    // A run holding an infinity or a NaN gets a NaN scale, so that every product it enters is
+    // NaN, as the float kernel's would be (a maximum skips NaN, and codes cannot hold one).
+    let dx = select(finite, amax / 127.0f32, f32::reinterpret(0x7FC0_0000u32));
     let inv = select(amax > 0.0f32, 127.0f32 / amax, 0.0f32);
     let mut s0 = 0i32;
     let mut s1 = 0i32;
