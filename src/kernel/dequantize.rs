@@ -10,7 +10,7 @@ use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
 use super::decode::{load_byte, load_f16, sign_extend};
-use super::formats::{BlockFormat, unpack, with_format};
+use super::formats::{BlockFormat, codes, unpack, with_format};
 use crate::quant::q6k::planes::PlaneOffsets;
 use crate::quant::{PackedLayout, QuantWeightDesc};
 
@@ -20,7 +20,7 @@ use crate::quant::{PackedLayout, QuantWeightDesc};
 fn write_run<F: Float, Q: BlockFormat>(w: &[u32], bb: usize, r: usize, out: &mut [F], o: usize) {
     let s = Q::scales(w, bb, r);
     let mut q = Array::<u32>::new(8usize);
-    Q::codes(w, bb, r, &mut q);
+    codes::<Q>(w, bb, r, &mut q);
     #[unroll]
     for i in 0..32usize {
         let mut d = s.d1;

@@ -21,7 +21,7 @@ use cubecl::{prelude::*, server::CubeCountSelection};
 use cubecl::client::Client;
 use cubecl::device::RuntimeId;
 
-use super::formats::{BlockFormat, unpack, with_format};
+use super::formats::{BlockFormat, codes, unpack, with_format};
 use super::reduce::{CubeShape, store_sums};
 use super::{KernelError, PlanesTuning};
 use crate::dims::with_last_dim;
@@ -77,7 +77,7 @@ fn decode_run<Q: BlockFormat>(
     slot: usize,
 ) {
     let s = Q::scales(w, bb, r);
-    Q::codes(w, bb, r, t);
+    codes::<Q>(w, bb, r, t);
     #[unroll]
     for i in 0..32usize {
         let c = unpack(&*t, i);
@@ -157,11 +157,10 @@ fn accumulate<F: Float, V: Size, Q: BlockFormat>(
         // flight together; one past the end repeats the row's last item and adds nothing.
         #[unroll]
         for i in 0..comptime![shape.per_iter] {
-            let next = item + i * u.stride;
-            let valid = next < u.items;
-            let it = select(valid, next, u.items - 1);
-            let b = it / comptime!(Q::RUNS);
-            let r = it % comptime!(Q::RUNS);
+            let at = item_at::<Q>(&u, item, i);
+            let valid = at.valid;
+            let b = at.b;
+            let r = at.r;
             #[unroll]
             for ri in 0..rows {
                 let bb = block_byte::<Q>(&u, row0 + ri * groups, n, b);
@@ -246,6 +245,34 @@ pub(super) fn units<Q: BlockFormat>(
         stride: comptime![per_group * shape.warps],
         items,
         row_bytes: nb * comptime!(Q::BYTES),
+    }
+}
+
+/// Item `item + i · stride` of a unit's rows (the `i`-th of an iteration that starts at `item`).
+#[derive(CubeType)]
+pub(super) struct Item {
+    /// Whether it is one of a row's items (past the last, the row's last item is read again and
+    /// must add nothing).
+    pub valid: bool,
+    /// The item read: the run's index among a row's runs.
+    pub it: usize,
+    /// Its block in the row.
+    pub b: usize,
+    /// Its run in the block.
+    pub r: usize,
+}
+
+/// The unit `u`'s item `item + i · stride` ([`Item`]).
+#[cube]
+pub(super) fn item_at<Q: BlockFormat>(u: &Units, item: usize, i: usize) -> Item {
+    let next = item + i * u.stride;
+    let valid = next < u.items;
+    let it = select(valid, next, u.items - 1);
+    Item {
+        valid,
+        it,
+        b: it / comptime!(Q::RUNS),
+        r: it % comptime!(Q::RUNS),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The fused matrix-vector product with int8 activations ([`crate::quant::Activations::Int8`]),
 //! as ggml's `mul_mat_vec_q` computes it: the activations are first rounded to int8 per run of 32
 //! ([`quantize_runs_kernel`]), then each run of a weight row multiplies its packed codes
-//! ([`BlockFormat::codes`]) into the packed activations with four-way integer dot products
+//! ([`BlockFormat::word`]) into the packed activations with four-way integer dot products
 //! (`dp4a`: CUDA's `__dp4a`, SPIR-V's `OpSDot`, a portable polyfill elsewhere): per weight 1/4
 //! of an instruction per activation row, where the float kernel ([`super::gemv`]) spends a
 //! multiply-add and a decode. The result is the product of the weights with the rounded
@@ -17,7 +17,7 @@ use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
 use super::formats::{BlockFormat, with_format};
-use super::gemv::{Launch, block_byte, gemv_shape, units, zero};
+use super::gemv::{Launch, block_byte, gemv_shape, item_at, units, zero};
 use super::reduce::{CubeShape, store_sums};
 use crate::quant::QuantWeightDesc;
 
@@ -138,25 +138,23 @@ fn accumulate_q8<V: Size, Q: BlockFormat>(
     // Per weight row: its run's packed codes and its scales and mins.
     let mut wc = Array::<u32>::new(rows * 8);
     let mut ws = Array::<f32>::new(rows * 4);
-    let mut t = Array::<u32>::new(8usize);
     let mut item = u.first;
     while item < u.items {
         #[unroll]
         for i in 0..comptime![shape.per_iter] {
-            let next = item + i * u.stride;
-            let valid = next < u.items;
             // the item is also the run's index among a row's k / 32 runs
-            let it = select(valid, next, u.items - 1);
-            let b = it / comptime!(Q::RUNS);
-            let r = it % comptime!(Q::RUNS);
+            let at = item_at::<Q>(&u, item, i);
+            let valid = at.valid;
+            let it = at.it;
+            let b = at.b;
+            let r = at.r;
             #[unroll]
             for ri in 0..rows {
                 let bb = block_byte::<Q>(&u, row0 + ri * comptime![shape.groups], n, b);
                 let s = Q::scales(w, bb, r);
-                Q::codes(w, bb, r, &mut t);
                 #[unroll]
                 for j in 0..8usize {
-                    wc[ri * 8 + j] = t[j];
+                    wc[ri * 8 + j] = Q::word(w, bb, r, j);
                 }
                 ws[ri * 4] = s.d0;
                 ws[ri * 4 + 1] = s.d1;

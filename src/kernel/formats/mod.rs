@@ -69,11 +69,22 @@ pub struct RunScales {
 pub trait BlockFormat: Geometry {
     /// The scales and mins of run `r`.
     fn scales(w: &[u32], bb: usize, r: usize) -> RunScales;
-    /// The 32 codes of run `r`, each minus the format's offset (`scale · (code − offset) − min`
-    /// is the weight), as signed bytes packed four to a word (little-endian, element `4j + i` in
-    /// byte `i` of `q[j]`) into `q[0..8]`: what an integer dot product takes, and what
-    /// [`unpack`] turns into exact floats.
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>);
+    /// Word `j` (0..8) of run `r`'s codes: its elements `4j .. 4j + 4`, each minus the format's
+    /// offset (`scale · (code − offset) − min` is the weight), as signed bytes (little-endian,
+    /// element `4j + i` in byte `i`): what an integer dot product takes, and what [`unpack`]
+    /// turns into exact floats. [`codes`] decodes all eight, a word at a time, so each format's
+    /// decoder is one function of the run and the word.
+    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32;
+}
+
+/// The 32 codes of run `r` of the block at byte `bb`, as [`BlockFormat::word`] gives them, into
+/// `q[0..8]`.
+#[cube]
+pub fn codes<Q: BlockFormat>(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
+    #[unroll]
+    for j in 0..8usize {
+        q[j] = Q::word(w, bb, r, j);
+    }
 }
 
 /// Runs `$body` with `$Q` the [`BlockFormat`] of `$t` (a [`crate::quant::GgmlType`]), or
@@ -129,16 +140,23 @@ macro_rules! with_format {
 }
 pub(crate) use with_format;
 
-/// Four bytes starting at any byte offset, as a little-endian u32: the word at `byte / 4` and,
-/// when the bytes straddle a word, the next one (else that word again, so no load past the last
-/// byte). Branch-free, so that the compiler may issue a unit's loads together.
+/// The four bytes at byte `base + 4 j` as a little-endian u32. `aligned`: `base` is a multiple
+/// of 4 (a block of a multiple of 4 bytes, at a word offset in it), one load. Otherwise the
+/// bytes may straddle words: words `i = base / 4 + j` and `i + 1` (each index capped at the last
+/// word, so never a load past the end; a capped second word only ever meets a shift of 0),
+/// shifted together. Word `i + 1` of `j` is word `i` of `j + 1`, the same expression, so a
+/// caller reading `j = 0, 1, 2, …` of one `base` loads each word once, not twice.
 #[cube]
-pub fn load_u32(w: &[u32], byte: usize) -> u32 {
-    let i = byte / 4;
-    let s = ((byte % 4) * 8) as u32;
-    let j = select(s != 0u32, i + 1, i);
-    // `<< (32 − s)` as two shifts: a shift by 32 is not defined everywhere.
-    (w[i] >> s) | ((w[j] << (31u32 - s)) << 1u32)
+pub fn load_u32(w: &[u32], base: usize, j: usize, #[comptime] aligned: bool) -> u32 {
+    let i = base / 4 + j;
+    if comptime!(aligned) {
+        w[i]
+    } else {
+        let last = w.len() - 1;
+        let s = ((base % 4) * 8) as u32;
+        // `<< (32 − s)` as two shifts: a shift by 32 is not defined everywhere.
+        (w[i.min(last)] >> s) | ((w[(i + 1).min(last)] << (31u32 - s)) << 1u32)
+    }
 }
 
 /// The integer `c − offset` (for `c` below 2²³) as f32, without an integer-to-float conversion
@@ -149,16 +167,14 @@ pub fn code(c: u32, #[comptime] offset: u32) -> f32 {
     f32::reinterpret(c | 0x4B00_0000u32) - f32::reinterpret(comptime!(0x4B00_0000u32 | offset))
 }
 
-/// Four codes as the signed bytes of word `q[at]` (byte `i` is code `i` minus `offset`): code
+/// Four codes as the signed bytes of one word (byte `i` is code `i` minus `offset`): code
 /// `i` is bits `shift + 8i ..` of `lo` under `mask`, with bits `hshift + hstride · i ..` of `hi`
 /// under `hmask` placed at bit `hpos` above them (no high part when `hmask` is 0). Every code
 /// fits its byte (`shift` plus the mask's bits, and `hpos` plus the high mask's, stay within 8;
 /// a code minus its offset lies in −128..=127), so the four are formed together, as a word.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn put4(
-    q: &mut Array<u32>,
-    at: usize,
+pub fn pack4(
     lo: u32,
     shift: u32,
     #[comptime] mask: u32,
@@ -168,7 +184,7 @@ pub fn put4(
     #[comptime] hmask: u32,
     #[comptime] hpos: u32,
     #[comptime] offset: u32,
-) {
+) -> u32 {
     let mut c = (lo >> shift) & comptime!(mask * 0x0101_0101u32);
     if comptime!(hmask != 0 && hstride == 8) {
         c |= ((hi >> hshift) & comptime!(hmask * 0x0101_0101u32)) << hpos;
@@ -183,10 +199,10 @@ pub fn put4(
         // flipped: `c − offset` in two's complement
         c = (c + comptime!((128 - offset) * 0x0101_0101u32)) ^ 0x8080_8080u32;
     }
-    q[at] = c;
+    c
 }
 
-/// Code `i` (0..32) of a run's packed words `q` (signed bytes, [`BlockFormat::codes`]) as an
+/// Code `i` (0..32) of a run's packed words `q` (signed bytes, [`codes`]) as an
 /// exact f32.
 #[cube]
 pub fn unpack(q: &Array<u32>, #[comptime] i: usize) -> f32 {
@@ -196,38 +212,35 @@ pub fn unpack(q: &Array<u32>, #[comptime] i: usize) -> f32 {
     code((biased >> comptime!(8 * (i % 4) as u32)) & 0xFFu32, 128u32)
 }
 
-/// The 32 codes of a Q4_0 / Q4_1 / Q5_0 / Q5_1 block into `q` (8 words): byte `j` of the 16
-/// bytes at byte `qs` holds element `j` (low nibble) and element `j + 16` (high nibble); where
-/// `hmask` is 1, bit `e` of `qh` (the little-endian `qh` word of Q5_0 / Q5_1) is element `e`'s
-/// fifth bit.
+/// Word `j` (0..8) of the codes of a Q4_0 / Q4_1 / Q5_0 / Q5_1 block ([`BlockFormat::word`]):
+/// byte `e` of the 16 bytes at byte `qs` holds element `e` (low nibble) and element `e + 16`
+/// (high nibble), so word `j` is the low (`j < 4`) or high nibbles of bytes `4 (j % 4) ..`;
+/// where `hmask` is 1, bit `e` of `qh` (the little-endian `qh` word of Q5_0 / Q5_1) is element
+/// `e`'s fifth bit. `aligned`: `qs` is a multiple of 4 ([`load_u32`]).
 #[cube]
-pub fn nibble_codes(
+#[allow(clippy::too_many_arguments)]
+pub fn nibble_word(
     w: &[u32],
     qs: usize,
     qh: u32,
-    q: &mut Array<u32>,
+    j: usize,
     #[comptime] hmask: u32,
     #[comptime] offset: u32,
-) {
-    #[unroll]
-    for j in 0..4usize {
-        let v = load_u32(w, qs + 4 * j);
-        let b = (4 * j) as u32;
-        put4(q, j, v, 0u32, 0xFu32, qh, b, 1u32, hmask, 4u32, offset);
-        put4(
-            q,
-            4 + j,
-            v,
-            4u32,
-            0xFu32,
-            qh,
-            b + 16u32,
-            1u32,
-            hmask,
-            4u32,
-            offset,
-        );
-    }
+    #[comptime] aligned: bool,
+) -> u32 {
+    let v = load_u32(w, qs, j % 4, aligned);
+    let shift = (4 * (j / 4)) as u32;
+    pack4(
+        v,
+        shift,
+        0xFu32,
+        qh,
+        (4 * j) as u32,
+        1u32,
+        hmask,
+        4u32,
+        offset,
+    )
 }
 
 /// The scales of a run with one scale `d` and min `m` for all its 32 weights.

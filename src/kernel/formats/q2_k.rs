@@ -4,7 +4,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, put4};
+use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, pack4};
 
 /// Q2_K.
 pub struct Q2K;
@@ -31,13 +31,9 @@ impl BlockFormat for Q2K {
         }
     }
 
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
-        let base = bb + 16 + 32 * (r / 4);
+    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+        let v = load_u32(w, bb + 16 + 32 * (r / 4), j, true);
         let shift = (2 * (r % 4)) as u32;
-        #[unroll]
-        for j in 0..8usize {
-            let v = load_u32(w, base + 4 * j);
-            put4(q, j, v, shift, 3u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
-        }
+        pack4(v, shift, 3u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }
 }

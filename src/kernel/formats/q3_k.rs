@@ -5,7 +5,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, put4};
+use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, pack4};
 
 /// Q3_K.
 pub struct Q3K;
@@ -38,14 +38,10 @@ impl BlockFormat for Q3K {
         }
     }
 
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
-        let base = bb + 32 + 32 * (r / 4);
+    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+        let v = load_u32(w, bb + 32 + 32 * (r / 4), j, false);
         let shift = (2 * (r % 4)) as u32;
-        #[unroll]
-        for j in 0..8usize {
-            let v = load_u32(w, base + 4 * j);
-            let hm = load_u32(w, bb + 4 * j);
-            put4(q, j, v, shift, 3u32, hm, r as u32, 8u32, 1u32, 2u32, 4u32);
-        }
+        let hm = load_u32(w, bb, j, false);
+        pack4(v, shift, 3u32, hm, r as u32, 8u32, 1u32, 2u32, 4u32)
     }
 }

@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, nibble_codes, one_scale};
+use super::{BlockFormat, Geometry, RunScales, load_f16, nibble_word, one_scale};
 
 /// Q4_0.
 pub struct Q4_0;
@@ -22,7 +22,7 @@ impl BlockFormat for Q4_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
-        nibble_codes(w, bb + 2, 0u32, q, 0u32, 8u32);
+    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        nibble_word(w, bb + 2, 0u32, j, 0u32, 8u32, false)
     }
 }

@@ -2,7 +2,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, nibble_codes, one_scale};
+use super::{BlockFormat, Geometry, RunScales, load_f16, nibble_word, one_scale};
 
 /// Q4_1.
 pub struct Q4_1;
@@ -22,7 +22,7 @@ impl BlockFormat for Q4_1 {
         one_scale(d, m)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
-        nibble_codes(w, bb + 4, 0u32, q, 0u32, 0u32);
+    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        nibble_word(w, bb + 4, 0u32, j, 0u32, 0u32, true)
     }
 }

@@ -4,7 +4,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, k_run_scales, load_u32, put4};
+use super::{BlockFormat, Geometry, RunScales, k_run_scales, load_u32, pack4};
 
 /// Q4_K.
 pub struct Q4K;
@@ -22,13 +22,9 @@ impl BlockFormat for Q4K {
         k_run_scales(w, bb, r)
     }
 
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
-        let base = bb + 16 + 32 * (r / 2);
+    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+        let v = load_u32(w, bb + 16 + 32 * (r / 2), j, true);
         let shift = (4 * (r % 2)) as u32;
-        #[unroll]
-        for j in 0..8usize {
-            let v = load_u32(w, base + 4 * j);
-            put4(q, j, v, shift, 0xFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
-        }
+        pack4(v, shift, 0xFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }
 }

@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, nibble_codes, one_scale};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, nibble_word, one_scale};
 
 /// Q5_0.
 pub struct Q5_0;
@@ -22,7 +22,15 @@ impl BlockFormat for Q5_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
-        nibble_codes(w, bb + 6, load_u32(w, bb + 2), q, 1u32, 16u32);
+    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        nibble_word(
+            w,
+            bb + 6,
+            load_u32(w, bb + 2, 0, false),
+            j,
+            1u32,
+            16u32,
+            false,
+        )
     }
 }

@@ -2,7 +2,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, nibble_codes, one_scale};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, nibble_word, one_scale};
 
 /// Q5_1.
 pub struct Q5_1;
@@ -22,7 +22,7 @@ impl BlockFormat for Q5_1 {
         one_scale(d, m)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
-        nibble_codes(w, bb + 8, load_u32(w, bb + 4), q, 1u32, 0u32);
+    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        nibble_word(w, bb + 8, load_u32(w, bb + 4, 0, true), j, 1u32, 0u32, true)
     }
 }

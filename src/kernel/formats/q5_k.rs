@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, k_run_scales, load_u32, put4};
+use super::{BlockFormat, Geometry, RunScales, k_run_scales, load_u32, pack4};
 
 /// Q5_K.
 pub struct Q5K;
@@ -21,14 +21,10 @@ impl BlockFormat for Q5K {
         k_run_scales(w, bb, r)
     }
 
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
-        let base = bb + 48 + 32 * (r / 2);
+    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+        let v = load_u32(w, bb + 48 + 32 * (r / 2), j, true);
         let shift = (4 * (r % 2)) as u32;
-        #[unroll]
-        for j in 0..8usize {
-            let v = load_u32(w, base + 4 * j);
-            let qh = load_u32(w, bb + 16 + 4 * j);
-            put4(q, j, v, shift, 0xFu32, qh, r as u32, 8u32, 1u32, 4u32, 0u32);
-        }
+        let qh = load_u32(w, bb + 16, j, true);
+        pack4(v, shift, 0xFu32, qh, r as u32, 8u32, 1u32, 4u32, 0u32)
     }
 }

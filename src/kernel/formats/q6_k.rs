@@ -6,7 +6,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, put4, sign_extend};
+use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, pack4, sign_extend};
 
 /// Q6_K.
 pub struct Q6K;
@@ -30,17 +30,13 @@ impl BlockFormat for Q6K {
         }
     }
 
-    fn codes(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
+    fn word(w: &[u32], bb: usize, r: usize, t: usize) -> u32 {
         let h = r / 4;
         let j = r % 4;
-        let base = bb + 64 * h + 32 * (j % 2);
+        let v = load_u32(w, bb + 64 * h + 32 * (j % 2), t, false);
+        let qh = load_u32(w, bb + 128 + 32 * h, t, false);
         let shift = (4 * (j / 2)) as u32;
         let hshift = (2 * j) as u32;
-        #[unroll]
-        for t in 0..8usize {
-            let v = load_u32(w, base + 4 * t);
-            let qh = load_u32(w, bb + 128 + 32 * h + 4 * t);
-            put4(q, t, v, shift, 0xFu32, qh, hshift, 8u32, 3u32, 4u32, 32u32);
-        }
+        pack4(v, shift, 0xFu32, qh, hshift, 8u32, 3u32, 4u32, 32u32)
     }
 }

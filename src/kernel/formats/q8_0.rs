@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, one_scale, put4};
+use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, one_scale, pack4};
 
 /// Q8_0.
 pub struct Q8_0;
@@ -22,11 +22,8 @@ impl BlockFormat for Q8_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn codes(w: &[u32], bb: usize, _r: usize, q: &mut Array<u32>) {
-        #[unroll]
-        for j in 0..8usize {
-            let v = load_u32(w, bb + 2 + 4 * j);
-            put4(q, j, v, 0u32, 0xFFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
-        }
+    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        let v = load_u32(w, bb + 2, j, false);
+        pack4(v, 0u32, 0xFFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }
 }
