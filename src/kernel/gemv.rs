@@ -338,8 +338,8 @@ pub(super) fn launch(
     let g = gemv_shape(&x.client, x.device.runtime(), desc, rows, tuning);
     let l = Launch::new(&x, desc, g);
     // SAFETY: every index stays in bounds: the caller checked that `packed` holds exactly the
-    // GGUF bytes of `desc` (whole blocks; a four-byte read straddling a word reads the next word
-    // only when the bytes reach into it) and `x` has `rows · in_features` elements (a multiple of
+    // GGUF bytes of `desc` (whole blocks; a four-byte read's second word is capped at the last
+    // one, `formats::load_u32`) and `x` has `rows · in_features` elements (a multiple of
     // 32, read four at a time); the kernel decodes rows < out_features only and writes
     // y[mi · n + row] for row < out_features, mi < rows.
     with_format!(desc.ggml_type, Q => unsafe {
