@@ -20,44 +20,59 @@ use macerator::{Scalar, Simd, VMulAdd, Vector, vload_unaligned};
 
 use crate::quant::{BlockDecode, PackError, QuantWeightDesc};
 
-/// Rows `r0..r1` of W (GGUF `bytes`, `k` weights a row) against the `m` rows of `x`, into `out`
-/// (`[r1 − r0, m]`): each weight row against up to four activation rows at a time.
+/// Rows `r0..r1` of W (its blocks in `src`, `k` weights a row) against the `m` rows of `x`, into
+/// `out` (`[r1 − r0, m]`): each weight row against up to eight activation rows at a time.
 #[macerator::with_simd]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn rows<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
+pub(super) fn rows<'a, S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
     _decoder: PhantomData<Q>,
     x: &[f32],
     m: usize,
     k: usize,
-    bytes: &[u8],
+    src: Q::Src<'a>,
     r0: usize,
     r1: usize,
     out: &mut [f32],
 ) {
     let nb = k / BS;
     for row in r0..r1 {
-        let src = &bytes[row * nb * TS..][..nb * TS];
         let sums = &mut out[(row - r0) * m..][..m];
+        let first = row * nb;
+        // eight activation rows a pass, then four, then the last one to three in one pass: each
+        // block decoded once per pass
         let mut mi = 0;
-        while mi + 4 <= m {
-            sums[mi..mi + 4].copy_from_slice(&row_dot::<S, Q, BS, TS, 4>(src, &x[mi * k..], k));
-            mi += 4;
-        }
         while mi < m {
-            sums[mi] = row_dot::<S, Q, BS, TS, 1>(src, &x[mi * k..], k)[0];
-            mi += 1;
+            let xs = &x[mi * k..];
+            let left = m - mi;
+            let done = match left {
+                8.. => put(sums, mi, row_dot::<S, Q, BS, TS, 8>(src, first, nb, xs, k)),
+                4..=7 => put(sums, mi, row_dot::<S, Q, BS, TS, 4>(src, first, nb, xs, k)),
+                3 => put(sums, mi, row_dot::<S, Q, BS, TS, 3>(src, first, nb, xs, k)),
+                2 => put(sums, mi, row_dot::<S, Q, BS, TS, 2>(src, first, nb, xs, k)),
+                _ => put(sums, mi, row_dot::<S, Q, BS, TS, 1>(src, first, nb, xs, k)),
+            };
+            mi += done;
         }
     }
 }
 
-/// One weight row (its blocks `src`) against the `R` activation rows of `x` (`k` apart), each
-/// block decoded once into codes for all of them. A format without mins multiplies the codes
-/// into the activations and scales each sub-block's partial sums once; one with mins forms each
-/// weight as `scale · q − min` in a register first (ggml's value: `scale · q` is exact), then
-/// multiplies it in.
+/// Writes a pass's `R` sums at `sums[mi..]`; returns `R`.
+#[inline(always)]
+fn put<const R: usize>(sums: &mut [f32], mi: usize, pass: [f32; R]) -> usize {
+    sums[mi..mi + R].copy_from_slice(&pass);
+    R
+}
+
+/// One weight row (its `nb` blocks from block `first` of `src`) against the `R` activation rows
+/// of `x` (`k` apart), each block decoded once into codes for all of them. A format without
+/// mins multiplies the codes into the activations and scales each sub-block's partial sums once;
+/// one with mins forms each weight as `scale · q − min` in a register first (ggml's value:
+/// `scale · q` is exact), then multiplies it in.
 #[inline(always)]
 fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: usize>(
-    src: &[u8],
+    src: Q::Src<'_>,
+    first: usize,
+    nb: usize,
     x: &[f32],
     k: usize,
 ) -> [f32; R] {
@@ -70,13 +85,13 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
     };
     let mut acc = [[zero; 2]; R];
     let (mut q, mut scale, mut min) = ([0f32; BS], [0f32; 16], [0f32; 16]);
-    for (b, block) in src.chunks_exact(TS).enumerate() {
+    for (b, block) in Q::blocks(src, first, nb).enumerate() {
         // the row's bytes PREFETCH ahead, at most 64 bytes apart (one cache line): blocks under
         // half a line (Q4_0 … Q5_1) ask every few blocks, larger ones once per line they span
         // (TS is a constant: the loop unrolls)
         if b % (64 / TS).max(1) == 0 {
             for line in (0..TS).step_by(64) {
-                prefetch(block.as_ptr().wrapping_add(PREFETCH + line));
+                prefetch(Q::addr(block).wrapping_add(PREFETCH + line));
             }
         }
         Q::scales(block, &mut scale, &mut min);
@@ -90,27 +105,44 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
             let qs = &q[s * Q::SUB..][..Q::SUB];
             let sc = scale[s].splat::<S>();
             let mn = (-min[s]).splat::<S>();
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let xs = &x[r * k + b * BS + s * Q::SUB..][..Q::SUB];
-                // SUB (16 or 32) is a multiple of the lane count (1 to 16), so every load is
-                // whole; the loops count a constant number of vectors (after inlining), so they
-                // unroll
-                if Q::MIN {
-                    for j in 0..per {
-                        let w = f32::vmul_add(sc, load(qs, j * lanes), mn);
-                        let a = (s * per + j) % 2;
-                        acc[a] = f32::vmul_add(w, load(xs, j * lanes), acc[a]);
+            // SUB (16 or 32) is a multiple of the lane count (1 to 16), so every load is whole;
+            // the loops count a constant number of vectors (after inlining), so they unroll. A
+            // step that alternates the two chains adds into the first and swaps them, so that no
+            // accumulator is picked by a run-time index: one so indexed lives in memory, and
+            // each step waits on the last one's store.
+            if Q::MIN || R > 1 {
+                // each weight formed once (`scale · q − min`, or the exact `scale · q`), then
+                // one fused multiply-add per activation row
+                for j in 0..per {
+                    let q = load(qs, j * lanes);
+                    let w = if Q::MIN {
+                        f32::vmul_add(sc, q, mn)
+                    } else {
+                        sc * q
+                    };
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xs = &x[r * k + b * BS + s * Q::SUB..][..Q::SUB];
+                        let [a0, a1] = *acc;
+                        let a = f32::vmul_add(w, load(xs, j * lanes), a0);
+                        // four rows or more are enough chains: one accumulator each (eight rows
+                        // then fit AVX2's sixteen registers)
+                        *acc = if R >= 4 { [a, a1] } else { [a1, a] };
                     }
-                } else if per == 1 {
-                    acc[s % 2] = f32::vmul_add(sc, load(qs, 0) * load(xs, 0), acc[s % 2]);
+                }
+            } else {
+                // one row, no mins: the codes into the activations, scaled once per sub-block
+                let acc = &mut acc[0];
+                let xs = &x[b * BS + s * Q::SUB..][..Q::SUB];
+                let [a0, a1] = *acc;
+                if per == 1 {
+                    *acc = [a1, f32::vmul_add(sc, load(qs, 0) * load(xs, 0), a0)];
                 } else {
                     let mut p = [zero; 2];
-                    for j in 0..Q::SUB / lanes {
+                    for j in 0..per {
                         let at = j * lanes;
                         p[j % 2] = f32::vmul_add(load(qs, at), load(xs, at), p[j % 2]);
                     }
-                    acc[0] = f32::vmul_add(sc, p[0], acc[0]);
-                    acc[1] = f32::vmul_add(sc, p[1], acc[1]);
+                    *acc = [f32::vmul_add(sc, p[0], a0), f32::vmul_add(sc, p[1], a1)];
                 }
             }
         }

@@ -6,9 +6,9 @@
 //! Also the transformer layer's fused ops on the CPU ([`rms_norm`], [`rope`], [`gelu_mul`],
 //! [`attention`]), and the choice of a token from logits ([`sampling`]).
 //!
-//! One entry per product. Every fused type takes `blocks`, the product over the type's bit-exact
-//! block decoder on macerator's portable SIMD (the CPU's best instruction set picked at run
-//! time); Q6_K has its own (`q6k`: both layouts, AVX2 and AVX-512 builds picked at run time).
+//! One product for every fused type: `blocks`, over the type's bit-exact block decoder on
+//! macerator's portable SIMD (the CPU's best instruction set picked at run time). Q6_K's decoder
+//! reads either of its layouts.
 
 mod attention;
 mod blocks;
@@ -16,7 +16,6 @@ mod gelu;
 #[cfg(feature = "flex")]
 mod layer;
 mod norm;
-mod q6k;
 mod rope;
 pub mod sampling;
 
@@ -108,7 +107,19 @@ impl<'a> Weight<'a> {
     pub(crate) fn rows(&self, x: &[f32], m: usize, r0: usize, r1: usize, out: &mut [f32]) {
         let desc = self.desc;
         match self.blocks {
-            WeightBlocks::Q6k(source) => q6k::rows(x, source, m, desc, r0, r1, out),
+            WeightBlocks::Q6k(source) => {
+                type Q = crate::quant::decoders::Q6K;
+                blocks::rows::<Q, { Q::BLOCK }, { Q::BYTES }>(
+                    std::marker::PhantomData,
+                    x,
+                    m,
+                    desc.in_features,
+                    source,
+                    r0,
+                    r1,
+                    out,
+                )
+            }
             WeightBlocks::Gguf(bytes) => {
                 let k = desc.in_features;
                 // `new` admitted only types with a block decoder: the match always runs
@@ -226,7 +237,7 @@ fn block_decoder(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::quant::{dequantize, pack, q6k};
+    use crate::quant::{PackedLayout, dequantize, pack, q6k};
 
     /// Xorshift64: a small generator, so the unit tests need no dependency.
     pub(crate) struct Rng(pub(crate) u64);
@@ -243,9 +254,73 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every fused type (Q6_K in both layouts) through the one product, against f64 on the
+    /// dequantized weight within the f32 dot-product bound `γ_K · Σ|x·w|` (every dequantized
+    /// weight is exact in f32): activation row counts that take every pass size (8, 4, 3, 2, 1
+    /// rows) and mixes of them, a row range that does not start at row 0, poisoned outputs and
+    /// fresh random blocks each run.
+    #[test]
+    fn every_type_and_pass_matches_f64() {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let mut rng = Rng(seed | 1);
+        let n = 7;
+        for &t in crate::quant::FUSED_TYPES {
+            let bs = t.block_size().expect("block") as usize;
+            let size = t.type_size().expect("size") as usize;
+            let k = 2 * bs.max(256);
+            // random blocks, each drawn again until it decodes to finite values (a random f16
+            // scale can be an infinity or a NaN)
+            let mut bytes = Vec::new();
+            let mut w = Vec::new();
+            while w.len() < n * k {
+                let block: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+                let v = dequantize(t, &block, bs).expect("dequantize");
+                if v.iter().all(|v| v.is_finite()) {
+                    bytes.extend(block);
+                    w.extend(v);
+                }
+            }
+            let u = 2f64.powi(-24);
+            let gamma = k as f64 * u / (1.0 - k as f64 * u);
+            let layouts: &[PackedLayout] = if t == GgmlType::Q6_K {
+                &[PackedLayout::Gguf, PackedLayout::Q6kPlanes]
+            } else {
+                &[PackedLayout::Gguf]
+            };
+            for &layout in layouts {
+                let desc = QuantWeightDesc::of(t, n, k)
+                    .and_then(|d| d.with_layout(layout))
+                    .expect("shape");
+                let words = pack(&bytes, desc).expect("pack");
+                let weight = Weight::new(&words, desc).expect("weight");
+                for m in [1, 2, 3, 4, 5, 7, 8, 11, 15] {
+                    let x: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
+                    let (r0, r1) = (2, n);
+                    let mut out = vec![f32::NAN; (r1 - r0) * m];
+                    weight.rows(&x, m, r0, r1, &mut out);
+                    for row in r0..r1 {
+                        for mi in 0..m {
+                            let (xs, ws) = (&x[mi * k..][..k], &w[row * k..][..k]);
+                            let p = xs.iter().zip(ws).map(|(&a, &b)| a as f64 * b as f64);
+                            let (exact, abs) = p.fold((0.0, 0.0), |(e, a), p| (e + p, a + p.abs()));
+                            let got = out[(row - r0) * m + mi] as f64;
+                            assert!(
+                                (got - exact).abs() <= gamma * abs + 1e-30,
+                                "{t} {layout:?} seed {seed} m={m}: y[{mi}, {row}] = {got}, \
+                                 f64 {exact}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Products split over threads (one range per core) give, row for row, the f64 product of
-    /// the dequantized weight: each range computed once and written in its place. Q8_0 takes
-    /// the generic product, Q6_K its own.
+    /// the dequantized weight: each range computed once and written in its place (Q8_0 and
+    /// Q6_K).
     #[test]
     fn threaded_products_match_f64() {
         let seed = std::time::SystemTime::now()

@@ -222,3 +222,31 @@ pub(crate) fn q5_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
         q[l] = (((qs[l] >> shift) & 0xF) | (((qh[l] >> r) & 1) << 4)) as f32;
     }
 }
+
+/// Q6_K `{ u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }` from its fields (either layout:
+/// [`super::q6k::BlockSource::parts`]): per 16 elements scale `d · sc`.
+#[inline(always)]
+pub(crate) fn q6_k_scales(sc: &[u8; 16], d: f32, scale: &mut [f32]) {
+    let scale: &mut [f32; 16] = (&mut scale[..16]).try_into().expect("16 scales");
+    for i in 0..16 {
+        scale[i] = d * f32::from(sc[i] as i8);
+    }
+}
+/// Q6_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128h + 32j + l`) is
+/// nibble `j / 2` of `ql[64h + 32 (j % 2) + l]` under bits `2j` of `qh[32h + l]`, less 32.
+#[inline(always)]
+pub(crate) fn q6_k_codes(ql: &[u8; 128], qh: &[u8; 64], r: usize, q: &mut [f32; 32]) {
+    let (h, j) = (r / 4, r % 4);
+    let ql: &[u8; 32] = ql[64 * h + 32 * (j % 2)..][..32].try_into().expect("32");
+    let qh: &[u8; 32] = qh[32 * h..][..32].try_into().expect("32");
+    let (nibble, shift) = (4 * (j / 2) as u32, 2 * j as u32);
+    // the codes in byte lanes first (32 to a 256-bit vector), less 32 as i8, then widened once
+    let mut c = [0i8; 32];
+    for l in 0..32 {
+        let six = ((ql[l] >> nibble) & 0xF) | (((qh[l] >> shift) & 3) << 4);
+        c[l] = six.wrapping_sub(32) as i8;
+    }
+    for l in 0..32 {
+        q[l] = f32::from(c[l]);
+    }
+}

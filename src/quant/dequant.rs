@@ -43,11 +43,12 @@ pub(crate) fn bf16_block(b: &[u8], y: &mut [f32]) {
     y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
 }
 
-/// A format with codes ([`super::BlockDecode`]): every weight `scale · q − min`, rounded once,
+/// Block `i` of a format with codes ([`super::BlockDecode`]): every weight `scale · q − min`, rounded once,
 /// which is ggml's value bit for bit (`scale · q` is exact: see [`super::codes`]).
 #[inline(always)]
-pub(crate) fn from_codes<Q: super::BlockDecode>(b: &[u8], y: &mut [f32]) {
+pub(crate) fn from_codes<Q: super::BlockDecode>(src: Q::Src<'_>, i: usize, y: &mut [f32]) {
     let (mut scale, mut min) = ([0f32; 16], [0f32; 16]);
+    let b = Q::block(src, i);
     Q::scales(b, &mut scale, &mut min);
     for (run, y) in y[..Q::BLOCK].chunks_exact_mut(32).enumerate() {
         let y: &mut [f32; 32] = y.try_into().expect("32 values");

@@ -56,6 +56,9 @@ pub(crate) type BlockFn = fn(&[u8], &mut [f32]);
 /// statically, so it inlines into every SIMD build of them. It decodes a block into integer
 /// codes and per-sub-block scales and mins ([`codes`]): weight `i` is `scale[s] · q[i] − min[s]`
 /// (`s = i / SUB`), ggml's value bit for bit when rounded once.
+///
+/// It reads block `i` (row-major over the whole weight) of a [`Self::Src`]: a weight's GGUF
+/// bytes for every format but Q6_K, whose blocks may also lie in its aligned planes.
 pub(crate) trait BlockDecode {
     /// Elements per block.
     const BLOCK: usize;
@@ -65,10 +68,24 @@ pub(crate) trait BlockDecode {
     const SUB: usize;
     /// Whether the format has mins (else every `min` is zero and is not written).
     const MIN: bool;
-    /// One block's `BLOCK / SUB` sub-blocks' `scale` and (where [`Self::MIN`]) `min`.
-    fn scales(b: &[u8], scale: &mut [f32], min: &mut [f32]);
+    /// Where the blocks are read from.
+    type Src<'a>: Copy;
+    /// One block's fields, as the decoder reads them.
+    type Block<'a>: Copy;
+    /// Blocks `first .. first + n` of `src`, in order.
+    fn blocks<'a>(
+        src: Self::Src<'a>,
+        first: usize,
+        n: usize,
+    ) -> impl Iterator<Item = Self::Block<'a>>;
+    /// Block `i` of `src`.
+    fn block<'a>(src: Self::Src<'a>, i: usize) -> Self::Block<'a>;
+    /// A block's `BLOCK / SUB` sub-blocks' `scale` and (where [`Self::MIN`]) `min`.
+    fn scales(b: Self::Block<'_>, scale: &mut [f32], min: &mut [f32]);
     /// The 32 codes of run `r` of a block (elements `32r .. 32r + 32`, one or two sub-blocks).
-    fn codes(b: &[u8], r: usize, q: &mut [f32; 32]);
+    fn codes(b: Self::Block<'_>, r: usize, q: &mut [f32; 32]);
+    /// Where a block's bytes (or its largest field's) start, for a prefetch ahead of it.
+    fn addr(b: Self::Block<'_>) -> *const u8;
 }
 
 /// One zero-sized [`BlockDecode`] per format with a generic CPU product.
@@ -77,13 +94,27 @@ macro_rules! block_decoders {
         /// The formats' decoders as types ([`BlockDecode`]).
         pub(crate) mod decoders {
             $(
-                #[doc = concat!("[`super::codes::", stringify!($f), "`] as a [`super::BlockDecode`].")]
+                #[doc = concat!("[`super::codes::", stringify!($f), "`] as a [`super::BlockDecode`] over GGUF bytes.")]
                 pub(crate) struct $Q;
                 impl super::BlockDecode for $Q {
                     const BLOCK: usize = $bs;
                     const BYTES: usize = $ts;
                     const SUB: usize = $sub;
                     const MIN: bool = $min;
+                    type Src<'a> = &'a [u8];
+                    type Block<'a> = &'a [u8];
+                    #[inline(always)]
+                    fn blocks<'a>(
+                        src: Self::Src<'a>,
+                        first: usize,
+                        n: usize,
+                    ) -> impl Iterator<Item = Self::Block<'a>> {
+                        src[first * $ts..][..n * $ts].chunks_exact($ts)
+                    }
+                    #[inline(always)]
+                    fn block<'a>(src: Self::Src<'a>, i: usize) -> Self::Block<'a> {
+                        &src[i * $ts..][..$ts]
+                    }
                     #[inline(always)]
                     fn scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
                         super::codes::$sc(b, scale, min)
@@ -92,8 +123,47 @@ macro_rules! block_decoders {
                     fn codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
                         super::codes::$f(b, r, q)
                     }
+                    #[inline(always)]
+                    fn addr(b: &[u8]) -> *const u8 {
+                        b.as_ptr()
+                    }
                 }
             )*
+
+            /// Q6_K's [`super::BlockDecode`] over either layout ([`super::q6k::BlockSource`]).
+            pub(crate) struct Q6K;
+            impl super::BlockDecode for Q6K {
+                const BLOCK: usize = 256;
+                const BYTES: usize = 210;
+                const SUB: usize = 16;
+                const MIN: bool = false;
+                type Src<'a> = super::q6k::BlockSource<'a>;
+                type Block<'a> = (&'a [u8; 128], &'a [u8; 64], &'a [u8; 16], f32);
+                #[inline(always)]
+                fn blocks<'a>(
+                    src: Self::Src<'a>,
+                    first: usize,
+                    n: usize,
+                ) -> impl Iterator<Item = Self::Block<'a>> {
+                    (first..first + n).map(move |i| src.parts(i))
+                }
+                #[inline(always)]
+                fn block<'a>(src: Self::Src<'a>, i: usize) -> Self::Block<'a> {
+                    src.parts(i)
+                }
+                #[inline(always)]
+                fn scales((_, _, sc, d): Self::Block<'_>, scale: &mut [f32], _min: &mut [f32]) {
+                    super::codes::q6_k_scales(sc, d, scale)
+                }
+                #[inline(always)]
+                fn codes((ql, qh, _, _): Self::Block<'_>, r: usize, q: &mut [f32; 32]) {
+                    super::codes::q6_k_codes(ql, qh, r, q)
+                }
+                #[inline(always)]
+                fn addr((ql, _, _, _): Self::Block<'_>) -> *const u8 {
+                    ql.as_ptr()
+                }
+            }
         }
     };
 }
@@ -164,15 +234,15 @@ pub(crate) fn block_fn(t: GgmlType) -> Option<BlockFn> {
         GgmlType::F32 => dequant::f32_block,
         GgmlType::F16 => dequant::f16_block,
         GgmlType::BF16 => dequant::bf16_block,
-        GgmlType::Q4_0 => dequant::from_codes::<decoders::Q4_0>,
-        GgmlType::Q4_1 => dequant::from_codes::<decoders::Q4_1>,
-        GgmlType::Q5_0 => dequant::from_codes::<decoders::Q5_0>,
-        GgmlType::Q5_1 => dequant::from_codes::<decoders::Q5_1>,
-        GgmlType::Q8_0 => dequant::from_codes::<decoders::Q8_0>,
-        GgmlType::Q2_K => dequant::from_codes::<decoders::Q2K>,
-        GgmlType::Q3_K => dequant::from_codes::<decoders::Q3K>,
-        GgmlType::Q4_K => dequant::from_codes::<decoders::Q4K>,
-        GgmlType::Q5_K => dequant::from_codes::<decoders::Q5K>,
+        GgmlType::Q4_0 => |b, y| dequant::from_codes::<decoders::Q4_0>(b, 0, y),
+        GgmlType::Q4_1 => |b, y| dequant::from_codes::<decoders::Q4_1>(b, 0, y),
+        GgmlType::Q5_0 => |b, y| dequant::from_codes::<decoders::Q5_0>(b, 0, y),
+        GgmlType::Q5_1 => |b, y| dequant::from_codes::<decoders::Q5_1>(b, 0, y),
+        GgmlType::Q8_0 => |b, y| dequant::from_codes::<decoders::Q8_0>(b, 0, y),
+        GgmlType::Q2_K => |b, y| dequant::from_codes::<decoders::Q2K>(b, 0, y),
+        GgmlType::Q3_K => |b, y| dequant::from_codes::<decoders::Q3K>(b, 0, y),
+        GgmlType::Q4_K => |b, y| dequant::from_codes::<decoders::Q4K>(b, 0, y),
+        GgmlType::Q5_K => |b, y| dequant::from_codes::<decoders::Q5K>(b, 0, y),
         GgmlType::Q6_K => dequant::q6_k_block,
         GgmlType::Q8_K => dequant::q8_k_block,
         _ => return None,

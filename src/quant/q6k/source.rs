@@ -3,6 +3,7 @@
 
 use super::BlockQ6K;
 use super::planes::PlanesView;
+use crate::quant::dequant::f16_at;
 use crate::quant::{PackError, PackedLayout, QuantWeightDesc};
 
 /// The blocks of a packed Q6_K weight, read in place.
@@ -41,13 +42,13 @@ impl<'a> BlockSource<'a> {
         match self {
             BlockSource::Gguf(b) => {
                 let b = &b[i];
-                (&b.ql, &b.qh, bytemuck::cast_ref(&b.scales), b.d().to_f32())
+                (&b.ql, &b.qh, bytemuck::cast_ref(&b.scales), f16_at(&b.d, 0))
             }
             BlockSource::Planes(p) => (
                 p.ql(i).try_into().expect("128 ql bytes"),
                 p.qh(i).try_into().expect("64 qh bytes"),
                 p.scales(i).try_into().expect("16 scale bytes"),
-                half::f16::from_le_bytes(p.d(i)).to_f32(),
+                f16_at(&p.d(i), 0),
             ),
         }
     }
