@@ -95,6 +95,17 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
             }
         }
         Q::scales(block, &mut scale, &mut min);
+        // The scales stay one vectorized computation stored to memory, read back with one
+        // broadcast load each: once the sub-block loop below unrolls, the compiler otherwise
+        // scalarizes the arrays into a conversion, a multiply and a broadcast per scale (about
+        // half of a Q2_K block's instructions). An identity for the values; formats with one
+        // scale a block need none.
+        if BS > Q::SUB {
+            std::hint::black_box((&mut scale, &mut min));
+        }
+        // this block's activations, once per row: the sub-block slices below are then constant
+        // offsets, without a bounds check each
+        let xb: [&[f32]; R] = std::array::from_fn(|r| &x[r * k + b * BS..][..BS]);
         for (run, q) in q.chunks_exact_mut(32).enumerate() {
             Q::codes(block, run, q.try_into().expect("32 codes"));
         }
@@ -121,7 +132,7 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
                         sc * q
                     };
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let xs = &x[r * k + b * BS + s * Q::SUB..][..Q::SUB];
+                        let xs = &xb[r][s * Q::SUB..][..Q::SUB];
                         let [a0, a1] = *acc;
                         let a = f32::vmul_add(w, load(xs, j * lanes), a0);
                         // four rows or more are enough chains: one accumulator each (eight rows
@@ -132,7 +143,7 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
             } else {
                 // one row, no mins: the codes into the activations, scaled once per sub-block
                 let acc = &mut acc[0];
-                let xs = &x[b * BS + s * Q::SUB..][..Q::SUB];
+                let xs = &xb[0][s * Q::SUB..][..Q::SUB];
                 let [a0, a1] = *acc;
                 if per == 1 {
                     *acc = [a1, f32::vmul_add(sc, load(qs, 0) * load(xs, 0), a0)];
