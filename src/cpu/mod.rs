@@ -254,6 +254,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// A generator seeded from the clock (a fresh stream each run) and its seed, to print.
+    fn fresh_rng() -> (u64, Rng) {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        (seed, Rng(seed | 1))
+    }
+
     /// Every fused type (Q6_K in both layouts) through the one product, against f64 on the
     /// dequantized weight within the f32 dot-product bound `γ_K · Σ|x·w|` (every dequantized
     /// weight is exact in f32): activation row counts that take every pass size (8, 4, 3, 2, 1
@@ -261,10 +269,7 @@ pub(crate) mod tests {
     /// fresh random blocks each run.
     #[test]
     fn every_type_and_pass_matches_f64() {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        let mut rng = Rng(seed | 1);
+        let (seed, mut rng) = fresh_rng();
         let n = 7;
         for &t in crate::quant::FUSED_TYPES {
             let bs = t.block_size().expect("block") as usize;
@@ -323,10 +328,7 @@ pub(crate) mod tests {
     /// Q6_K).
     #[test]
     fn threaded_products_match_f64() {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        let mut rng = Rng(seed | 1);
+        let (seed, mut rng) = fresh_rng();
         let (n, k, m) = (53, 1 << 15, 3);
         let x: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
         let q8: Vec<u8> = (0..n * k / 32)
