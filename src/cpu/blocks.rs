@@ -1,11 +1,11 @@
-//! The CPU's fused product for every block format in the GGUF layout over a range of W's rows:
-//! `y[m, n] = Σ_k x[m, k] · W[n, k]` with the blocks read in place from the packed words.
-//! Each block is decoded once into its integer codes and per-sub-block scales and mins
-//! ([`BlockDecode`]), its row's bytes fetched into the cache two kilobytes ahead, and multiplied into
-//! up to four activation rows at a time with explicit SIMD vectors: a format without mins
-//! multiplies the codes and scales each sub-block's partial sums once; one with mins forms each
-//! weight `scale · q − min` in a register (ggml's dequantized value, bit for bit) and multiplies
-//! that.
+//! The CPU's fused product for every block format (the GGUF layout, and Q6_K's planes) over a
+//! range of W's rows: `y[m, n] = Σ_k x[m, k] · W[n, k]` with the blocks read in place from the
+//! packed words. Each block is decoded once into its integer codes and per-sub-block scales and
+//! mins ([`BlockDecode`]), its row's bytes fetched into the cache two kilobytes ahead, and
+//! multiplied into up to eight activation rows at a time with explicit SIMD vectors: for one row
+//! of a format without mins, the codes go into the activations and each sub-block's partial sums
+//! are scaled once; otherwise each weight is formed once in a register (`scale · q − min`, ggml's
+//! dequantized value bit for bit) and multiplied into every row.
 //!
 //! Written once, generic over the block decoder (a [`BlockDecode`] type, inlined) and the block's
 //! geometry (constants, so the decoder's indexing needs no bounds checks), on macerator's portable
@@ -64,10 +64,10 @@ fn put<const R: usize>(sums: &mut [f32], mi: usize, pass: [f32; R]) -> usize {
 }
 
 /// One weight row (its `nb` blocks from block `first` of `src`) against the `R` activation rows
-/// of `x` (`k` apart), each block decoded once into codes for all of them. A format without
-/// mins multiplies the codes into the activations and scales each sub-block's partial sums once;
-/// one with mins forms each weight as `scale · q − min` in a register first (ggml's value:
-/// `scale · q` is exact), then multiplies it in.
+/// of `x` (`k` apart), each block decoded once into codes for all of them. One row of a format
+/// without mins multiplies the codes into the activations and scales each sub-block's partial
+/// sums once; otherwise each weight is formed once in a register (`scale · q − min`, ggml's
+/// value: `scale · q` is exact), then multiplied into every row.
 #[inline(always)]
 fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: usize>(
     src: Q::Src<'_>,

@@ -75,7 +75,7 @@ pub(crate) struct Weight<'a> {
 }
 
 /// The blocks a [`Weight`] reads: Q6_K's view of either layout, or any other fused type's GGUF
-/// bytes (multiplied by the generic product over the type's block decoder).
+/// bytes (both multiplied by the one product over the type's block decoder).
 #[derive(Clone, Copy)]
 enum WeightBlocks<'a> {
     Q6k(crate::quant::q6k::BlockSource<'a>),

@@ -43,8 +43,8 @@ pub(crate) fn bf16_block(b: &[u8], y: &mut [f32]) {
     y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
 }
 
-/// Block `i` of a format with codes ([`super::BlockDecode`]): every weight `scale · q − min`, rounded once,
-/// which is ggml's value bit for bit (`scale · q` is exact: see [`super::codes`]).
+/// Block `i` of a format with codes ([`super::BlockDecode`]): every weight `scale · q − min`,
+/// rounded once, which is ggml's value bit for bit (`scale · q` is exact: see [`super::codes`]).
 #[inline(always)]
 pub(crate) fn from_codes<Q: super::BlockDecode>(src: Q::Src<'_>, i: usize, y: &mut [f32]) {
     let (mut scale, mut min) = ([0f32; 16], [0f32; 16]);

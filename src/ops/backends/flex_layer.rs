@@ -174,8 +174,8 @@ mod tests {
 
     /// The decoding step's fused layer gives the op-by-op layer's output and key/value buffers
     /// bit for bit: global and sliding-window attention, grouped query heads, a cache already
-    /// holding earlier positions, every projection of another format (Q6_K's own product and
-    /// the generic one's decoders).
+    /// holding earlier positions, every projection of another format (Q6_K and the other
+    /// formats' decoders).
     #[test]
     fn fused_step_is_the_op_by_op_layer() {
         let seed = std::time::SystemTime::now()
