@@ -662,6 +662,11 @@ mod wgpu {
     fn types_wgpu() {
         if let Some(d) = common::wgpu_device("types_wgpu") {
             check_types("types_wgpu", &d, 0.0, false);
+        }
+    }
+    #[test]
+    fn kernels_wgpu() {
+        if common::wgpu_device("kernels_wgpu").is_some() {
             check_kernel_geometries("kernels_wgpu", &common::cube::Cube::wgpu());
         }
     }
@@ -699,12 +704,29 @@ mod cuda {
 
     const TF32: f64 = 1.0 / 1024.0;
 
+    // One test per check, as on wgpu: each compiles its kernels on its own test thread, and a
+    // device run can pick what fits its time.
     #[test]
     fn types_cuda() {
         if let Some(d) = common::cuda_device() {
             check_types("types_cuda", &d, TF32, false);
+        }
+    }
+    #[test]
+    fn kernels_cuda() {
+        if common::cuda_device().is_some() {
             check_kernel_geometries("kernels_cuda", &common::cube::Cube::cuda());
+        }
+    }
+    #[test]
+    fn gated_cuda() {
+        if common::cuda_device().is_some() {
             check_gated_kernel("gated_cuda", &common::cube::Cube::cuda());
+        }
+    }
+    #[test]
+    fn modules_cuda() {
+        if let Some(d) = common::cuda_device() {
             check_modules("modules_cuda", &d, true);
             check_gemma_tensors("gemma_tensors_cuda", &d, TF32);
         }
