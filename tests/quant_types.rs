@@ -221,12 +221,14 @@ fn tuning(
     })
 }
 
-/// The GGUF-layout kernel itself, called directly for every type with forced launch geometries
-/// (rows, warps, row groups and items per iteration; the tuning runs may pick any of them): rows past the
-/// last one, cubes whose units outnumber a row's runs, and 1..=8 activation rows.
+/// The generic kernel itself, called directly for every type in both of its layouts (GGUF and
+/// interleaved, alternately) with forced launch geometries (rows, warps, row groups and items per
+/// iteration; the tuning runs may pick any of them): rows past the last one, cubes whose units
+/// outnumber a row's runs, a last group of 32 blocks cut short, and 1..=8 activation rows; and
+/// the interleaved words dequantized, whole and by rows.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
-    use burn_gguf::kernel::{gemv_shape, quant_gemv};
+    use burn_gguf::kernel::{gemv_shape, quant_dequantize, quant_gemv, quant_rows};
     let mut rng = Rng::fresh(name);
     let geometries = [
         tuning(1, 1, 1, 1),
@@ -242,15 +244,17 @@ fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
         let bs = t.block_size().unwrap() as usize;
         for (ci, &(kb, n, m)) in cases.iter().enumerate() {
             let w = pool.weight(n, kb * bs);
-            let desc = w.desc.with_layout(PackedLayout::Gguf).unwrap();
             let k = w.k;
             let x = random_x(&mut rng, m * k);
             for (gi, &tuning) in geometries.iter().enumerate() {
                 if (ci + gi) % 2 == 1 {
                     continue;
                 }
+                let layout = [PackedLayout::Gguf, PackedLayout::Interleaved][(ci + gi / 2) % 2];
+                let desc = w.desc.with_layout(layout).unwrap();
                 let shape = gemv_shape(&cube.client, cube.device.runtime(), desc, m, tuning);
-                let what = format!("{name} {t} K={k} N={n} M={m} {tuning:?} ({shape:?})");
+                let what =
+                    format!("{name} {t} {layout:?} K={k} N={n} M={m} {tuning:?} ({shape:?})");
                 let xt = cube.floats(&x, [m, k]);
                 let p = cube.words(&pack(w.bytes, desc).unwrap());
                 cube.poison(m * n);
@@ -259,6 +263,32 @@ fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
                 check(&what, &common::cube::cube_floats(y), &x, &w, m, false, 0.0);
             }
         }
+        // the interleaved words dequantized, whole and some rows of them (an embedding lookup)
+        let w = pool.weight(13, 5 * bs);
+        let desc = w.desc.with_layout(PackedLayout::Interleaved).unwrap();
+        let p = cube.words(&pack(w.bytes, desc).unwrap());
+        cube.poison(13 * w.k);
+        let deq = quant_dequantize(p.clone(), desc, DType::F32).unwrap();
+        let what = format!("{name} {t} interleaved");
+        check_values(
+            &format!("{what} dequantize"),
+            &common::cube::cube_floats(deq),
+            w.deq,
+            false,
+        );
+        let ids = [12u32, 0, 5, 5, 7];
+        cube.poison(ids.len() * w.k);
+        let rows = quant_rows(p, desc, cube.words(&ids), DType::F32).unwrap();
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| w.deq[i as usize * w.k..][..w.k].to_vec())
+            .collect();
+        check_values(
+            &format!("{what} rows"),
+            &common::cube::cube_floats(rows),
+            &want,
+            false,
+        );
     }
 }
 
@@ -290,8 +320,8 @@ fn int8_x(rng: &mut Rng, len: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// The int8-activation kernel (`Activations::Int8`) for every type, with forced launch geometries
-/// and the default: the product of the weights with the rounded activations, against f64; the
-/// planes layout refused.
+/// and the default, in the GGUF and interleaved layouts alternately: the product of the weights
+/// with the rounded activations, against f64; the planes layout refused.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_int8_kernel(name: &str, cube: &common::cube::Cube) {
     use burn_gguf::kernel::{KernelError, quant_gemv};
@@ -308,10 +338,11 @@ fn check_int8_kernel(name: &str, cube: &common::cube::Cube) {
     for &t in FUSED_TYPES {
         let pool = Pool::new(&mut rng, t, 9 * 16, name);
         let bs = t.block_size().unwrap() as usize;
-        for &(kb, n, m, tuning) in &cases {
+        for (ci, &(kb, n, m, tuning)) in cases.iter().enumerate() {
             let w = pool.weight(n, kb * bs);
-            let desc = w.desc.with_layout(PackedLayout::Gguf).unwrap();
-            let what = format!("{name} {t} K={} N={n} M={m} {tuning:?}", w.k);
+            let layout = [PackedLayout::Gguf, PackedLayout::Interleaved][ci % 2];
+            let desc = w.desc.with_layout(layout).unwrap();
+            let what = format!("{name} {t} {layout:?} K={} N={n} M={m} {tuning:?}", w.k);
             let (x, xq) = int8_x(&mut rng, m * w.k);
             let p = cube.words(&pack(w.bytes, desc).unwrap());
             cube.poison(m * n);
@@ -361,8 +392,9 @@ fn gated_f64(g: f64, u: f64) -> f64 {
 }
 
 /// The gated product (Gemma's `gelu_tanh(x · Gᵀ) · (x · Uᵀ)` in one launch) for every type,
-/// against f64 on the two weights' dequantized values: rows past the last one, 1..=8 activation
-/// rows, poisoned outputs; and its typed errors (another layout, weights of another length).
+/// against f64 on the two weights' dequantized values, in the GGUF and interleaved layouts
+/// alternately: rows past the last one, 1..=8 activation rows, poisoned outputs; and its typed
+/// errors (another layout, weights of another length).
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_gated_kernel(name: &str, cube: &common::cube::Cube) {
     use burn_gguf::kernel::{KernelError, quant_gemv_gated};
@@ -374,12 +406,13 @@ fn check_gated_kernel(name: &str, cube: &common::cube::Cube) {
             Pool::new(&mut rng, t, 4 * 64, name),
         );
         let bs = t.block_size().unwrap() as usize;
-        for &(kb, n, m) in &cases {
+        for (ci, &(kb, n, m)) in cases.iter().enumerate() {
             let (gw, uw) = (gate_pool.weight(n, kb * bs), up_pool.weight(n, kb * bs));
-            let desc = gw.desc.with_layout(PackedLayout::Gguf).unwrap();
+            let layout = [PackedLayout::Gguf, PackedLayout::Interleaved][ci % 2];
+            let desc = gw.desc.with_layout(layout).unwrap();
             let k = gw.k;
             let x = random_x(&mut rng, m * k);
-            let what = format!("{name} {t} K={k} N={n} M={m}");
+            let what = format!("{name} {t} {layout:?} K={k} N={n} M={m}");
             let words = |w: &Weight| cube.words(&pack(w.bytes, desc).unwrap());
             cube.poison(m * n);
             let y = quant_gemv_gated(cube.floats(&x, [m, k]), words(&gw), words(&uw), desc)

@@ -15,8 +15,11 @@
 //! throughput, close to the kernel time when the host enqueues faster than the device runs).
 //! With `--no-fusion` (and for `--sweep`), a third mode, `kernel`, is the op's device time from
 //! the runtime's own timers where it has them (wgpu with timestamp queries; CUDA events since
-//! CubeCL 0.11: `device_timer.rs`; `--no-kernel-times` skips it); Nsight Compute around this
-//! binary stays the reference for CUDA kernel times (`scripts/gpu-perf.sh ncu`). Weight copies
+//! CubeCL 0.11: `device_timer.rs`; `--no-kernel-times` skips it). Its window opens on an idle
+//! stream, so it also counts the host's work between the window's start and the launch (15–30 µs
+//! an op on CUDA): an upper bound, far above the kernel's own time where that is tens of µs.
+//! Nsight Compute around this binary is the reference for CUDA kernel times
+//! (`scripts/gpu-kernel-times.sh`, every type beside ggml's kernels). Weight copies
 //! rotate so that their total exceeds the GPU's L2 (`--l2-mb`, 50 for an H100), unless
 //! `--same-buffer` (ggml's test-backend-ops way). GB/s counts each variant's own weight bytes
 //! (the quantized blocks, or the dense f32/f16 matrix); "% of copy" compares it with the copy
@@ -55,9 +58,10 @@ struct Args {
     /// and sub-block scales, moderate f16 scales), in the GGUF layout.
     #[arg(long, default_value = "q6_k")]
     types: String,
-    /// Device layouts of the Q6_K weight to time (other types have one, the GGUF bytes): `planes` (aligned planes,
-    /// `PackedLayout::Q6kPlanes`: the default layout and kernel) and/or `gguf` (the GGUF bytes as
-    /// words, `PackedLayout::Gguf`: the first kernel version).
+    /// Device layouts to time, comma-separated: `planes` (Q6_K's aligned planes,
+    /// `PackedLayout::Q6kPlanes`: its default layout and kernel), `gguf` (the GGUF bytes as
+    /// words, `PackedLayout::Gguf`) and `interleaved` (`PackedLayout::Interleaved`). Each type is
+    /// timed in those of the listed layouts it has, and in the GGUF layout if it has none of them.
     #[arg(long, default_value = "planes")]
     layouts: String,
     /// Also time the fused kernel of every variant, on the backend without fusion, with these
@@ -598,9 +602,22 @@ impl Unfused {
                 let _ = gemv(i);
             };
             if let Some(s) = kernel_time(&self.device, args.iters, launch) {
+                // said at once too, so that a run cut short keeps what it measured
+                println!("swept {name}: kernel {:.1} us", s.median_us);
                 kernels.push((name, desc.n_bytes(), s));
             }
         }
+    }
+}
+
+/// A variant's name: the type's (Q6_K's planes `q6k`, its GGUF layout `q6k_gguf_layout`), with
+/// `_interleaved` for that layout.
+fn variant_name(d: QuantWeightDesc) -> String {
+    match (d.ggml_type, d.layout) {
+        (GgmlType::Q6_K, PackedLayout::Q6kPlanes) => "q6k".into(),
+        (GgmlType::Q6_K, PackedLayout::Gguf) => "q6k_gguf_layout".into(),
+        (t, PackedLayout::Interleaved) => format!("{}_interleaved", t.name()),
+        (t, _) => t.name(),
     }
 }
 
@@ -611,13 +628,14 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
     let copy_gbs = gbs(&copy);
     println!("{runtime}: copy bandwidth (read + write, no fusion) {copy_gbs:.0} GB/s");
     let mut rows = vec![copy];
-    let layouts: Vec<(PackedLayout, &'static str)> = args
+    let layouts: Vec<PackedLayout> = args
         .layouts
         .split(',')
         .map(|l| match l.trim() {
-            "planes" => (PackedLayout::Q6kPlanes, "q6k"),
-            "gguf" => (PackedLayout::Gguf, "q6k_gguf_layout"),
-            other => panic!("--layouts: {other:?} is neither planes nor gguf"),
+            "planes" => PackedLayout::Q6kPlanes,
+            "gguf" => PackedLayout::Gguf,
+            "interleaved" => PackedLayout::Interleaved,
+            other => panic!("--layouts: {other:?} is none of planes, gguf, interleaved"),
         })
         .collect();
     if unfused.is_none() && args.no_fusion {
@@ -679,7 +697,7 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
             let t = Tensor::<1>::random([n * k], Distribution::Normal(0.0, 0.02), device);
             t.into_data().try_into_vec_as::<f32>().unwrap()
         };
-        // The quantized variants: (name, desc, GGUF bytes) per type and, for Q6_K, per layout.
+        // The quantized variants: (name, desc, GGUF bytes) per type and layout.
         let mut variants: Vec<(String, QuantWeightDesc, Vec<u8>)> = Vec::new();
         for &t in &types {
             let desc = match QuantWeightDesc::of(t, n, k) {
@@ -689,14 +707,23 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
                     continue;
                 }
             };
-            if t == GgmlType::Q6_K {
-                let qbytes = BlockQ6K::slice_as_bytes(&q6k::quantize(&w, 0).unwrap()).to_vec();
-                for &(layout, name) in &layouts {
-                    let d = desc.with_layout(layout).expect("Q6_K has both layouts");
-                    variants.push((name.to_string(), d, qbytes.clone()));
-                }
+            let bytes = if t == GgmlType::Q6_K {
+                BlockQ6K::slice_as_bytes(&q6k::quantize(&w, 0).unwrap()).to_vec()
             } else {
-                variants.push((t.name(), desc, blocks::random(t, desc.blocks(), n as u64)));
+                blocks::random(t, desc.blocks(), n as u64)
+            };
+            let mut descs: Vec<QuantWeightDesc> = layouts
+                .iter()
+                .filter_map(|&l| desc.with_layout(l).ok())
+                .collect();
+            if descs.is_empty() {
+                descs.push(
+                    desc.with_layout(PackedLayout::Gguf)
+                        .expect("every type has it"),
+                );
+            }
+            for d in descs {
+                variants.push((variant_name(d), d, bytes.clone()));
             }
         }
         if variants.is_empty() {

@@ -189,8 +189,14 @@ fn prefetch(p: *const u8) {
     let _ = p;
 }
 
-/// Checks that a GGUF-layout weight's words hold `desc`; returns its bytes.
+/// Checks that `words` hold `desc` in the GGUF layout; returns its bytes.
 pub(super) fn gguf_bytes(words: &[u32], desc: QuantWeightDesc) -> Result<&[u8], PackError> {
+    if desc.layout != crate::quant::PackedLayout::Gguf {
+        return Err(PackError::CpuLayout {
+            ggml_type: desc.ggml_type,
+            layout: desc.layout,
+        });
+    }
     desc.check_words(words)?;
     Ok(&bytemuck::cast_slice::<u32, u8>(words)[..desc.n_bytes()])
 }

@@ -262,7 +262,7 @@ pub(crate) mod tests {
         (seed, Rng(seed | 1))
     }
 
-    /// Every fused type (Q6_K in both layouts) through the one product, against f64 on the
+    /// Every fused type (Q6_K in both of its CPU layouts) through the one product, against f64 on the
     /// dequantized weight within the f32 dot-product bound `γ_K · Σ|x·w|` (every dequantized
     /// weight is exact in f32): activation row counts that take every pass size (8, 4, 3, 2, 1
     /// rows) and mixes of them, a row range that does not start at row 0, poisoned outputs and
@@ -320,6 +320,16 @@ pub(crate) mod tests {
                     }
                 }
             }
+            // the GPU's interleaved words are refused, with the error that says so
+            let il = QuantWeightDesc::new(t, PackedLayout::Interleaved, n, k).expect("shape");
+            let words = pack(&bytes, il).expect("pack");
+            assert!(
+                matches!(
+                    Weight::new(&words, il),
+                    Err(crate::quant::PackError::CpuLayout { .. })
+                ),
+                "{t}: interleaved"
+            );
         }
     }
 

@@ -10,17 +10,23 @@ use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
 use super::decode::{load_byte, load_f16, sign_extend};
-use super::formats::{BlockFormat, codes, unpack, with_format};
+use super::formats::{BlockFormat, WordLayout, codes, unpack, with_format, with_words};
 use crate::quant::q6k::planes::PlaneOffsets;
 use crate::quant::{PackedLayout, QuantWeightDesc};
 
-/// The 32 weights of run `r` of the block at byte `bb`, written to `out[o .. o + 32]`: ggml's
+/// The 32 weights of run `r` of the block `bb`, written to `out[o .. o + 32]`: ggml's
 /// values bit for bit (`scale · code` is exact, so `scale · code − min` rounds once).
 #[cube]
-fn write_run<F: Float, Q: BlockFormat>(w: &[u32], bb: usize, r: usize, out: &mut [F], o: usize) {
-    let s = Q::scales(w, bb, r);
+fn write_run<F: Float, Q: BlockFormat, L: WordLayout>(
+    w: &[u32],
+    bb: usize,
+    r: usize,
+    out: &mut [F],
+    o: usize,
+) {
+    let s = Q::scales::<L>(w, bb, r);
     let mut q = Array::<u32>::new(8usize);
-    codes::<Q>(w, bb, r, &mut q);
+    codes::<Q, L>(w, bb, r, &mut q);
     #[unroll]
     for i in 0..32usize {
         let mut d = s.d1;
@@ -40,7 +46,7 @@ fn write_run<F: Float, Q: BlockFormat>(w: &[u32], bb: usize, r: usize, out: &mut
 /// One run (32 weights) per unit: run `item % RUNS` of block `item / RUNS`, the blocks row-major
 /// over the whole weight.
 #[cube(launch)]
-fn quant_dequantize_kernel<F: Float, Q: BlockFormat>(
+fn quant_dequantize_kernel<F: Float, Q: BlockFormat, L: WordLayout>(
     w: &[u32],
     out: &mut [F],
     n_items: usize,
@@ -53,9 +59,9 @@ fn quant_dequantize_kernel<F: Float, Q: BlockFormat>(
     let runs = comptime!(Q::RUNS);
     let t = item / runs;
     let r = item % runs;
-    write_run::<F, Q>(
+    write_run::<F, Q, L>(
         w,
-        t * comptime!(Q::BYTES),
+        L::block::<Q>(t),
         r,
         out,
         t * comptime!(Q::BLOCK) + 32 * r,
@@ -66,7 +72,7 @@ fn quant_dequantize_kernel<F: Float, Q: BlockFormat>(
 /// `ids[p]` dequantized; an id past the weight's `n` rows gives a row of NaN (never a read out of
 /// bounds).
 #[cube(launch)]
-fn quant_rows_kernel<F: Float, Q: BlockFormat>(
+fn quant_rows_kernel<F: Float, Q: BlockFormat, L: WordLayout>(
     w: &[u32],
     ids: &[u32],
     out: &mut [F],
@@ -87,7 +93,7 @@ fn quant_rows_kernel<F: Float, Q: BlockFormat>(
     if id < n {
         let runs = comptime!(Q::RUNS);
         let t = id * (k / comptime!(Q::BLOCK)) + e / runs;
-        write_run::<F, Q>(w, t * comptime!(Q::BYTES), e % runs, out, o);
+        write_run::<F, Q, L>(w, L::block::<Q>(t), e % runs, out, o);
     } else {
         #[unroll]
         for i in 0..32usize {
@@ -184,7 +190,7 @@ pub(super) fn launch(
     }
     let cube_dim = CubeDim::new(&client, n_items);
     let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
-    with_format!(desc.ggml_type, Q => quant_dequantize_kernel::launch::<Q>(
+    with_format!(desc.ggml_type, Q => with_words!(desc, L => quant_dequantize_kernel::launch::<Q, L>(
         &client,
         cube_count,
         cube_dim,
@@ -192,12 +198,12 @@ pub(super) fn launch(
         out.clone().into_buffer_arg(),
         n_items,
         elem,
-    ))?;
+    )))??;
     Ok(out)
 }
 
 /// Launches the row-lookup kernel: rows `ids` (a contiguous U32 tensor of any shape) of the
-/// GGUF-layout weight `desc`, as `ids.shape + [in_features]` of `dtype`.
+/// weight `desc` (either layout of the generic kernels), as `ids.shape + [in_features]` of `dtype`.
 pub(super) fn launch_rows(
     packed: CubeTensor,
     desc: QuantWeightDesc,
@@ -221,7 +227,7 @@ pub(super) fn launch_rows(
     let cube_dim = CubeDim::new(&client, n_items);
     let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
     let elem = dtype_to_storage_type(dtype);
-    with_format!(desc.ggml_type, Q => quant_rows_kernel::launch::<Q>(
+    with_format!(desc.ggml_type, Q => with_words!(desc, L => quant_rows_kernel::launch::<Q, L>(
         &client,
         cube_count,
         cube_dim,
@@ -232,7 +238,7 @@ pub(super) fn launch_rows(
         desc.out_features,
         n_items,
         elem,
-    ))?;
+    )))??;
     Ok(out)
 }
 

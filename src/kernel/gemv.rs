@@ -1,13 +1,15 @@
-//! The fused matrix-vector kernel for every block format in the GGUF layout
-//! ([`crate::quant::PackedLayout::Gguf`]), written once and instantiated per format (the block
-//! format is the kernel's type parameter, [`BlockFormat`]): `y[m, n] = Σ_k x[m, k] · W[n, k]` for
-//! up to [`super::MAX_ROWS`] activation rows, reading every weight byte once for all rows.
+//! The fused matrix-vector kernel for every block format in the GGUF and interleaved layouts
+//! ([`crate::quant::PackedLayout::Gguf`], [`crate::quant::PackedLayout::Interleaved`]), written
+//! once and instantiated per format and layout (the kernel's type parameters, [`BlockFormat`] and
+//! [`WordLayout`]): `y[m, n] = Σ_k x[m, k] · W[n, k]` for up to [`super::MAX_ROWS`] activation
+//! rows, reading every weight byte once for all rows.
 //!
 //! Mapping: a cube owns `groups × rows` output rows and `warps × lanes` units; lane `l` works on
 //! row group `l % groups` (rows `row0 + r · groups + l % groups`, r < rows), so the lanes of a
 //! warp that read the same activations serve `groups` weight rows at once. A row's work items
-//! are its blocks' runs (32 weights each, [`BlockFormat`]); a group's units stride over them
-//! together, and at each item a unit decodes that run of each of its `rows` rows into codes and
+//! are its blocks' runs (32 weights each, [`BlockFormat`]), in the layout's order (run by run
+//! within a block, or block by block within a run when the blocks are interleaved, so that
+//! adjacent units read adjacent words); a group's units stride over them together, and at each item a unit decodes that run of each of its `rows` rows into codes and
 //! scales, then reads each activation row's 32 matching values once (eight four-wide loads) for
 //! all of those rows. A format without mins multiplies the codes into the
 //! activations and scales the sums once per 16 or 32 weights; a format with mins forms each
@@ -21,14 +23,14 @@ use cubecl::{prelude::*, server::CubeCountSelection};
 use cubecl::client::Client;
 use cubecl::device::RuntimeId;
 
-use super::formats::{BlockFormat, codes, unpack, with_format};
+use super::formats::{BlockFormat, WordLayout, codes, unpack, with_format, with_words};
 use super::reduce::{CubeShape, store_sums};
 use super::{KernelError, PlanesTuning};
 use crate::dims::with_last_dim;
 use crate::quant::QuantWeightDesc;
 
 #[cube(launch_unchecked)]
-pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
+pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat, L: WordLayout>(
     x: &[Vector<F, V>],
     w: &[u32],
     y: &mut [F],
@@ -38,7 +40,7 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
     #[comptime] m: usize,
     #[define(F)] _dtype: ElemType,
 ) {
-    gemv_body::<F, V, Q>(x, w, w, y, k, n, 0.0f32, 0.0f32, g, m, false);
+    gemv_body::<F, V, Q, L>(x, w, w, y, k, n, 0.0f32, 0.0f32, g, m, false);
 }
 
 /// Gemma's gated MLP input in one launch: `y[m, n] = gelu_tanh(x · Gᵀ) · (x · Uᵀ)` for two weights
@@ -48,7 +50,7 @@ pub(crate) fn quant_gemv_kernel<F: Float, V: Size, Q: BlockFormat>(
 /// them) before the one store: one launch instead of three, and neither product written out.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn quant_gemv_gated_kernel<F: Float, V: Size, Q: BlockFormat>(
+pub(crate) fn quant_gemv_gated_kernel<F: Float, V: Size, Q: BlockFormat, L: WordLayout>(
     x: &[Vector<F, V>],
     gate: &[u32],
     up: &[u32],
@@ -61,13 +63,13 @@ pub(crate) fn quant_gemv_gated_kernel<F: Float, V: Size, Q: BlockFormat>(
     #[comptime] m: usize,
     #[define(F)] _dtype: ElemType,
 ) {
-    gemv_body::<F, V, Q>(x, gate, up, y, k, n, sqrt_2_over_pi, cubic, g, m, true);
+    gemv_body::<F, V, Q, L>(x, gate, up, y, k, n, sqrt_2_over_pi, cubic, g, m, true);
 }
 
-/// Decodes run `r` of the block at byte `bb` of `w` into slot `slot` of `wq` (32 codes, or
+/// Decodes run `r` of the block `bb` of `w` into slot `slot` of `wq` (32 codes, or
 /// weights with mins) and `ws` (its two scales).
 #[cube]
-fn decode_run<Q: BlockFormat>(
+fn decode_run<Q: BlockFormat, L: WordLayout>(
     w: &[u32],
     bb: usize,
     r: usize,
@@ -76,8 +78,8 @@ fn decode_run<Q: BlockFormat>(
     t: &mut Array<u32>,
     slot: usize,
 ) {
-    let s = Q::scales(w, bb, r);
-    codes::<Q>(w, bb, r, t);
+    let s = Q::scales::<L>(w, bb, r);
+    codes::<Q, L>(w, bb, r, t);
     #[unroll]
     for i in 0..32usize {
         let c = unpack(&*t, i);
@@ -99,7 +101,7 @@ fn decode_run<Q: BlockFormat>(
 /// activation) for this cube's rows.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn gemv_body<F: Float, V: Size, Q: BlockFormat>(
+fn gemv_body<F: Float, V: Size, Q: BlockFormat, L: WordLayout>(
     x: &[Vector<F, V>],
     w: &[u32],
     w2: &[u32],
@@ -119,7 +121,7 @@ fn gemv_body<F: Float, V: Size, Q: BlockFormat>(
     }];
     let row0 = CUBE_POS * comptime![g.rows * g.groups];
     let mut acc = Array::<f32>::new(comptime![sums.rows * m]);
-    accumulate::<F, V, Q>(x, w, w2, &mut acc, k, n, row0, g, m, gated);
+    accumulate::<F, V, Q, L>(x, w, w2, &mut acc, k, n, row0, g, m, gated);
     store_sums::<F>(&acc, y, row0, n, sqrt_2_over_pi, cubic, sums, m, gated);
 }
 
@@ -127,7 +129,7 @@ fn gemv_body<F: Float, V: Size, Q: BlockFormat>(
 /// `gated`, the same rows of `w2`, at `r ≥ rows`).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn accumulate<F: Float, V: Size, Q: BlockFormat>(
+fn accumulate<F: Float, V: Size, Q: BlockFormat, L: WordLayout>(
     x: &[Vector<F, V>],
     w: &[u32],
     w2: &[u32],
@@ -157,16 +159,16 @@ fn accumulate<F: Float, V: Size, Q: BlockFormat>(
         // flight together; one past the end repeats the row's last item and adds nothing.
         #[unroll]
         for i in 0..comptime![shape.per_iter] {
-            let at = item_at::<Q>(&u, item, i);
+            let at = item_at::<Q, L>(&u, item, i);
             let valid = at.valid;
             let b = at.b;
             let r = at.r;
             #[unroll]
             for ri in 0..rows {
-                let bb = block_byte::<Q>(&u, row0 + ri * groups, n, b);
-                decode_run::<Q>(w, bb, r, &mut wq, &mut ws, &mut t, ri);
+                let bb = block_at::<Q, L>(&u, row0 + ri * groups, n, b);
+                decode_run::<Q, L>(w, bb, r, &mut wq, &mut ws, &mut t, ri);
                 if comptime![gated] {
-                    decode_run::<Q>(w2, bb, r, &mut wq, &mut ws, &mut t, rows + ri);
+                    decode_run::<Q, L>(w2, bb, r, &mut wq, &mut ws, &mut t, rows + ri);
                 }
             }
             let xo = (b * block + 32 * r) / 4;
@@ -208,7 +210,7 @@ fn accumulate<F: Float, V: Size, Q: BlockFormat>(
 
 /// Where a unit of the cube works (the module doc's mapping): its row group `g`, its first work
 /// item and the stride to its next, a row's items (0 in a cube past the last row: it does no work
-/// but still takes part in the reduction, so every barrier stays uniform) and a weight row's bytes.
+/// but still takes part in the reduction, so every barrier stays uniform) and a row's blocks.
 #[derive(CubeType)]
 pub(super) struct Units {
     /// The unit's row group.
@@ -219,8 +221,8 @@ pub(super) struct Units {
     pub stride: usize,
     /// Items (runs of 32 weights) per row, or 0.
     pub items: usize,
-    /// Bytes per weight row.
-    pub row_bytes: usize,
+    /// Blocks per weight row.
+    pub nb: usize,
 }
 
 /// This unit's place in the cube of shape `shape` whose first row is `row0`, for rows of `k`
@@ -244,7 +246,7 @@ pub(super) fn units<Q: BlockFormat>(
         first: UNIT_POS_Y as usize * per_group + lane / comptime![shape.groups],
         stride: comptime![per_group * shape.warps],
         items,
-        row_bytes: nb * comptime!(Q::BYTES),
+        nb,
     }
 }
 
@@ -254,33 +256,45 @@ pub(super) struct Item {
     /// Whether it is one of a row's items (past the last, the row's last item is read again and
     /// must add nothing).
     pub valid: bool,
-    /// The item read: the run's index among a row's runs.
-    pub it: usize,
     /// Its block in the row.
     pub b: usize,
     /// Its run in the block.
     pub r: usize,
 }
 
-/// The unit `u`'s item `item + i · stride` ([`Item`]).
+/// The unit `u`'s item `item + i · stride` ([`Item`]), in the order of `L`
+/// ([`super::formats::Words::BLOCKS_INNER`]).
 #[cube]
-pub(super) fn item_at<Q: BlockFormat>(u: &Units, item: usize, i: usize) -> Item {
+pub(super) fn item_at<Q: BlockFormat, L: WordLayout>(u: &Units, item: usize, i: usize) -> Item {
     let next = item + i * u.stride;
     let valid = next < u.items;
     let it = select(valid, next, u.items - 1);
-    Item {
-        valid,
-        it,
-        b: it / comptime!(Q::RUNS),
-        r: it % comptime!(Q::RUNS),
+    if comptime!(L::BLOCKS_INNER) {
+        Item {
+            valid,
+            b: it % u.nb,
+            r: it / u.nb,
+        }
+    } else {
+        Item {
+            valid,
+            b: it / comptime!(Q::RUNS),
+            r: it % comptime!(Q::RUNS),
+        }
     }
 }
 
-/// The first byte of block `b` of the unit's row in the group of rows starting at `first`; a row
-/// past the last (`n`) reads the last row again (in bounds, never written).
+/// The handle ([`WordLayout::block`]) of block `b` of the unit's row in the group of rows
+/// starting at `first`; a row past the last (`n`) reads the last row again (in bounds, never
+/// written).
 #[cube]
-pub(super) fn block_byte<Q: BlockFormat>(u: &Units, first: usize, n: usize, b: usize) -> usize {
-    (first + u.g).min(n - 1) * u.row_bytes + b * comptime!(Q::BYTES)
+pub(super) fn block_at<Q: BlockFormat, L: WordLayout>(
+    u: &Units,
+    first: usize,
+    n: usize,
+    b: usize,
+) -> usize {
+    L::block::<Q>((first + u.g).min(n - 1) * u.nb + b)
 }
 
 /// Sets `a[0..len]` to zero.
@@ -327,7 +341,7 @@ pub fn gemv_shape(
 }
 
 /// Launches the kernel of `desc`'s type: `x` contiguous `[.., in_features]` with `rows` rows
-/// (1..=MAX_ROWS), `packed` the GGUF-layout words of `desc` (both checked by the caller).
+/// (1..=MAX_ROWS), `packed` the words of `desc` (both checked by the caller).
 pub(super) fn launch(
     x: CubeTensor,
     packed: CubeTensor,
@@ -338,12 +352,12 @@ pub(super) fn launch(
     let g = gemv_shape(&x.client, x.device.runtime(), desc, rows, tuning);
     let l = Launch::new(&x, desc, g);
     // SAFETY: every index stays in bounds: the caller checked that `packed` holds exactly the
-    // GGUF bytes of `desc` (whole blocks; a four-byte read's second word is capped at the last
-    // one, `formats::load_u32`) and `x` has `rows · in_features` elements (a multiple of
+    // words of `desc` in its layout (whole blocks, padded to whole groups of 32 when interleaved;
+    // a four-byte read's second word is capped at the last one, `formats::load_u32`) and `x` has `rows · in_features` elements (a multiple of
     // 32, read four at a time); the kernel decodes rows < out_features only and writes
     // y[mi · n + row] for row < out_features, mi < rows.
-    with_format!(desc.ggml_type, Q => unsafe {
-        quant_gemv_kernel::launch_unchecked::<Q>(
+    with_format!(desc.ggml_type, Q => with_words!(desc, L => unsafe {
+        quant_gemv_kernel::launch_unchecked::<Q, L>(
             &l.client,
             l.cube_count.clone(),
             l.cube_dim,
@@ -357,7 +371,7 @@ pub(super) fn launch(
             rows,
             l.dtype,
         )
-    })?;
+    }))??;
     Ok(l.y)
 }
 
@@ -402,7 +416,7 @@ pub(super) fn gated_shape(
 }
 
 /// Launches the gated product of `desc`'s type: `x` contiguous `[.., in_features]` with `rows`
-/// rows (1..=MAX_ROWS), `gate` and `up` the GGUF-layout words of `desc` (all checked by the
+/// rows (1..=MAX_ROWS), `gate` and `up` the words of `desc` (all checked by the
 /// caller).
 pub(super) fn launch_gated(
     x: CubeTensor,
@@ -413,10 +427,10 @@ pub(super) fn launch_gated(
 ) -> Result<CubeTensor, KernelError> {
     let g = gated_shape(&x.client, x.device.runtime(), desc, rows);
     let l = Launch::new(&x, desc, g);
-    // SAFETY: as in `launch`, for each of the two weights (both exactly the GGUF bytes of
+    // SAFETY: as in `launch`, for each of the two weights (both exactly the words of
     // `desc`).
-    with_format!(desc.ggml_type, Q => unsafe {
-        quant_gemv_gated_kernel::launch_unchecked::<Q>(
+    with_format!(desc.ggml_type, Q => with_words!(desc, L => unsafe {
+        quant_gemv_gated_kernel::launch_unchecked::<Q, L>(
             &l.client,
             l.cube_count.clone(),
             l.cube_dim,
@@ -433,6 +447,6 @@ pub(super) fn launch_gated(
             rows,
             l.dtype,
         )
-    })?;
+    }))??;
     Ok(l.y)
 }

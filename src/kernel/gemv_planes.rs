@@ -74,7 +74,7 @@ pub struct PlanesTuning {
     pub weights_path: bool,
     /// Software pipelining (see [`PlanesGeometry::pipeline`]).
     pub pipeline: bool,
-    /// Row groups per warp of the GGUF-layout kernel (a power of two up to the plane size; 0:
+    /// Row groups per warp of the generic kernel (a power of two up to the plane size; 0:
     /// its default): lane `l` works on rows `l % groups`, so a warp's activation loads serve
     /// `groups` weight rows at once. The planes kernel takes 1 only.
     pub groups: usize,

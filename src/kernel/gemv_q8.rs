@@ -16,8 +16,8 @@ use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTenso
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
-use super::formats::{BlockFormat, with_format};
-use super::gemv::{Launch, block_byte, gemv_shape, item_at, units, zero};
+use super::formats::{BlockFormat, WordLayout, with_format, with_words};
+use super::gemv::{Launch, block_at, gemv_shape, item_at, units, zero};
 use super::reduce::{CubeShape, store_sums};
 use crate::quant::QuantWeightDesc;
 
@@ -96,10 +96,11 @@ pub(crate) fn quantize_runs_kernel<F: Float, V: Size>(
 }
 
 /// `y[m, n] = Σ_k x[m, k] · W[n, k]` from the int8 runs of [`quantize_runs_kernel`] (`xq`, `xs`:
-/// `m` rows of `k / 32` runs) and the GGUF-layout weight `w`, mapped as [`super::gemv`]'s kernel.
+/// `m` rows of `k / 32` runs) and the weight `w` in the layout `L`, mapped as [`super::gemv`]'s
+/// kernel.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn quant_gemv_q8_kernel<F: Float, V: Size, Q: BlockFormat>(
+pub(crate) fn quant_gemv_q8_kernel<F: Float, V: Size, Q: BlockFormat, L: WordLayout>(
     xq: &[Vector<u32, V>],
     xs: &[Vector<f32, V>],
     w: &[u32],
@@ -112,7 +113,7 @@ pub(crate) fn quant_gemv_q8_kernel<F: Float, V: Size, Q: BlockFormat>(
 ) {
     let row0 = CUBE_POS * comptime![g.rows * g.groups];
     let mut acc = Array::<f32>::new(comptime![g.rows * m]);
-    accumulate_q8::<V, Q>(xq, xs, w, &mut acc, k, n, row0, g, m);
+    accumulate_q8::<V, Q, L>(xq, xs, w, &mut acc, k, n, row0, g, m);
     store_sums::<F>(&acc, y, row0, n, 0.0f32, 0.0f32, g, m, false);
 }
 
@@ -120,7 +121,7 @@ pub(crate) fn quant_gemv_q8_kernel<F: Float, V: Size, Q: BlockFormat>(
 /// kernel's `accumulate`, with integer products).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn accumulate_q8<V: Size, Q: BlockFormat>(
+fn accumulate_q8<V: Size, Q: BlockFormat, L: WordLayout>(
     xq: &[Vector<u32, V>],
     xs: &[Vector<f32, V>],
     w: &[u32],
@@ -142,19 +143,19 @@ fn accumulate_q8<V: Size, Q: BlockFormat>(
     while item < u.items {
         #[unroll]
         for i in 0..comptime![shape.per_iter] {
-            // the item is also the run's index among a row's k / 32 runs
-            let at = item_at::<Q>(&u, item, i);
+            let at = item_at::<Q, L>(&u, item, i);
             let valid = at.valid;
-            let it = at.it;
             let b = at.b;
             let r = at.r;
+            // the run's index among a row's k / 32 runs
+            let it = b * comptime!(Q::RUNS) + r;
             #[unroll]
             for ri in 0..rows {
-                let bb = block_byte::<Q>(&u, row0 + ri * comptime![shape.groups], n, b);
-                let s = Q::scales(w, bb, r);
+                let bb = block_at::<Q, L>(&u, row0 + ri * comptime![shape.groups], n, b);
+                let s = Q::scales::<L>(w, bb, r);
                 #[unroll]
                 for j in 0..8usize {
-                    wc[ri * 8 + j] = Q::word(w, bb, r, j);
+                    wc[ri * 8 + j] = Q::word::<L>(w, bb, r, j);
                 }
                 ws[ri * 4] = s.d0;
                 ws[ri * 4 + 1] = s.d1;
@@ -204,7 +205,7 @@ fn accumulate_q8<V: Size, Q: BlockFormat>(
 }
 
 /// Launches the int8-activation product of `desc`'s type: `x` contiguous `[.., in_features]`
-/// with `rows` rows (1..=MAX_ROWS), `packed` the GGUF-layout words of `desc` (both checked by the
+/// with `rows` rows (1..=MAX_ROWS), `packed` the words of `desc` (both checked by the
 /// caller). Two launches: the activations' runs rounded to int8, then the product.
 pub(super) fn launch(
     x: CubeTensor,
@@ -245,10 +246,10 @@ pub(super) fn launch(
             l.dtype,
         )
     };
-    // SAFETY: as the float kernel's launch: weight reads stay within `desc`'s GGUF bytes, and
+    // SAFETY: as the float kernel's launch: weight reads stay within `desc`'s words, and
     // a unit reads runs `mi · k / 32 + item` < runs of xq and xs, item < k / 32.
-    with_format!(desc.ggml_type, Q => unsafe {
-        quant_gemv_q8_kernel::launch_unchecked::<Q>(
+    with_format!(desc.ggml_type, Q => with_words!(desc, L => unsafe {
+        quant_gemv_q8_kernel::launch_unchecked::<Q, L>(
             &l.client,
             l.cube_count.clone(),
             l.cube_dim,
@@ -263,6 +264,6 @@ pub(super) fn launch(
             rows,
             l.dtype,
         )
-    })?;
+    }))??;
     Ok(l.y)
 }

@@ -10,8 +10,9 @@
 //! The entries, [`quant_gemv`], [`quant_dequantize`] and [`quant_rows`], take a packed weight and
 //! the [`QuantWeightDesc`] that says what it holds, check both, and pick the kernel of the
 //! weight's type and layout; an input they cannot run on is a [`KernelError`], never a silent
-//! fallback. The kernels are written once, generic over the block format ([`formats`]); Q6_K's
-//! aligned planes have a specialised product of their own.
+//! fallback. The kernels are written once, generic over the block format and over how its bytes
+//! sit in the words (module `formats`: the GGUF layout, or interleaved); Q6_K's aligned planes have a
+//! specialised product of their own.
 
 mod attention;
 mod cache;
@@ -63,7 +64,7 @@ pub enum KernelError {
     #[error("no kernel for ggml type {0}")]
     Unsupported(GgmlType),
     /// The kernel does not read the weight's layout.
-    #[error("{desc:?}: this kernel reads the GGUF layout only")]
+    #[error("{desc:?}: this kernel does not read the weight's layout")]
     Layout {
         /// The weight.
         desc: QuantWeightDesc,
@@ -208,8 +209,9 @@ fn check_packed(packed: CubeTensor, desc: QuantWeightDesc) -> Result<CubeTensor,
 
 /// The fused product `y = x · Wᵀ` for `x` `[.., in_features]` with 1..=[`MAX_ROWS`] rows, W the
 /// packed weight `desc`; `y` has x's dtype. `activations` says whether x is read as floats or
-/// rounded to int8 first ([`Activations::Int8`]: the GGUF layout only). `tuning` forces the
-/// launch configuration (`None`: the measured default; the GGUF-layout kernels take its rows,
+/// rounded to int8 first ([`Activations::Int8`]: the generic kernel's layouts, GGUF and
+/// interleaved, not Q6_K's planes). `tuning` forces the launch configuration (`None`: the
+/// measured default; the generic kernels take its rows,
 /// warps, row groups and items per iteration).
 pub fn quant_gemv(
     x: CubeTensor,
@@ -228,14 +230,14 @@ pub fn quant_gemv(
             gemv_planes::launch(x, packed, desc, rows, tuning)
         }
         (PackedLayout::Q6kPlanes, Activations::Int8) => return Err(KernelError::Layout { desc }),
-        (PackedLayout::Gguf, Activations::Float) => gemv::launch(x, packed, desc, rows, tuning)?,
-        (PackedLayout::Gguf, Activations::Int8) => gemv_q8::launch(x, packed, desc, rows, tuning)?,
+        (_, Activations::Float) => gemv::launch(x, packed, desc, rows, tuning)?,
+        (_, Activations::Int8) => gemv_q8::launch(x, packed, desc, rows, tuning)?,
     })
 }
 
 /// Gemma's gated MLP input `gelu_tanh(x · Gᵀ) · (x · Uᵀ)` in one launch, for `x` `[..,
 /// in_features]` with 1..=[`MAX_ROWS`] rows and two packed weights `gate` and `up` of one
-/// GGUF-layout `desc`: the values of [`quant_gemv`] of each then [`gelu_mul`], from one kernel
+/// `desc` (GGUF or interleaved layout): the values of [`quant_gemv`] of each then [`gelu_mul`], from one kernel
 /// that writes neither product.
 pub fn quant_gemv_gated(
     x: CubeTensor,
@@ -243,7 +245,7 @@ pub fn quant_gemv_gated(
     up: CubeTensor,
     desc: QuantWeightDesc,
 ) -> Result<CubeTensor, KernelError> {
-    if desc.layout != PackedLayout::Gguf {
+    if desc.layout == PackedLayout::Q6kPlanes {
         return Err(KernelError::Layout { desc });
     }
     let (gate, up) = (check_packed(gate, desc)?, check_packed(up, desc)?);
@@ -294,7 +296,7 @@ pub fn quant_dequantize(
     dequantize::launch(packed, desc, dtype)
 }
 
-/// Rows `ids` of the packed weight `desc` (GGUF layout), dequantized to `dtype`: an embedding
+/// Rows `ids` of the packed weight `desc` (GGUF or interleaved layout), dequantized to `dtype`: an embedding
 /// lookup, `ids.shape + [in_features]`, decoding only the rows asked for. `ids` may be any
 /// integer dtype; an id past the last row gives a row of NaN.
 pub fn quant_rows(
@@ -304,7 +306,7 @@ pub fn quant_rows(
     dtype: DType,
 ) -> Result<CubeTensor, KernelError> {
     let packed = check_packed(packed, desc)?;
-    if desc.layout != PackedLayout::Gguf {
+    if desc.layout == PackedLayout::Q6kPlanes {
         return Err(KernelError::Layout { desc });
     }
     if packed.device != ids.device {

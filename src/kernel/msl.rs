@@ -15,7 +15,7 @@ use cubecl::prelude::*;
 use cubecl::profile::TimingMethod;
 use cubecl_cpp::{MslCompiler, shared::CompilationOptions};
 
-use super::formats::with_format;
+use super::formats::{GgufWords, InterleavedWords, WordLayout, with_format};
 use super::gemv::quant_gemv_kernel;
 use super::gemv_q8::quant_gemv_q8_kernel;
 use super::reduce::CubeShape;
@@ -76,8 +76,13 @@ fn metal_properties() -> DeviceProperties {
 }
 
 /// The MSL source of the matrix-vector kernel of `t` for `m` activation rows (`int8`: the
-/// int8-activation product).
-fn gemv_msl(t: GgmlType, m: usize, use_plane: bool, int8: bool) -> Result<String, String> {
+/// int8-activation product) over the words laid out as `L` says.
+fn gemv_msl<L: WordLayout>(
+    t: GgmlType,
+    m: usize,
+    use_plane: bool,
+    int8: bool,
+) -> Result<String, String> {
     const LANES: usize = 32;
     const WARPS: usize = 2;
     const ROWS: usize = 4;
@@ -102,12 +107,12 @@ fn gemv_msl(t: GgmlType, m: usize, use_plane: bool, int8: bool) -> Result<String
     // vector size (the kernels' `V`), then the comptime ones.
     let definition = with_format!(t, Q => if int8 {
         let (xq, xs, w, y) = (buffer(), buffer(), buffer(), buffer());
-        cubecl::define_kernel(&quant_gemv_q8_kernel::QuantGemvQ8Kernel::<Q>::new(
+        cubecl::define_kernel(&quant_gemv_q8_kernel::QuantGemvQ8Kernel::<Q, L>::new(
             settings, props, target, xq, xs, w, y, (), (), 4, shape, m, f32,
         ))
     } else {
         let (x, w, y) = (buffer(), buffer(), buffer());
-        cubecl::define_kernel(&quant_gemv_kernel::QuantGemvKernel::<Q>::new(
+        cubecl::define_kernel(&quant_gemv_kernel::QuantGemvKernel::<Q, L>::new(
             settings, props, target, x, w, y, (), (), 4, shape, m, f32,
         ))
     })
@@ -123,12 +128,18 @@ fn gemv_msl(t: GgmlType, m: usize, use_plane: bool, int8: bool) -> Result<String
 #[test]
 fn gemv_compiles_to_metal_shading_language_for_every_format() {
     for &t in FUSED_TYPES {
-        for (m, use_plane, int8) in [(1, true, false), (8, true, false), (3, false, false)]
-            .into_iter()
-            .chain([(1, true, true), (2, false, true)])
-        {
-            let msl = gemv_msl(t, m, use_plane, int8)
-                .unwrap_or_else(|e| panic!("{t} m={m} int8 {int8}: {e}"));
+        for (m, use_plane, int8, interleaved) in [
+            (1, true, false, false),
+            (8, true, false, true),
+            (3, false, false, false),
+            (1, true, true, true),
+            (2, false, true, false),
+        ] {
+            let msl = match interleaved {
+                false => gemv_msl::<GgufWords>(t, m, use_plane, int8),
+                true => gemv_msl::<InterleavedWords>(t, m, use_plane, int8),
+            }
+            .unwrap_or_else(|e| panic!("{t} m={m} int8 {int8} interleaved {interleaved}: {e}"));
             assert!(msl.contains("#include <metal_stdlib>"), "{t}: {msl}");
             let (name, activations) = match int8 {
                 false => ("quant_gemv_kernel", "device float_4"),

@@ -17,6 +17,6 @@ pub enum Activations {
     /// integers, as llama.cpp's CUDA kernels do: fewer instructions per weight. The result is
     /// the product with `x̂` (within f32 rounding), so it differs from the float one by up to
     /// half an activation step per element: `|Σ_k w_k · (x_k − x̂_k)| ≤ Σ_k |w_k| · dx_k / 2`.
-    /// The CubeCL kernels, GGUF layout only.
+    /// The CubeCL kernels, the GGUF and interleaved layouts.
     Int8,
 }

@@ -23,6 +23,12 @@ pub enum PackedLayout {
     /// default for Q6_K.
     #[default]
     Q6kPlanes,
+    /// Any fused type, for the GPU kernels: each block zero-padded to whole words, and the words
+    /// of each 32 consecutive blocks (counted row-major over the weight) interleaved — word `p` of
+    /// block `32 t + l` is word `32 (P t + p) + l` for blocks of `P` words — so that the lanes of a
+    /// warp reading one field of 32 adjacent blocks read 32 adjacent words. The last group of 32
+    /// is padded with zero blocks.
+    Interleaved,
 }
 
 impl PackedLayout {
@@ -72,6 +78,17 @@ pub enum PackError {
         /// The type.
         ggml_type: GgmlType,
         /// The layout asked for.
+        layout: PackedLayout,
+    },
+    /// The layout exists for the type, but the CPU products do not read it (they read the GGUF
+    /// layout, and Q6_K's planes).
+    #[error(
+        "the CPU products do not read layout {layout:?} (ggml type {ggml_type}): pack the weight in the GGUF layout"
+    )]
+    CpuLayout {
+        /// The type.
+        ggml_type: GgmlType,
+        /// The layout given.
         layout: PackedLayout,
     },
     /// A row is not a whole, non-zero number of blocks.
@@ -246,7 +263,13 @@ impl QuantWeightDesc {
         match self.layout {
             PackedLayout::Gguf => self.n_bytes().div_ceil(4),
             PackedLayout::Q6kPlanes => planes::PlaneOffsets::new(self.blocks()).total,
+            PackedLayout::Interleaved => self.blocks().div_ceil(32) * 32 * self.block_words(),
         }
+    }
+
+    /// Words a block takes when padded to whole words ([`PackedLayout::Interleaved`]).
+    fn block_words(&self) -> usize {
+        (self.ggml_type.type_size().unwrap_or(1) as usize).div_ceil(4)
     }
 
     /// The same weight in another layout, if the type has it.
@@ -281,6 +304,7 @@ pub fn pack(bytes: &[u8], desc: QuantWeightDesc) -> Result<Vec<u32>, PackError> 
     }
     Ok(match desc.layout {
         PackedLayout::Gguf => gguf_words(bytes),
+        PackedLayout::Interleaved => interleave(bytes, desc),
         PackedLayout::Q6kPlanes => {
             let blocks = BlockQ6K::slice_from_bytes(bytes).expect("the length was checked");
             planes::to_planes(blocks, desc.out_features, desc.in_features)
@@ -293,11 +317,43 @@ pub fn unpack(words: &[u32], desc: QuantWeightDesc) -> Result<Vec<u8>, PackError
     desc.check_words(words)?;
     Ok(match desc.layout {
         PackedLayout::Gguf => bytemuck::cast_slice::<u32, u8>(words)[..desc.n_bytes()].to_vec(),
+        PackedLayout::Interleaved => deinterleave(words, desc),
         PackedLayout::Q6kPlanes => {
             let view = PlanesView::new(words, desc.blocks(), desc.out_features, desc.in_features)?;
             BlockQ6K::slice_as_bytes(&view.to_blocks()).to_vec()
         }
     })
+}
+
+/// The word of the interleaved layout that holds word `p` of block `b` ([`PackedLayout::Interleaved`]).
+fn interleaved_at(b: usize, p: usize, block_words: usize) -> usize {
+    (b / 32 * block_words + p) * 32 + b % 32
+}
+
+/// A weight's GGUF `bytes` (checked to be `desc`'s) in [`PackedLayout::Interleaved`].
+fn interleave(bytes: &[u8], desc: QuantWeightDesc) -> Vec<u32> {
+    let (size, pw) = (desc.n_bytes() / desc.blocks().max(1), desc.block_words());
+    let mut out = vec![0u32; desc.n_words()];
+    for (b, block) in bytes.chunks_exact(size).enumerate() {
+        for (p, w) in gguf_words(block).into_iter().enumerate() {
+            out[interleaved_at(b, p, pw)] = w;
+        }
+    }
+    out
+}
+
+/// The GGUF bytes of interleaved `words` (checked to be `desc`'s length).
+fn deinterleave(words: &[u32], desc: QuantWeightDesc) -> Vec<u8> {
+    let (size, pw) = (desc.n_bytes() / desc.blocks().max(1), desc.block_words());
+    let mut out = Vec::with_capacity(desc.n_bytes());
+    let mut block = vec![0u8; pw * 4];
+    for b in 0..desc.blocks() {
+        for (p, chunk) in block.chunks_exact_mut(4).enumerate() {
+            chunk.copy_from_slice(&words[interleaved_at(b, p, pw)].to_le_bytes());
+        }
+        out.extend_from_slice(&block[..size]);
+    }
+    out
 }
 
 /// `bytes` as little-endian words, the tail zero-padded to a whole word.
@@ -353,35 +409,67 @@ mod tests {
     }
 
     #[test]
-    fn pack_unpack_round_trips_both_layouts() {
+    fn pack_unpack_round_trips_every_layout() {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
         let mut s = seed | 1;
-        let bytes: Vec<u8> = (0..5 * 2 * 210)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s as u8
-            })
-            .collect();
-        for layout in [PackedLayout::Gguf, PackedLayout::Q6kPlanes] {
-            let d = QuantWeightDesc::q6k(5, 512)
-                .unwrap()
-                .with_layout(layout)
-                .unwrap();
-            let words = pack(&bytes, d).unwrap();
-            assert_eq!(words.len(), d.n_words());
-            assert_eq!(unpack(&words, d).unwrap(), bytes, "seed {seed} {layout:?}");
-            assert!(matches!(
-                unpack(&words[1..], d),
-                Err(PackError::WordLength { .. })
-            ));
+        let mut random = |len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s as u8
+                })
+                .collect()
+        };
+        // (type, layout, rows, blocks a row): a last group of 32 blocks cut short, one exact
+        for &t in FUSED_TYPES {
+            let layouts: &[PackedLayout] = if t == GgmlType::Q6_K {
+                &[
+                    PackedLayout::Gguf,
+                    PackedLayout::Q6kPlanes,
+                    PackedLayout::Interleaved,
+                ]
+            } else {
+                &[PackedLayout::Gguf, PackedLayout::Interleaved]
+            };
+            for &layout in layouts {
+                for (n, kb) in [(5, 2), (3, 13), (4, 8)] {
+                    let bs = t.block_size().unwrap() as usize;
+                    let d = QuantWeightDesc::new(t, layout, n, kb * bs).unwrap();
+                    let bytes = random(d.n_bytes());
+                    let words = pack(&bytes, d).unwrap();
+                    assert_eq!(words.len(), d.n_words());
+                    assert_eq!(unpack(&words, d).unwrap(), bytes, "seed {seed} {d:?}");
+                    assert!(matches!(
+                        unpack(&words[1..], d),
+                        Err(PackError::WordLength { .. })
+                    ));
+                    assert!(matches!(
+                        pack(&bytes[1..], d),
+                        Err(PackError::ByteLength { .. })
+                    ));
+                }
+            }
         }
-        assert!(matches!(
-            pack(&bytes[1..], QuantWeightDesc::q6k(5, 512).unwrap()),
-            Err(PackError::ByteLength { .. })
-        ));
+        // the interleaved words: word p of block 32 t + l at 32 (P t + p) + l, padding zero
+        let d =
+            QuantWeightDesc::new(GgmlType::Q4_0, PackedLayout::Interleaved, 1, 33 * 32).unwrap();
+        let bytes = random(d.n_bytes());
+        let words = pack(&bytes, d).unwrap();
+        assert_eq!(words.len(), 2 * 32 * 5);
+        let gguf = gguf_words(&bytes[32 * 18..33 * 18]);
+        for (p, &w) in gguf.iter().enumerate() {
+            assert_eq!(words[(5 + p) * 32], w, "seed {seed} word {p} of block 32");
+        }
+        assert_eq!(words[(5 + 4) * 32] >> 16, 0, "a block's padding");
+        assert!(
+            words[5 * 32 + 1..]
+                .iter()
+                .enumerate()
+                .all(|(i, &w)| i % 32 == 31 || w == 0)
+        );
     }
 }

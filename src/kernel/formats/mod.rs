@@ -64,26 +64,106 @@ pub struct RunScales {
 }
 
 /// A block format the kernels decode: run `r` (0..RUNS, elements `32r .. 32r + 32`) of the block
-/// whose GGUF bytes start at byte `bb` of the words `w`.
+/// `bb` of the words `w`, whose bytes sit in the words as the [`WordLayout`] `L` places them
+/// (`bb` is the handle [`WordLayout::block`] gives; a decoder names a field by its byte offset in
+/// the block and reads it through [`load_u32`], [`load_byte`] and [`load_f16`]).
 #[cube]
 pub trait BlockFormat: Geometry {
     /// The scales and mins of run `r`.
-    fn scales(w: &[u32], bb: usize, r: usize) -> RunScales;
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales;
     /// Word `j` (0..8) of run `r`'s codes: its elements `4j .. 4j + 4`, each minus the format's
     /// offset (`scale · (code − offset) − min` is the weight), as signed bytes (little-endian,
     /// element `4j + i` in byte `i`): what an integer dot product takes, and what [`unpack`]
     /// turns into exact floats. [`codes`] decodes all eight, a word at a time, so each format's
     /// decoder is one function of the run and the word.
-    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32;
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32;
 }
 
-/// The 32 codes of run `r` of the block at byte `bb`, as [`BlockFormat::word`] gives them, into
+/// The 32 codes of run `r` of the block `bb`, as [`BlockFormat::word`] gives them, into
 /// `q[0..8]`.
 #[cube]
-pub fn codes<Q: BlockFormat>(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
+pub fn codes<Q: BlockFormat, L: WordLayout>(w: &[u32], bb: usize, r: usize, q: &mut Array<u32>) {
     #[unroll]
     for j in 0..8usize {
-        q[j] = Q::word(w, bb, r, j);
+        q[j] = Q::word::<L>(w, bb, r, j);
+    }
+}
+
+/// What a [`WordLayout`] fixes when the kernel is compiled.
+pub trait Words: Send + Sync + 'static {
+    /// Whether every block starts on a word (so a field at a multiple of four bytes in its block
+    /// is one word).
+    const WORD_BLOCKS: bool;
+    /// Whether a row's work items go block by block within a run (item `i` is run `i / nb` of
+    /// block `i % nb`, so adjacent lanes read the same field of adjacent blocks) rather than run
+    /// by run within a block.
+    const BLOCKS_INNER: bool;
+}
+
+/// How a packed weight's blocks sit in its words ([`crate::quant::PackedLayout`]): where byte
+/// `c` of a block is.
+#[cube]
+pub trait WordLayout: Words {
+    /// The handle of block `gb` of the weight (its blocks counted row-major) that the loads take.
+    fn block<Q: Geometry>(gb: usize) -> usize;
+    /// The index of the word that holds bytes `c + 4j ..` of block `bb` (`c + 4j` its first byte).
+    fn word(bb: usize, c: usize, j: usize) -> usize;
+    /// The bit of that word where byte `c` starts.
+    fn shift(bb: usize, c: usize) -> u32;
+    /// The index of the word of the same block after word `i`.
+    fn next(i: usize) -> usize;
+}
+
+/// [`crate::quant::PackedLayout::Gguf`]: the GGUF bytes in order; a block's handle is its first
+/// byte.
+pub struct GgufWords;
+
+impl Words for GgufWords {
+    const WORD_BLOCKS: bool = false;
+    const BLOCKS_INNER: bool = false;
+}
+
+#[cube]
+impl WordLayout for GgufWords {
+    fn block<Q: Geometry>(gb: usize) -> usize {
+        gb * comptime!(Q::BYTES)
+    }
+    fn word(bb: usize, c: usize, j: usize) -> usize {
+        (bb + c) / 4 + j
+    }
+    fn shift(bb: usize, c: usize) -> u32 {
+        (((bb + c) % 4) * 8) as u32
+    }
+    fn next(i: usize) -> usize {
+        i + 1
+    }
+}
+
+/// [`crate::quant::PackedLayout::Interleaved`]: each block zero-padded to whole words (`P` of
+/// them), and the words of each 32 consecutive blocks interleaved (word `p` of block `32t + l` at
+/// `32 (P t + p) + l`), so the lanes of a warp reading one field of adjacent blocks read adjacent
+/// words. A block's handle is the index of its first word.
+pub struct InterleavedWords;
+
+impl Words for InterleavedWords {
+    const WORD_BLOCKS: bool = true;
+    const BLOCKS_INNER: bool = true;
+}
+
+#[cube]
+impl WordLayout for InterleavedWords {
+    fn block<Q: Geometry>(gb: usize) -> usize {
+        let p = comptime!(Q::BYTES.div_ceil(4));
+        (gb / 32) * comptime!(32 * p) + gb % 32
+    }
+    fn word(bb: usize, c: usize, j: usize) -> usize {
+        bb + 32 * (c / 4 + j)
+    }
+    fn shift(_bb: usize, c: usize) -> u32 {
+        ((c % 4) * 8) as u32
+    }
+    fn next(i: usize) -> usize {
+        i + 32
     }
 }
 
@@ -140,23 +220,65 @@ macro_rules! with_format {
 }
 pub(crate) use with_format;
 
-/// The four bytes at byte `base + 4 j` as a little-endian u32. `aligned`: `base` is a multiple
-/// of 4 (a block of a multiple of 4 bytes, at a word offset in it), one load. Otherwise the
-/// bytes may straddle words: words `i = base / 4 + j` and `i + 1` (each index capped at the last
-/// word, so never a load past the end; a capped second word only ever meets a shift of 0),
-/// shifted together. Word `i + 1` of `j` is word `i` of `j + 1`, the same expression, so a
-/// caller reading `j = 0, 1, 2, …` of one `base` loads each word once, not twice.
+/// Runs `$body` with `$L` the [`WordLayout`] of the layout of `$desc` (a
+/// [`crate::quant::QuantWeightDesc`]), or evaluates to `Err(KernelError::Layout)` for a layout
+/// the generic kernels do not read (Q6_K's planes, which have their own).
+macro_rules! with_words {
+    ($desc:expr, $L:ident => $body:expr) => {{
+        use $crate::kernel::formats as f;
+        use $crate::quant::PackedLayout as P;
+        match $desc.layout {
+            P::Gguf => {
+                type $L = f::GgufWords;
+                Ok($body)
+            }
+            P::Interleaved => {
+                type $L = f::InterleavedWords;
+                Ok($body)
+            }
+            P::Q6kPlanes => Err($crate::kernel::KernelError::Layout { desc: $desc }),
+        }
+    }};
+}
+pub(crate) use with_words;
+
+/// Bytes `c + 4j .. c + 4j + 4` of block `bb` as a little-endian u32. `aligned`: `c` is a
+/// multiple of 4 and so is the block's start (a block of a multiple of 4 bytes, or a layout whose
+/// blocks start on words: [`Words::WORD_BLOCKS`]), one load. Otherwise the bytes may straddle
+/// words: the word and the block's next one (each index capped at the last word, so never a
+/// load past the end; a capped second word only ever meets a shift of 0), shifted together. The
+/// next word of `j` is the word of `j + 1`, the same expression, so a caller reading `j = 0, 1,
+/// 2, …` of one field loads each word once, not twice.
 #[cube]
-pub fn load_u32(w: &[u32], base: usize, j: usize, #[comptime] aligned: bool) -> u32 {
-    let i = base / 4 + j;
+pub fn load_u32<L: WordLayout>(
+    w: &[u32],
+    bb: usize,
+    c: usize,
+    j: usize,
+    #[comptime] aligned: bool,
+) -> u32 {
+    let i = L::word(bb, c, j);
     if comptime!(aligned) {
         w[i]
     } else {
         let last = w.len() - 1;
-        let s = ((base % 4) * 8) as u32;
+        let s = L::shift(bb, c);
         // `<< (32 − s)` as two shifts: a shift by 32 is not defined everywhere.
-        (w[i.min(last)] >> s) | ((w[(i + 1).min(last)] << (31u32 - s)) << 1u32)
+        (w[i.min(last)] >> s) | ((w[L::next(i).min(last)] << (31u32 - s)) << 1u32)
     }
+}
+
+/// Byte `c` of block `bb`.
+#[cube]
+pub fn load_byte<L: WordLayout>(w: &[u32], bb: usize, c: usize) -> u32 {
+    (w[L::word(bb, c, 0)] >> L::shift(bb, c)) & 0xFFu32
+}
+
+/// The f16 at the even byte `c` of block `bb` (a 16-bit field never straddles a word: every
+/// block is an even number of bytes), as f32 ([`f16_bits_to_f32`]).
+#[cube]
+pub fn load_f16<L: WordLayout>(w: &[u32], bb: usize, c: usize) -> f32 {
+    f16_bits_to_f32((w[L::word(bb, c, 0)] >> L::shift(bb, c)) & 0xFFFFu32)
 }
 
 /// The integer `c − offset` (for `c` below 2²³) as f32, without an integer-to-float conversion
@@ -213,14 +335,15 @@ pub fn unpack(q: &Array<u32>, #[comptime] i: usize) -> f32 {
 }
 
 /// Word `j` (0..8) of the codes of a Q4_0 / Q4_1 / Q5_0 / Q5_1 block ([`BlockFormat::word`]):
-/// byte `e` of the 16 bytes at byte `qs` holds element `e` (low nibble) and element `e + 16`
+/// byte `e` of the 16 bytes at byte `qs` of block `bb` holds element `e` (low nibble) and element `e + 16`
 /// (high nibble), so word `j` is the low (`j < 4`) or high nibbles of bytes `4 (j % 4) ..`;
 /// where `hmask` is 1, bit `e` of `qh` (the little-endian `qh` word of Q5_0 / Q5_1) is element
-/// `e`'s fifth bit. `aligned`: `qs` is a multiple of 4 ([`load_u32`]).
+/// `e`'s fifth bit. `aligned` as [`load_u32`]'s.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn nibble_word(
+pub fn nibble_word<L: WordLayout>(
     w: &[u32],
+    bb: usize,
     qs: usize,
     qh: u32,
     j: usize,
@@ -228,7 +351,7 @@ pub fn nibble_word(
     #[comptime] offset: u32,
     #[comptime] aligned: bool,
 ) -> u32 {
-    let v = load_u32(w, qs, j % 4, aligned);
+    let v = load_u32::<L>(w, bb, qs, j % 4, aligned);
     let shift = (4 * (j / 4)) as u32;
     pack4(
         v,
@@ -254,27 +377,26 @@ pub fn one_scale(d: f32, m: f32) -> RunScales {
     }
 }
 
-/// The scales of run `r` (sub-block `r`, 0..8) of the Q4_K / Q5_K block at byte `bb`: `d · sc`
+/// The scales of run `r` (sub-block `r`, 0..8) of the Q4_K / Q5_K block `bb`: `d · sc`
 /// and `dmin · m` with `(sc, m)` the sub-block's six-bit pair from the 12 scale bytes at
-/// `bb + 4` (ggml's `get_scale_min_k4`). Branch-free: both of ggml's cases are formed from
+/// byte 4 (ggml's `get_scale_min_k4`). Branch-free: both of ggml's cases are formed from
 /// in-bounds bytes and one is selected.
 #[cube]
-pub fn k_run_scales(w: &[u32], bb: usize, r: usize) -> RunScales {
-    let sb = bb + 4;
+pub fn k_run_scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales {
     let lo = r % 4;
-    let a = load_byte(w, sb + lo); // r < 4: the scale; else its top two bits
-    let b = load_byte(w, sb + lo + 4); // r < 4: the min; else its top two bits
-    let c = load_byte(w, sb + lo + 8); // r ≥ 4: the low nibbles of scale and min
+    let a = load_byte::<L>(w, bb, 4 + lo); // r < 4: the scale; else its top two bits
+    let b = load_byte::<L>(w, bb, 8 + lo); // r < 4: the min; else its top two bits
+    let c = load_byte::<L>(w, bb, 12 + lo); // r ≥ 4: the low nibbles of scale and min
     let high = r >= 4;
     let sc = select(high, (c & 0xFu32) | ((a >> 6u32) << 4u32), a & 63u32);
     let mn = select(high, (c >> 4u32) | ((b >> 6u32) << 4u32), b & 63u32);
     one_scale(
-        load_f16(w, bb) * f32::cast_from(sc),
-        load_f16(w, bb + 2) * f32::cast_from(mn),
+        load_f16::<L>(w, bb, 0) * f32::cast_from(sc),
+        load_f16::<L>(w, bb, 2) * f32::cast_from(mn),
     )
 }
 
-pub use super::decode::{load_byte, load_f16, sign_extend};
+pub use super::decode::{f16_bits_to_f32, sign_extend};
 
 #[cfg(test)]
 mod tests {

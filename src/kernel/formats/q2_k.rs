@@ -4,7 +4,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, pack4};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, load_byte, load_f16, load_u32, pack4};
 
 /// Q2_K.
 pub struct Q2K;
@@ -18,11 +18,11 @@ impl Geometry for Q2K {
 
 #[cube]
 impl BlockFormat for Q2K {
-    fn scales(w: &[u32], bb: usize, r: usize) -> RunScales {
-        let d = load_f16(w, bb + 80);
-        let dmin = load_f16(w, bb + 82);
-        let s0 = load_byte(w, bb + 2 * r);
-        let s1 = load_byte(w, bb + 2 * r + 1);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 80);
+        let dmin = load_f16::<L>(w, bb, 82);
+        let s0 = load_byte::<L>(w, bb, 2 * r);
+        let s1 = load_byte::<L>(w, bb, 2 * r + 1);
         RunScales {
             d0: d * f32::cast_from(s0 & 0xFu32),
             d1: d * f32::cast_from(s1 & 0xFu32),
@@ -31,8 +31,8 @@ impl BlockFormat for Q2K {
         }
     }
 
-    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
-        let v = load_u32(w, bb + 16 + 32 * (r / 4), j, true);
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+        let v = load_u32::<L>(w, bb, 16 + 32 * (r / 4), j, true);
         let shift = (2 * (r % 4)) as u32;
         pack4(v, shift, 3u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }

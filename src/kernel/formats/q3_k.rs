@@ -5,7 +5,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, pack4};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, load_byte, load_f16, load_u32, pack4};
 
 /// Q3_K.
 pub struct Q3K;
@@ -17,31 +17,31 @@ impl Geometry for Q3K {
     const SUB: usize = 16;
 }
 
-/// The signed six-bit scale `i` (0..16) from the 12 scale bytes at byte `sb`: the low nibble of
+/// The signed six-bit scale `i` (0..16) of block `bb` from its 12 scale bytes at byte 96: the low nibble of
 /// byte `i` (i < 8) or the high nibble of byte `i − 8`, with two bits of byte `8 + i % 4` above.
 #[cube]
-fn scale(w: &[u32], sb: usize, i: usize) -> f32 {
-    let low = (load_byte(w, sb + i % 8) >> ((4 * (i / 8)) as u32)) & 0xFu32;
-    let high = (load_byte(w, sb + 8 + i % 4) >> ((2 * (i / 4)) as u32)) & 3u32;
+fn scale<L: WordLayout>(w: &[u32], bb: usize, i: usize) -> f32 {
+    let low = (load_byte::<L>(w, bb, 96 + i % 8) >> ((4 * (i / 8)) as u32)) & 0xFu32;
+    let high = (load_byte::<L>(w, bb, 104 + i % 4) >> ((2 * (i / 4)) as u32)) & 3u32;
     f32::cast_from(i32::cast_from(low | (high << 4u32)) - 32i32)
 }
 
 #[cube]
 impl BlockFormat for Q3K {
-    fn scales(w: &[u32], bb: usize, r: usize) -> RunScales {
-        let d = load_f16(w, bb + 108);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 108);
         RunScales {
-            d0: d * scale(w, bb + 96, 2 * r),
-            d1: d * scale(w, bb + 96, 2 * r + 1),
+            d0: d * scale::<L>(w, bb, 2 * r),
+            d1: d * scale::<L>(w, bb, 2 * r + 1),
             m0: 0.0f32,
             m1: 0.0f32,
         }
     }
 
-    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
-        let v = load_u32(w, bb + 32 + 32 * (r / 4), j, false);
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+        let v = load_u32::<L>(w, bb, 32 + 32 * (r / 4), j, comptime!(L::WORD_BLOCKS));
         let shift = (2 * (r % 4)) as u32;
-        let hm = load_u32(w, bb, j, false);
+        let hm = load_u32::<L>(w, bb, 0, j, comptime!(L::WORD_BLOCKS));
         pack4(v, shift, 3u32, hm, r as u32, 8u32, 1u32, 2u32, 4u32)
     }
 }

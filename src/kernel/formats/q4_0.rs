@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, nibble_word, one_scale};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, load_f16, nibble_word, one_scale};
 
 /// Q4_0.
 pub struct Q4_0;
@@ -17,12 +17,12 @@ impl Geometry for Q4_0 {
 
 #[cube]
 impl BlockFormat for Q4_0 {
-    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
-        let d = load_f16(w, bb);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, _r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 0);
         one_scale(d, 0.0f32)
     }
 
-    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
-        nibble_word(w, bb + 2, 0u32, j, 0u32, 8u32, false)
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        nibble_word::<L>(w, bb, 2, 0u32, j, 0u32, 8u32, false)
     }
 }

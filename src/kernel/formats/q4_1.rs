@@ -2,7 +2,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, nibble_word, one_scale};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, load_f16, nibble_word, one_scale};
 
 /// Q4_1.
 pub struct Q4_1;
@@ -16,13 +16,13 @@ impl Geometry for Q4_1 {
 
 #[cube]
 impl BlockFormat for Q4_1 {
-    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
-        let d = load_f16(w, bb);
-        let m = -load_f16(w, bb + 2);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, _r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 0);
+        let m = -load_f16::<L>(w, bb, 2);
         one_scale(d, m)
     }
 
-    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
-        nibble_word(w, bb + 4, 0u32, j, 0u32, 0u32, true)
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        nibble_word::<L>(w, bb, 4, 0u32, j, 0u32, 0u32, true)
     }
 }

@@ -4,7 +4,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, k_run_scales, load_u32, pack4};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, k_run_scales, load_u32, pack4};
 
 /// Q4_K.
 pub struct Q4K;
@@ -18,12 +18,12 @@ impl Geometry for Q4K {
 
 #[cube]
 impl BlockFormat for Q4K {
-    fn scales(w: &[u32], bb: usize, r: usize) -> RunScales {
-        k_run_scales(w, bb, r)
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales {
+        k_run_scales::<L>(w, bb, r)
     }
 
-    fn word(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
-        let v = load_u32(w, bb + 16 + 32 * (r / 2), j, true);
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+        let v = load_u32::<L>(w, bb, 16 + 32 * (r / 2), j, true);
         let shift = (4 * (r % 2)) as u32;
         pack4(v, shift, 0xFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }

@@ -3,7 +3,9 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, nibble_word, one_scale};
+use super::{
+    BlockFormat, Geometry, RunScales, WordLayout, load_f16, load_u32, nibble_word, one_scale,
+};
 
 /// Q5_0.
 pub struct Q5_0;
@@ -17,20 +19,13 @@ impl Geometry for Q5_0 {
 
 #[cube]
 impl BlockFormat for Q5_0 {
-    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
-        let d = load_f16(w, bb);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, _r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 0);
         one_scale(d, 0.0f32)
     }
 
-    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
-        nibble_word(
-            w,
-            bb + 6,
-            load_u32(w, bb + 2, 0, false),
-            j,
-            1u32,
-            16u32,
-            false,
-        )
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        let qh = load_u32::<L>(w, bb, 2, 0, false);
+        nibble_word::<L>(w, bb, 6, qh, j, 1u32, 16u32, false)
     }
 }

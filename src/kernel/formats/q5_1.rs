@@ -2,7 +2,9 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, nibble_word, one_scale};
+use super::{
+    BlockFormat, Geometry, RunScales, WordLayout, load_f16, load_u32, nibble_word, one_scale,
+};
 
 /// Q5_1.
 pub struct Q5_1;
@@ -16,13 +18,14 @@ impl Geometry for Q5_1 {
 
 #[cube]
 impl BlockFormat for Q5_1 {
-    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
-        let d = load_f16(w, bb);
-        let m = -load_f16(w, bb + 2);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, _r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 0);
+        let m = -load_f16::<L>(w, bb, 2);
         one_scale(d, m)
     }
 
-    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
-        nibble_word(w, bb + 8, load_u32(w, bb + 4, 0, true), j, 1u32, 0u32, true)
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        let qh = load_u32::<L>(w, bb, 4, 0, true);
+        nibble_word::<L>(w, bb, 8, qh, j, 1u32, 0u32, true)
     }
 }

@@ -6,7 +6,9 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_byte, load_f16, load_u32, pack4, sign_extend};
+use super::{
+    BlockFormat, Geometry, RunScales, WordLayout, load_byte, load_f16, load_u32, pack4, sign_extend,
+};
 
 /// Q6_K.
 pub struct Q6K;
@@ -20,21 +22,21 @@ impl Geometry for Q6K {
 
 #[cube]
 impl BlockFormat for Q6K {
-    fn scales(w: &[u32], bb: usize, r: usize) -> RunScales {
-        let d = load_f16(w, bb + 208);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 208);
         RunScales {
-            d0: d * f32::cast_from(sign_extend(load_byte(w, bb + 192 + 2 * r))),
-            d1: d * f32::cast_from(sign_extend(load_byte(w, bb + 193 + 2 * r))),
+            d0: d * f32::cast_from(sign_extend(load_byte::<L>(w, bb, 192 + 2 * r))),
+            d1: d * f32::cast_from(sign_extend(load_byte::<L>(w, bb, 193 + 2 * r))),
             m0: 0.0f32,
             m1: 0.0f32,
         }
     }
 
-    fn word(w: &[u32], bb: usize, r: usize, t: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, t: usize) -> u32 {
         let h = r / 4;
         let j = r % 4;
-        let v = load_u32(w, bb + 64 * h + 32 * (j % 2), t, false);
-        let qh = load_u32(w, bb + 128 + 32 * h, t, false);
+        let v = load_u32::<L>(w, bb, 64 * h + 32 * (j % 2), t, comptime!(L::WORD_BLOCKS));
+        let qh = load_u32::<L>(w, bb, 128 + 32 * h, t, comptime!(L::WORD_BLOCKS));
         let shift = (4 * (j / 2)) as u32;
         let hshift = (2 * j) as u32;
         pack4(v, shift, 0xFu32, qh, hshift, 8u32, 3u32, 4u32, 32u32)

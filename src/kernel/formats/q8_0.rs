@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, load_f16, load_u32, one_scale, pack4};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, load_f16, load_u32, one_scale, pack4};
 
 /// Q8_0.
 pub struct Q8_0;
@@ -17,13 +17,13 @@ impl Geometry for Q8_0 {
 
 #[cube]
 impl BlockFormat for Q8_0 {
-    fn scales(w: &[u32], bb: usize, _r: usize) -> RunScales {
-        let d = load_f16(w, bb);
+    fn scales<L: WordLayout>(w: &[u32], bb: usize, _r: usize) -> RunScales {
+        let d = load_f16::<L>(w, bb, 0);
         one_scale(d, 0.0f32)
     }
 
-    fn word(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
-        let v = load_u32(w, bb + 2, j, false);
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+        let v = load_u32::<L>(w, bb, 2, j, false);
         pack4(v, 0u32, 0xFFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }
 }

@@ -16,7 +16,8 @@ pub enum BlockSource<'a> {
 }
 
 impl<'a> BlockSource<'a> {
-    /// Views `words` as the blocks of the Q6_K weight `desc`, or says why it cannot.
+    /// Views `words` as the blocks of the Q6_K weight `desc` (GGUF layout or planes), or says why
+    /// it cannot.
     pub fn new(words: &'a [u32], desc: QuantWeightDesc) -> Result<Self, PackError> {
         desc.check_words(words)?;
         Ok(match desc.layout {
@@ -33,6 +34,12 @@ impl<'a> BlockSource<'a> {
                 desc.out_features,
                 desc.in_features,
             )?),
+            PackedLayout::Interleaved => {
+                return Err(PackError::CpuLayout {
+                    ggml_type: desc.ggml_type,
+                    layout: desc.layout,
+                });
+            }
         })
     }
 
