@@ -1,21 +1,8 @@
-//! Decoding helpers shared by the kernels, over bytes viewed as little-endian u32 words (WGSL has no 8- or 16-bit storage, so every byte and the f16 `d` come out of u32 loads
-//! with shifts).
+//! Decoding helpers shared by the kernels, over bytes viewed as little-endian u32 words (WGSL has
+//! no 8- or 16-bit storage, so every byte and the f16 `d` come out of u32 loads with shifts: the
+//! loads themselves are [`super::formats`]' `load_u32`, `load_byte` and `load_f16`).
 
 use cubecl::prelude::*;
-
-/// Byte `byte` of the word array.
-#[cube]
-pub fn load_byte(w: &[u32], byte: usize) -> u32 {
-    let word = w[byte / 4];
-    (word >> (((byte % 4) * 8) as u32)) & 0xFFu32
-}
-
-/// An f16 stored at an even byte offset (a 16-bit field never straddles a word), as f32.
-/// Decoded with integer operations, so no device f16 support is needed; exact for every f16.
-#[cube]
-pub fn load_f16(w: &[u32], byte: usize) -> f32 {
-    f16_bits_to_f32((w[byte / 4] >> (((byte % 4) * 8) as u32)) & 0xFFFFu32)
-}
 
 /// The f16 whose bits are the low 16 bits of `h` (the rest zero), as f32; exact for every f16,
 /// integer operations only, branch-free (normal, zero or subnormal, infinite or NaN: each case

@@ -9,8 +9,10 @@ use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTenso
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
-use super::decode::{load_byte, load_f16, sign_extend};
-use super::formats::{BlockFormat, WordLayout, codes, unpack, with_format, with_words};
+use super::decode::sign_extend;
+use super::formats::{
+    BlockFormat, GgufWords, WordLayout, codes, load_byte, load_f16, unpack, with_format, with_words,
+};
 use crate::quant::q6k::planes::PlaneOffsets;
 use crate::quant::{PackedLayout, QuantWeightDesc};
 
@@ -103,9 +105,10 @@ fn quant_rows_kernel<F: Float, Q: BlockFormat, L: WordLayout>(
     }
 }
 
-/// The planes layout, one work item per thread as in the GGUF-layout kernel above (four weights
+/// The planes layout, one work item per thread as in the generic kernel above (four weights
 /// 32 apart, consecutive items writing consecutive outputs, so the stores coalesce): the bytes
-/// come from the four planes instead of one 210-byte block.
+/// come from the four planes instead of one 210-byte block, each read at its byte address (as
+/// byte `c` of a GGUF-layout block at byte 0).
 #[cube(launch_unchecked)]
 fn q6k_dequantize_planes_kernel<F: Float>(
     w: &[u32],
@@ -124,23 +127,31 @@ fn q6k_dequantize_planes_kernel<F: Float>(
     let h = (item / 32) % 2;
     let l = item % 32;
     let ql = 16 + 128 * t + 64 * h + l; // byte offsets (the header is 16 bytes)
-    let qa = load_byte(w, ql);
-    let qb = load_byte(w, ql + 32);
-    let qh = load_byte(w, 4 * qh_base + 64 * t + 32 * h + l);
+    let qa = load_byte::<GgufWords>(w, 0, ql);
+    let qb = load_byte::<GgufWords>(w, 0, ql + 32);
+    let qh = load_byte::<GgufWords>(w, 0, 4 * qh_base + 64 * t + 32 * h + l);
     let sc = 4 * sc_base + 16 * t + 8 * h + l / 16;
-    let d = load_f16(w, 4 * d_base + 2 * t);
+    let d = load_f16::<GgufWords>(w, 0, 4 * d_base + 2 * t);
     let q1 = i32::cast_from((qa & 15u32) | ((qh & 3u32) << 4u32)) - 32i32;
     let q2 = i32::cast_from((qb & 15u32) | (((qh >> 2u32) & 3u32) << 4u32)) - 32i32;
     let q3 = i32::cast_from((qa >> 4u32) | (((qh >> 4u32) & 3u32) << 4u32)) - 32i32;
     let q4 = i32::cast_from((qb >> 4u32) | (((qh >> 6u32) & 3u32) << 4u32)) - 32i32;
     let o = 256 * t + 128 * h + l;
-    out[o] = F::cast_from((d * f32::cast_from(sign_extend(load_byte(w, sc)))) * f32::cast_from(q1));
-    out[o + 32] =
-        F::cast_from((d * f32::cast_from(sign_extend(load_byte(w, sc + 2)))) * f32::cast_from(q2));
-    out[o + 64] =
-        F::cast_from((d * f32::cast_from(sign_extend(load_byte(w, sc + 4)))) * f32::cast_from(q3));
-    out[o + 96] =
-        F::cast_from((d * f32::cast_from(sign_extend(load_byte(w, sc + 6)))) * f32::cast_from(q4));
+    out[o] = F::cast_from(
+        (d * f32::cast_from(sign_extend(load_byte::<GgufWords>(w, 0, sc)))) * f32::cast_from(q1),
+    );
+    out[o + 32] = F::cast_from(
+        (d * f32::cast_from(sign_extend(load_byte::<GgufWords>(w, 0, sc + 2))))
+            * f32::cast_from(q2),
+    );
+    out[o + 64] = F::cast_from(
+        (d * f32::cast_from(sign_extend(load_byte::<GgufWords>(w, 0, sc + 4))))
+            * f32::cast_from(q3),
+    );
+    out[o + 96] = F::cast_from(
+        (d * f32::cast_from(sign_extend(load_byte::<GgufWords>(w, 0, sc + 6))))
+            * f32::cast_from(q4),
+    );
 }
 
 /// Launches the dequantize kernel of `desc`'s type and layout into a fresh `[out_features,
