@@ -255,7 +255,7 @@ impl QuantWeightDesc {
 
     /// Bytes of the weight in the GGUF file.
     pub fn n_bytes(&self) -> usize {
-        self.blocks() * self.ggml_type.type_size().unwrap_or(1) as usize
+        self.blocks() * self.block_bytes()
     }
 
     /// 32-bit words the packed weight takes in its layout.
@@ -267,9 +267,14 @@ impl QuantWeightDesc {
         }
     }
 
+    /// Bytes per block.
+    fn block_bytes(&self) -> usize {
+        self.ggml_type.type_size().unwrap_or(1) as usize
+    }
+
     /// Words a block takes when padded to whole words ([`PackedLayout::Interleaved`]).
     fn block_words(&self) -> usize {
-        (self.ggml_type.type_size().unwrap_or(1) as usize).div_ceil(4)
+        self.block_bytes().div_ceil(4)
     }
 
     /// The same weight in another layout, if the type has it.
@@ -332,7 +337,7 @@ fn interleaved_at(b: usize, p: usize, block_words: usize) -> usize {
 
 /// A weight's GGUF `bytes` (checked to be `desc`'s) in [`PackedLayout::Interleaved`].
 fn interleave(bytes: &[u8], desc: QuantWeightDesc) -> Vec<u32> {
-    let (size, pw) = (desc.n_bytes() / desc.blocks().max(1), desc.block_words());
+    let (size, pw) = (desc.block_bytes(), desc.block_words());
     let mut out = vec![0u32; desc.n_words()];
     for (b, block) in bytes.chunks_exact(size).enumerate() {
         for (p, w) in gguf_words(block).into_iter().enumerate() {
@@ -344,7 +349,7 @@ fn interleave(bytes: &[u8], desc: QuantWeightDesc) -> Vec<u32> {
 
 /// The GGUF bytes of interleaved `words` (checked to be `desc`'s length).
 fn deinterleave(words: &[u32], desc: QuantWeightDesc) -> Vec<u8> {
-    let (size, pw) = (desc.n_bytes() / desc.blocks().max(1), desc.block_words());
+    let (size, pw) = (desc.block_bytes(), desc.block_words());
     let mut out = Vec::with_capacity(desc.n_bytes());
     let mut block = vec![0u8; pw * 4];
     for b in 0..desc.blocks() {
