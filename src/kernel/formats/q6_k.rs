@@ -18,6 +18,8 @@ impl Geometry for Q6K {
     const BYTES: usize = 210;
     const MIN: bool = false;
     const SUB: usize = 16;
+    // one row group per warp: 27.2 µs against 28.9 with two (M = 1; PERF.md, session 24)
+    const INT8_GROUPS: usize = 1;
 }
 
 #[cube]
