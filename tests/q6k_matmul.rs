@@ -18,6 +18,7 @@ use burn_gguf::cpu;
 use burn_gguf::gguf::{GgufError, GgufFile, GgufWriter};
 use burn_gguf::nn::{Q6kLinear, Q6kLinearConfig, QuantLinear, QuantLinearError};
 use burn_gguf::ops::{QuantWeight, quant_matmul, read_words, upload_words};
+use burn_gguf::quant::Activations::Float;
 use burn_gguf::quant::{
     Activations, BlockQ6K, GgmlType, PackError, PackedLayout, QuantWeightDesc, pack, q6k,
 };
@@ -141,7 +142,7 @@ fn check_op(name: &str, device: &Device, f16: bool, dense: Dense) {
             (xt, x)
         };
         poison(m * n, device);
-        let y = quant_matmul(xt, packed(&w, layout, device), w.desc(layout));
+        let y = quant_matmul(xt, packed(&w, layout, device), w.desc(layout), Float);
         assert_eq!(y.dims(), [m, n]);
         let want = if f16 { DType::F16 } else { DType::F32 };
         assert_eq!(y.dtype(), want, "the output keeps the activations' dtype");
@@ -172,7 +173,7 @@ fn check_3d(name: &str, device: &Device, dense: Dense) {
         let x = random_x(&mut rng, b * t * 512);
         poison(b * t * 37, device);
         let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, t, 512]), device);
-        let y = qw.matmul(xt);
+        let y = qw.matmul(xt, Float);
         assert_eq!(y.dims(), [b, t, 37]);
         check(
             &format!("{name} {layout:?} [{b}, {t}, 512]"),
@@ -791,7 +792,7 @@ fn check_op_cube(name: &str, cube: &Cube, dense: Dense) {
         let xt = cube.floats(&x, [m, k]);
         let p = cube.words(&pack(&w.bytes, desc).unwrap());
         cube.poison(m * n);
-        let y = <CubeBackend as QuantBackend>::quant_matmul(xt, p, desc);
+        let y = <CubeBackend as QuantBackend>::quant_matmul(xt, p, desc, Float);
         assert_eq!(y.meta.shape().to_vec(), vec![m, n]);
         assert_eq!(y.dtype, DType::F32);
         check(

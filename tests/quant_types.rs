@@ -17,6 +17,7 @@ use burn::module::Module;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use burn_gguf::nn::{GgufEmbedding, QuantEmbedding, QuantLinear};
 use burn_gguf::ops::{QuantWeight, quant_matmul, read_words};
+use burn_gguf::quant::Activations::{Float, Int8};
 use burn_gguf::quant::{self, FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc, pack};
 use common::{Rng, bytes_to_f32, floats, oracle, oracles_available, poison, scratch};
 
@@ -130,7 +131,8 @@ const CASES: &[(usize, usize, usize)] = &[
 ];
 const POOL_BLOCKS: usize = 16 * 40;
 
-/// The op, the handle, the row lookup and the byte round trip for every type on `device`.
+/// The op, the handle, the row lookup, the byte round trip and int8 activations through the layer
+/// for every type on `device`.
 /// `u_dense`: the device matmul's input rounding; `exact_deq`: whether dequantized values are
 /// ggml's bit for bit on this device.
 fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
@@ -156,7 +158,7 @@ fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
             } else {
                 u_dense
             };
-            check(&what, &floats(qw.matmul(xt)), &x, &w, m, false, u_in);
+            check(&what, &floats(qw.matmul(xt, Float)), &x, &w, m, false, u_in);
         }
         // f16 activations, rank 3
         let w = pool.weight(7, 2 * bs);
@@ -165,7 +167,7 @@ fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
         let xt =
             Tensor::<3>::from_data(TensorData::new(x, [2, 3, w.k]), device).cast(FloatDType::F16);
         let words = QuantWeight::from_gguf_bytes(w.bytes, w.desc, device).unwrap();
-        let y = quant_matmul(xt, words.words.clone(), w.desc);
+        let y = quant_matmul(xt, words.words.clone(), w.desc, Float);
         assert_eq!((y.dims(), y.dtype()), ([2, 3, 7], DType::F16), "{name} {t}");
         check(
             &format!("{name} {t} f16"),
@@ -199,6 +201,28 @@ fn check_types(name: &str, device: &Device, u_dense: f64, exact_deq: bool) {
             .flat_map(|&i| w.deq[i * w.k..][..w.k].to_vec())
             .collect();
         check_values(&format!("{name} {t} rows"), &floats(rows), &want, exact_deq);
+        // int8 activations through the layer (the GGUF layout: Q6_K's planes read float ones
+        // only): up to the fused product's rows the product with the rounded activations, above
+        // them with the activations as given
+        for (kb, n, m) in [(2, 9, 1), (1, 5, 11)] {
+            let w = pool.weight(n, kb * bs);
+            let desc = w.desc.with_layout(PackedLayout::Gguf).unwrap();
+            let layer = QuantLinear::from_gguf_bytes(w.bytes, desc, None, device)
+                .unwrap()
+                .with_activations(Int8)
+                .unwrap();
+            let (x, xq) = int8_x(&mut rng, m * w.k);
+            poison(m * n, device);
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, w.k]), device);
+            let y = floats(layer.forward(xt));
+            let (want, u_in) = if m <= burn_gguf::ops::FUSED_MAX_ROWS {
+                (&xq, 2f64.powi(-22))
+            } else {
+                (&x, u_dense)
+            };
+            let what = format!("{name} {t} int8 K={} N={n} M={m}", w.k);
+            check(&what, &y, want, &w, m, false, u_in);
+        }
     }
 }
 
@@ -325,7 +349,6 @@ fn int8_x(rng: &mut Rng, len: usize) -> (Vec<f32>, Vec<f32>) {
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn check_int8_kernel(name: &str, cube: &common::cube::Cube) {
     use burn_gguf::kernel::{KernelError, quant_gemv};
-    use quant::Activations::Int8;
     let mut rng = Rng::fresh(name);
     // (K in blocks, N, M, geometry): rows × activation rows × items per iteration stays small,
     // as every product is unrolled and shader compilers' time grows faster than its size
@@ -614,7 +637,7 @@ fn check_gemma_tensors(name: &str, device: &Device, u_dense: f64) {
                 u_dense
             };
             let what = format!("{name} {} ({t}, first {n} rows) M={m}", info.name);
-            check(&what, &floats(qw.matmul(xt)), &x, &w, m, false, u_in);
+            check(&what, &floats(qw.matmul(xt, Float)), &x, &w, m, false, u_in);
         }
     }
     let mut want = vec![
@@ -632,7 +655,7 @@ fn check_gemma_tensors(name: &str, device: &Device, u_dense: f64) {
 }
 
 /// The gradient to the input for every type (the weight frozen), against f64:
-/// `g_x = g_y · W`.
+/// `g_x = g_y · W`, float and int8 activations alike.
 #[cfg(feature = "autodiff")]
 fn check_autodiff(name: &str, device: &Device, u_dense: f64) {
     let mut rng = Rng::fresh(name);
@@ -642,7 +665,13 @@ fn check_autodiff(name: &str, device: &Device, u_dense: f64) {
         let (n, k) = (6, 2 * bs);
         let w = pool.weight(n, k);
         let layer = QuantLinear::from_gguf_bytes(w.bytes, w.desc, None, device).unwrap();
-        for m in [1, 3] {
+        // int8 activations: the gradient passes their rounding straight through
+        let int8 = w.desc.with_layout(PackedLayout::Gguf).unwrap();
+        let int8 = QuantLinear::from_gguf_bytes(w.bytes, int8, None, device)
+            .unwrap()
+            .with_activations(Int8)
+            .unwrap();
+        for (m, layer) in [(1, &layer), (3, &layer), (2, &int8)] {
             let x = random_x(&mut rng, m * k);
             let r = random_x(&mut rng, m * n);
             let xt = Tensor::<2>::from_data(TensorData::new(x, [m, k]), device).require_grad();

@@ -620,6 +620,7 @@ fn q8_0_weight(
     let linear = LayerLinear::Quant {
         words: w.words.into_dispatch(),
         desc,
+        activations: burn_gguf::quant::Activations::Float,
     };
     (linear, values.into_iter().map(f64::from).collect())
 }

@@ -30,7 +30,9 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor, TensorData};
 use burn_gguf::ops::{quant_dequantize, quant_matmul, upload_words};
-use burn_gguf::quant::{BlockQ6K, FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc, pack, q6k};
+use burn_gguf::quant::{
+    Activations, BlockQ6K, FUSED_TYPES, GgmlType, PackedLayout, QuantWeightDesc, pack, q6k,
+};
 use clap::Parser;
 
 mod blocks;
@@ -411,18 +413,13 @@ fn gbs(r: &Row) -> f64 {
 /// One `--sweep` entry, `ROWSxWARPS[xUNITS][w][p][gN][i]`, as the tuning passed to the kernel
 /// (`None`, the kernel's own choice, for `default` and a lone `i`).
 #[cfg(feature = "cube")]
-fn parse_geometry(
-    geometry: &str,
-) -> (
-    Option<burn_gguf::kernel::PlanesTuning>,
-    burn_gguf::quant::Activations,
-) {
+fn parse_geometry(geometry: &str) -> (Option<burn_gguf::kernel::PlanesTuning>, Activations) {
     // `i` (last): int8 activations (the generic kernel's layouts); `gN`: N row groups per warp
     // (the generic kernel); `w`: the dequantized-weights path even for one row; `p`: pipelined
     // loads.
     let (geometry, activations) = match geometry.strip_suffix('i') {
-        Some(g) => (g, burn_gguf::quant::Activations::Int8),
-        None => (geometry, burn_gguf::quant::Activations::Float),
+        Some(g) => (g, Activations::Int8),
+        None => (geometry, Activations::Float),
     };
     if geometry.is_empty() || geometry == "default" {
         return (None, activations);
@@ -492,7 +489,12 @@ impl Unfused {
             &name,
             desc.n_bytes(),
             time(&self.target, args.iters, args.warm_up_ms, |i| {
-                <CubeBackend as QuantBackend>::quant_matmul(x.clone(), w[i % w.len()].clone(), desc)
+                <CubeBackend as QuantBackend>::quant_matmul(
+                    x.clone(),
+                    w[i % w.len()].clone(),
+                    desc,
+                    Activations::Float,
+                )
             }),
         );
         if args.no_kernel_times {
@@ -503,6 +505,7 @@ impl Unfused {
                 x.clone(),
                 w[i % w.len()].clone(),
                 desc,
+                Activations::Float,
             );
         };
         if let Some(s) = kernel_time(&self.device, args.iters, launch) {
@@ -521,7 +524,6 @@ impl Unfused {
         kernels: &mut Vec<(String, usize, Stat)>,
     ) {
         use burn_gguf::kernel::{PlanesTuning, quant_gemv};
-        use burn_gguf::quant::Activations;
         let (x, w, desc) = (&self.x, &self.w, self.desc);
         // Every geometry's result against the simplest one's (one row, one warp, one group, one
         // item per iteration): they differ only in how the partial sums meet.
@@ -814,7 +816,12 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
                     name,
                     d.n_bytes(),
                     time(&target, args.iters, args.warm_up_ms, |i| {
-                        quant_matmul(x.clone(), packed[i % copies].clone(), *d)
+                        quant_matmul(
+                            x.clone(),
+                            packed[i % copies].clone(),
+                            *d,
+                            Activations::Float,
+                        )
                     }),
                 );
             }

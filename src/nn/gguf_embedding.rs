@@ -11,7 +11,7 @@ use super::load::load_float_tensor;
 use super::quant_linear::{matrix_dims, require_fused_or_float};
 use crate::gguf::GgufFile;
 use crate::ops::{QuantWeight, quant_matmul, quant_rows};
-use crate::quant::{FUSED_TYPES, PackError, PackedLayout, QuantWeightDesc};
+use crate::quant::{Activations, FUSED_TYPES, PackError, PackedLayout, QuantWeightDesc};
 
 /// A quantized embedding table `[vocab, d_model]` (GGUF `ne = [d_model, vocab]`) held as its
 /// GGUF blocks in the GGUF layout: [`QuantEmbedding::forward`] decodes the looked-up rows on the
@@ -66,7 +66,7 @@ impl QuantEmbedding {
 
     /// `x · tableᵀ` for `x` `[.., d_model]`: `[.., vocab]`, the tied output projection.
     pub fn project<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        quant_matmul(x, self.weight.val(), self.desc)
+        quant_matmul(x, self.weight.val(), self.desc, Activations::Float)
     }
 }
 

@@ -11,7 +11,7 @@ use thiserror::Error;
 use super::load::load_float_tensor;
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::ops::{LayerLinear, QuantWeight, quant_dequantize, quant_matmul};
-use crate::quant::{BlockQ6K, PackError, QuantWeightDesc, q6k};
+use crate::quant::{Activations, BlockQ6K, PackError, PackedLayout, QuantWeightDesc, q6k};
 
 /// Why a [`QuantLinear`] could not be built.
 #[derive(Debug, Error)]
@@ -94,6 +94,8 @@ pub struct QuantLinear {
     pub bias: Option<Param<Tensor<1>>>,
     #[module(skip)]
     desc: QuantWeightDesc,
+    #[module(skip)]
+    activations: Activations,
 }
 
 /// A [`QuantLinear`] over a Q6_K weight: the name users of the Q6_K layer know.
@@ -171,7 +173,51 @@ impl QuantLinear {
             weight: Param::initialized(ParamId::new(), weight.words),
             bias: bias.map(|b| Param::initialized(ParamId::new(), b)),
             desc,
+            activations: Activations::Float,
         })
+    }
+
+    /// The layer reading its activations as `activations` says ([`Activations::Float`] when
+    /// built): [`Activations::Int8`] rounds each run of 32 to int8 before the fused product, as
+    /// llama.cpp does, and multiplies them as integers on CubeCL devices (faster there: PERF.md).
+    /// Int8 needs a layout the int8 kernel reads (GGUF or interleaved): Q6_K's planes are
+    /// [`PackError::Int8Layout`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "flex")] {
+    /// use burn::tensor::{Device, Tensor, TensorData};
+    /// use burn_gguf::nn::QuantLinear;
+    /// use burn_gguf::quant::{Activations, GgmlType, PackedLayout, QuantWeightDesc};
+    /// let device = Device::flex();
+    /// // one Q8_0 block a row: an f16 scale of 1.0 (0x3C00), then 32 codes of 1
+    /// let block: Vec<u8> = [0x00, 0x3C].into_iter().chain([1u8; 32]).collect();
+    /// let desc = QuantWeightDesc::of(GgmlType::Q8_0, 2, 32)?;
+    /// let layer = QuantLinear::from_gguf_bytes(&block.repeat(2), desc, None, &device)?
+    ///     .with_activations(Activations::Int8)?;
+    /// // max |x| = 127/256: a step of 1/256, so 0.1 reads as 26/256
+    /// let x: Vec<f32> = [127.0 / 256.0].into_iter().chain([0.1; 31]).collect();
+    /// let y = layer.forward(Tensor::<2>::from_data(TensorData::new(x, [1, 32]), &device));
+    /// assert_eq!(y.into_data().to_vec::<f32>().unwrap(), vec![933.0 / 256.0; 2]);
+    /// let planes = QuantWeightDesc::new(GgmlType::Q6_K, PackedLayout::Q6kPlanes, 1, 256)?;
+    /// let q6k = QuantLinear::from_gguf_bytes(&[0u8; 210], planes, None, &device)?;
+    /// assert!(q6k.with_activations(Activations::Int8).is_err());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_activations(mut self, activations: Activations) -> Result<Self, PackError> {
+        if activations == Activations::Int8 && self.desc.layout == PackedLayout::Q6kPlanes {
+            return Err(PackError::Int8Layout {
+                ggml_type: self.desc.ggml_type,
+                layout: self.desc.layout,
+            });
+        }
+        self.activations = activations;
+        Ok(self)
+    }
+
+    /// How the layer reads its activations (see [`QuantLinear::with_activations`]).
+    pub fn activations(&self) -> Activations {
+        self.activations
     }
 
     /// Quantizes a `burn::nn::Linear` (weight `[d_input, d_output]`) to Q6_K with ggml's
@@ -250,7 +296,7 @@ impl QuantLinear {
 
     /// Applies the layer to `[..., d_input]`, giving `[..., d_output]`, like `Linear::forward`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = quant_matmul(x, self.weight.val(), self.desc);
+        let y = quant_matmul(x, self.weight.val(), self.desc, self.activations);
         match &self.bias {
             Some(b) => y + b.val().unsqueeze(),
             None => y,
@@ -259,14 +305,23 @@ impl QuantLinear {
 
     /// The layer as [`ops::decoder_layer`](crate::ops::decoder_layer) takes a projection.
     pub fn layer_linear(&self) -> LayerLinear<Dispatch> {
-        let (words, desc) = (self.weight.val().into_dispatch(), self.desc);
+        let (words, desc, activations) = (
+            self.weight.val().into_dispatch(),
+            self.desc,
+            self.activations,
+        );
         match &self.bias {
             Some(b) => LayerLinear::QuantBiased {
                 words,
                 desc,
+                activations,
                 bias: b.val().into_dispatch(),
             },
-            None => LayerLinear::Quant { words, desc },
+            None => LayerLinear::Quant {
+                words,
+                desc,
+                activations,
+            },
         }
     }
 

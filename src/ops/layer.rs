@@ -13,7 +13,7 @@ use burn::tensor::{Shape, Tensor};
 
 use super::{Positions, QuantBackend, TransformerBackend};
 use crate::dims::with_last_dim;
-use crate::quant::QuantWeightDesc;
+use crate::quant::{Activations, QuantWeightDesc};
 
 /// One linear projection of a layer, `[.., d_in] → [.., d_out]`, as the layer holds it: a
 /// quantized weight (the words of [`QuantWeight`](super::QuantWeight), multiplied by
@@ -28,6 +28,8 @@ pub enum LayerLinear<B: Backend> {
         words: IntTensor<B>,
         /// What they hold.
         desc: QuantWeightDesc,
+        /// How the product reads its activations.
+        activations: Activations,
     },
     /// A quantized weight and a bias.
     QuantBiased {
@@ -35,6 +37,8 @@ pub enum LayerLinear<B: Backend> {
         words: IntTensor<B>,
         /// What they hold.
         desc: QuantWeightDesc,
+        /// How the product reads its activations.
+        activations: Activations,
         /// The bias, `[d_out]`.
         bias: FloatTensor<B>,
     },
@@ -159,10 +163,17 @@ pub(crate) fn forward<B: TransformerBackend>(
 /// `x · W (+ bias)` for any [`LayerLinear`].
 pub(super) fn linear<B: QuantBackend>(x: FloatTensor<B>, w: LayerLinear<B>) -> FloatTensor<B> {
     match w {
-        LayerLinear::Quant { words, desc } => B::quant_matmul(x, words, desc),
-        LayerLinear::QuantBiased { words, desc, bias } => {
-            add_bias::<B>(B::quant_matmul(x, words, desc), bias)
-        }
+        LayerLinear::Quant {
+            words,
+            desc,
+            activations,
+        } => B::quant_matmul(x, words, desc, activations),
+        LayerLinear::QuantBiased {
+            words,
+            desc,
+            activations,
+            bias,
+        } => add_bias::<B>(B::quant_matmul(x, words, desc, activations), bias),
         LayerLinear::Dense { weight } => dense::<B>(x, weight),
         LayerLinear::DenseBiased { weight, bias } => add_bias::<B>(dense::<B>(x, weight), bias),
     }

@@ -25,7 +25,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Device, FloatDType, Int, Shape, Tensor, TensorData};
 
-use crate::quant::{PackError, QuantWeightDesc, pack, unpack};
+use crate::quant::{Activations, PackError, QuantWeightDesc, pack, unpack};
 
 /// Largest number of activation rows the fused matrix-vector products take; above it the Cube
 /// backend dequantizes the weight on the device and calls Burn's matmul.
@@ -41,7 +41,9 @@ pub const FUSED_MAX_ROWS: usize = 8;
     Autodiff: cfg(feature = "autodiff"),
 )]
 pub trait QuantBackend: Backend {
-    /// `y[.., n] = Σ_k x[.., k] · W[n, k]`: `x` of any rank with last dim `in_features`.
+    /// `y[.., n] = Σ_k x[.., k] · W[n, k]`: `x` of any rank with last dim `in_features`, read as
+    /// `activations` says on the fused product (up to [`FUSED_MAX_ROWS`] rows; larger batches
+    /// multiply `x` as given).
     #[fusion(id = "burn_gguf::quant_matmul", dtype = x, shape = {
         let mut s = x.clone();
         let last = s.num_dims() - 1;
@@ -52,6 +54,7 @@ pub trait QuantBackend: Backend {
         x: FloatTensor<Self>,
         weight: IntTensor<Self>,
         desc: QuantWeightDesc,
+        activations: Activations,
     ) -> FloatTensor<Self>;
 
     /// `g_x[.., k] = Σ_n g_y[.., n] · W[n, k]`: the gradient of [`QuantBackend::quant_matmul`]
@@ -123,9 +126,10 @@ impl QuantWeight {
         unpack(&read_words(self.words.clone()), self.desc)
     }
 
-    /// `x · Wᵀ` for `x` `[.., in_features]`: see [`quant_matmul`].
-    pub fn matmul<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        quant_matmul(x, self.words.clone(), self.desc)
+    /// `x · Wᵀ` for `x` `[.., in_features]`, the activations read as `activations` says: see
+    /// [`quant_matmul`].
+    pub fn matmul<const D: usize>(&self, x: Tensor<D>, activations: Activations) -> Tensor<D> {
+        quant_matmul(x, self.words.clone(), self.desc, activations)
     }
 
     /// W as `[out_features, in_features]` f32: see [`quant_dequantize`].
@@ -170,24 +174,33 @@ pub fn read_words(words: Tensor<1, Int>) -> Vec<u32> {
 /// `weight` (see [`QuantWeight`]); the result has x's dtype and last dim `desc.out_features`.
 ///
 /// Up to [`FUSED_MAX_ROWS`] rows of `x` take the fused product, which reads every weight byte
-/// once for all rows; larger batches dequantize on the device and run Burn's matmul (Cube) or the
-/// threaded CPU product (Flex). Under autodiff the gradient flows to `x` only.
+/// once for all rows, with the activations as `activations` says ([`Activations::Int8`]: each
+/// run of 32 rounded to int8 first, as llama.cpp does); larger batches dequantize on the device
+/// and run Burn's matmul (Cube) or the threaded CPU product (Flex) on `x` as given. Under
+/// autodiff the gradient flows to `x` only (straight through the int8 rounding).
 ///
 /// # Panics
 /// If `x`'s last dim is not `desc.in_features`, or `weight` does not hold `desc`'s words (both
-/// are checked when a [`QuantWeight`] or a [`crate::nn::QuantLinear`] is built).
+/// are checked when a [`QuantWeight`] or a [`crate::nn::QuantLinear`] is built), or int8
+/// activations meet Q6_K's planes layout on a CubeCL device (its kernel reads float activations
+/// only; [`crate::nn::QuantLinear::with_activations`] refuses the pair up front).
 pub fn quant_matmul<const D: usize>(
     x: Tensor<D>,
     weight: Tensor<1, Int>,
     desc: QuantWeightDesc,
+    activations: Activations,
 ) -> Tensor<D> {
     assert_eq!(
         x.dims()[D - 1],
         desc.in_features,
         "quant_matmul: x's last dim must be in_features of {desc:?}"
     );
-    let y =
-        <Dispatch as QuantBackend>::quant_matmul(x.into_dispatch(), weight.into_dispatch(), desc);
+    let y = <Dispatch as QuantBackend>::quant_matmul(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        desc,
+        activations,
+    );
     Tensor::from_dispatch(y)
 }
 

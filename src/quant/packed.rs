@@ -91,6 +91,17 @@ pub enum PackError {
         /// The layout given.
         layout: PackedLayout,
     },
+    /// Int8 activations asked of a layout whose kernel reads float activations only (Q6_K's
+    /// planes).
+    #[error(
+        "int8 activations are not read in layout {layout:?} (ggml type {ggml_type}): pack the weight in the GGUF or interleaved layout"
+    )]
+    Int8Layout {
+        /// The type.
+        ggml_type: GgmlType,
+        /// The layout given.
+        layout: PackedLayout,
+    },
     /// A row is not a whole, non-zero number of blocks.
     #[error(
         "in_features = {in_features} is not a positive multiple of {ggml_type}'s block of {block_size}"

@@ -1,6 +1,7 @@
 //! `Autodiff<B>`: the gradient flows to the activations only (`g_x = g_y · W`, computed from the
-//! quantized weight); the packed weight is an `Int` tensor, never a graph node, so it is frozen by
-//! construction and no float copy of it is kept.
+//! quantized weight; int8 activations' rounding passes the gradient straight through); the packed
+//! weight is an `Int` tensor, never a graph node, so it is frozen by construction and no float
+//! copy of it is kept.
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -10,26 +11,44 @@ use burn::backend::{Autodiff, AutodiffBackend};
 use burn::tensor::FloatDType;
 
 use crate::ops::{QuantBackend, TransformerBackend};
-use crate::quant::QuantWeightDesc;
+use crate::quant::{Activations, QuantWeightDesc};
 
-/// `x · Wᵀ` (`transposed: false`) or `g · W` (`transposed: true`) on the inner backend.
+/// Which of the two products.
+#[derive(Clone, Copy, Debug)]
+enum Product {
+    /// `x · Wᵀ`, the activations read as the [`Activations`] say.
+    Forward(Activations),
+    /// `g · W`.
+    Transposed,
+}
+
+impl Product {
+    /// The product whose result is this one's gradient with respect to its input.
+    fn adjoint(self) -> Self {
+        match self {
+            Product::Forward(_) => Product::Transposed,
+            Product::Transposed => Product::Forward(Activations::Float),
+        }
+    }
+}
+
+/// `product` of `input` and the weight on the inner backend.
 fn product<B: QuantBackend>(
     input: FloatTensor<B>,
     weight: IntTensor<B>,
     desc: QuantWeightDesc,
-    transposed: bool,
+    product: Product,
 ) -> FloatTensor<B> {
-    if transposed {
-        B::quant_matmul_t(input, weight, desc)
-    } else {
-        B::quant_matmul(input, weight, desc)
+    match product {
+        Product::Forward(activations) => B::quant_matmul(input, weight, desc, activations),
+        Product::Transposed => B::quant_matmul_t(input, weight, desc),
     }
 }
 
 /// The backward step of either product: the adjoint of one is the other.
 #[derive(Debug)]
 struct QuantBackward {
-    transposed: bool,
+    product: Product,
 }
 
 impl<B: QuantBackend> Backward<B, 1> for QuantBackward {
@@ -37,7 +56,7 @@ impl<B: QuantBackend> Backward<B, 1> for QuantBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (weight, desc) = ops.state;
-        let adjoint = !self.transposed;
+        let adjoint = self.product.adjoint();
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             product::<B>(g, weight, desc, adjoint)
         });
@@ -50,19 +69,19 @@ fn tracked<B: QuantBackend, C: CheckpointStrategy>(
     input: FloatTensor<Autodiff<B, C>>,
     weight: IntTensor<B>,
     desc: QuantWeightDesc,
-    transposed: bool,
+    product: Product,
 ) -> FloatTensor<Autodiff<B, C>> {
     let (input, node) = input.into_parts();
-    match (QuantBackward { transposed })
+    match (QuantBackward { product })
         .prepare::<C>([node])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let out = product::<B>(input, weight.clone(), desc, transposed);
+            let out = self::product::<B>(input, weight.clone(), desc, product);
             prep.finish((weight, desc), out)
         }
-        OpsKind::UnTracked(prep) => prep.finish(product::<B>(input, weight, desc, transposed)),
+        OpsKind::UnTracked(prep) => prep.finish(self::product::<B>(input, weight, desc, product)),
     }
 }
 
@@ -71,8 +90,9 @@ impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: IntTensor<Self>,
         desc: QuantWeightDesc,
+        activations: Activations,
     ) -> FloatTensor<Self> {
-        tracked::<B, C>(x, weight, desc, false)
+        tracked::<B, C>(x, weight, desc, Product::Forward(activations))
     }
 
     fn quant_matmul_t(
@@ -80,7 +100,7 @@ impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
         weight: IntTensor<Self>,
         desc: QuantWeightDesc,
     ) -> FloatTensor<Self> {
-        tracked::<B, C>(grad_y, weight, desc, true)
+        tracked::<B, C>(grad_y, weight, desc, Product::Transposed)
     }
 
     fn quant_dequantize(

@@ -51,16 +51,11 @@ impl QuantBackend for CubeBackend {
         x: FloatTensor<Self>,
         weight: IntTensor<Self>,
         desc: QuantWeightDesc,
+        activations: Activations,
     ) -> FloatTensor<Self> {
         let rows = x.meta.num_elements() / desc.in_features;
         if rows <= FUSED_MAX_ROWS {
-            return ok(kernel::quant_gemv(
-                x,
-                weight,
-                desc,
-                Activations::Float,
-                None,
-            ));
+            return ok(kernel::quant_gemv(x, weight, desc, activations, None));
         }
         let w = ok(kernel::quant_dequantize(weight, desc, DType::F32));
         let wt = Self::float_transpose(w);

@@ -18,7 +18,7 @@ use crate::ops::layer::{
     self, DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear, linear,
 };
 use crate::ops::{Positions, TransformerBackend};
-use crate::quant::PackedLayout;
+use crate::quant::{Activations, PackedLayout};
 
 type B = CubeBackend;
 
@@ -77,15 +77,21 @@ pub(super) fn decoder_layer(
 }
 
 /// `gelu_tanh(h · gate) · (h · up)`: one launch ([`kernel::quant_gemv_gated`]) where both
-/// weights are quantized alike in the GGUF layout and `h` has at most [`kernel::MAX_ROWS`] rows
-/// (a decoding step), else the two products and [`TransformerBackend::gelu_mul`].
+/// weights are quantized alike in the GGUF layout, read float activations and `h` has at most
+/// [`kernel::MAX_ROWS`] rows (a decoding step), else the two products and
+/// [`TransformerBackend::gelu_mul`].
 fn gated_mlp(h: FloatTensor<B>, gate: LayerLinear<B>, up: LayerLinear<B>) -> FloatTensor<B> {
     match (gate, up) {
         (
-            LayerLinear::Quant { words: g, desc },
+            LayerLinear::Quant {
+                words: g,
+                desc,
+                activations: Activations::Float,
+            },
             LayerLinear::Quant {
                 words: u,
                 desc: up_desc,
+                activations: Activations::Float,
             },
         ) if desc == up_desc
             && desc.layout == PackedLayout::Gguf

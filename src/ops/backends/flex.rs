@@ -8,8 +8,8 @@ use burn::tensor::{Bytes, DType, FloatDType};
 
 use crate::dims::with_last_dim;
 use crate::ops::layer::{DecoderLayerConfig, DecoderLayerWeights, KvBuffers};
-use crate::ops::{Positions, QuantBackend, TransformerBackend};
-use crate::quant::{PackError, QuantWeightDesc};
+use crate::ops::{FUSED_MAX_ROWS, Positions, QuantBackend, TransformerBackend};
+use crate::quant::{Activations, PackError, QuantWeightDesc};
 
 type Product = fn(&[f32], &[u32], usize, QuantWeightDesc) -> Result<Vec<f32>, PackError>;
 
@@ -66,14 +66,36 @@ fn contiguous_f32(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// [`crate::cpu::matmul`] of the activations rounded to int8 ([`Activations::Int8`]) up to
+/// [`FUSED_MAX_ROWS`] rows (the Cube backend's fused kernel's rows), of `x` as given above: the
+/// values the kernels compute, through the float product (not faster than it).
+fn matmul_int8(
+    x: &[f32],
+    words: &[u32],
+    m: usize,
+    desc: QuantWeightDesc,
+) -> Result<Vec<f32>, PackError> {
+    if m > FUSED_MAX_ROWS {
+        return crate::cpu::matmul(x, words, m, desc);
+    }
+    let mut x = x.to_vec();
+    Activations::Int8.round(&mut x);
+    crate::cpu::matmul(&x, words, m, desc)
+}
+
 impl QuantBackend for Flex {
     fn quant_matmul(
         x: FloatTensor<Self>,
         weight: IntTensor<Self>,
         desc: QuantWeightDesc,
+        activations: Activations,
     ) -> FloatTensor<Self> {
         let dims = (desc.in_features, desc.out_features);
-        product(x, &weight, desc, dims, crate::cpu::matmul)
+        let f: Product = match activations {
+            Activations::Float => crate::cpu::matmul,
+            Activations::Int8 => matmul_int8,
+        };
+        product(x, &weight, desc, dims, f)
     }
 
     fn quant_matmul_t(

@@ -12,6 +12,7 @@ use super::flex::words;
 use crate::cpu::{self, KvCache, LayerShape, LayerWeights, Weight};
 use crate::ops::Positions;
 use crate::ops::layer::{self, DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear};
+use crate::quant::Activations;
 
 /// The layer over `x` `[batch, t, d_model]` (see
 /// [`TransformerBackend::decoder_layer`](crate::ops::TransformerBackend::decoder_layer)).
@@ -75,7 +76,7 @@ pub(super) fn decoder_layer(
 
 /// Whether the layer's call is a decoding step [`cpu::decoder_step`] runs: one sequence, one
 /// token, every tensor contiguous f32 from its storage's start (the buffers `[1, kv_heads,
-/// capacity, head_dim]`), every projection quantized without a bias.
+/// capacity, head_dim]`), every projection quantized without a bias, reading float activations.
 fn is_step(
     x: &FlexTensor,
     w: &DecoderLayerWeights<Flex>,
@@ -97,7 +98,15 @@ fn is_step(
     };
     let quant = [&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down]
         .iter()
-        .all(|l| matches!(l, LayerLinear::Quant { .. }));
+        .all(|l| {
+            matches!(
+                l,
+                LayerLinear::Quant {
+                    activations: Activations::Float,
+                    ..
+                }
+            )
+        });
     let norms = [&w.attn_norm, &w.q_norm, &w.k_norm, &w.post_attn_norm];
     let norms = norms.into_iter().chain([&w.ffn_norm, &w.post_ffn_norm]);
     one_token
@@ -118,7 +127,7 @@ fn f(t: &FlexTensor) -> &[f32] {
 /// A quantized projection's weight.
 fn weight(l: &LayerLinear<Flex>) -> Weight<'_> {
     match l {
-        LayerLinear::Quant { words: t, desc } => {
+        LayerLinear::Quant { words: t, desc, .. } => {
             Weight::new(words(t), *desc).unwrap_or_else(|e| panic!("{e}"))
         }
         _ => unreachable!("checked: every projection quantized"),
@@ -135,7 +144,7 @@ mod tests {
         self, DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear,
     };
     use crate::ops::{Positions, rope_tables};
-    use crate::quant::{GgmlType, PackedLayout, QuantWeightDesc, pack};
+    use crate::quant::{Activations, GgmlType, PackedLayout, QuantWeightDesc, pack};
 
     fn floats(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
         FlexTensor::new(
@@ -169,7 +178,11 @@ mod tests {
             Layout::contiguous(vec![n].into()),
             DType::U32,
         );
-        LayerLinear::Quant { words, desc }
+        LayerLinear::Quant {
+            words,
+            desc,
+            activations: Activations::Float,
+        }
     }
 
     /// The decoding step's fused layer gives the op-by-op layer's output and key/value buffers
