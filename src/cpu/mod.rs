@@ -255,7 +255,7 @@ pub(crate) mod tests {
     }
 
     /// A generator seeded from the clock (a fresh stream each run) and its seed, to print.
-    fn fresh_rng() -> (u64, Rng) {
+    pub(crate) fn fresh_rng() -> (u64, Rng) {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);

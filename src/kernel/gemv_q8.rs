@@ -205,9 +205,6 @@ fn accumulate_q8<V: Size, Q: BlockFormat, L: WordLayout>(
     }
 }
 
-/// Launches the int8-activation product of `desc`'s type: `x` contiguous `[.., in_features]`
-/// with `rows` rows (1..=MAX_ROWS), `packed` the words of `desc` (both checked by the
-/// caller). Two launches: the activations' runs rounded to int8, then the product.
 /// The int8 product's launch geometry where the caller forces none, measured on an H200 (PERF.md,
 /// session 24: 4096 × 14336, every type in both layouts, each kernel's duration under Nsight
 /// Compute): up to two activation rows, 2 rows × 8 warps a cube with the format's
@@ -238,6 +235,9 @@ fn default_tuning(desc: QuantWeightDesc, rows: usize) -> Result<PlanesTuning, Ke
     })
 }
 
+/// Launches the int8-activation product of `desc`'s type: `x` contiguous `[.., in_features]`
+/// with `rows` rows (1..=MAX_ROWS), `packed` the words of `desc` (both checked by the
+/// caller). Two launches: the activations' runs rounded to int8, then the product.
 pub(super) fn launch(
     x: CubeTensor,
     packed: CubeTensor,

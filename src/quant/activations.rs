@@ -59,16 +59,8 @@ mod tests {
     /// of zeros and a run holding a NaN, an infinity or both; and the float reading unchanged.
     #[test]
     fn int8_rounding_is_the_kernels() {
-        let mut seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let (seed, mut rng) = crate::cpu::tests::fresh_rng();
+        let mut next = || rng.next();
         let (mut x, mut want) = (Vec::new(), Vec::new());
         for run in 0..6 {
             let dx = 2f32.powi((next() % 12) as i32 - 9);
@@ -92,13 +84,10 @@ mod tests {
         let given = x.clone();
         Activations::Float.round(&mut x);
         let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&x), bits(&given));
+        assert_eq!(bits(&x), bits(&given), "seed {seed}");
         Activations::Int8.round(&mut x);
-        assert_eq!(&x[..want.len()], &want[..]);
-        assert!(
-            x[want.len()..].iter().all(|v| v.is_nan()),
-            "{:?}",
-            &x[want.len()..]
-        );
+        assert_eq!(&x[..want.len()], &want[..], "seed {seed}");
+        let last = &x[want.len()..];
+        assert!(last.iter().all(|v| v.is_nan()), "seed {seed}: {last:?}");
     }
 }
