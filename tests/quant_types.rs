@@ -316,19 +316,24 @@ fn check_kernel_geometries(name: &str, cube: &common::cube::Cube) {
     }
 }
 
-/// Activations whose int8 rounding is known exactly (`Activations::Int8`): each run of 32 is
-/// `dx · (q + u)` with `dx` a random power of two, one element ±127 (`u` = 0, so
-/// `max |x| = 127 · dx`), the others `q` random in −126..=126 and `u` within ±0.4 (far from a
-/// rounding tie whatever the device's division rounds). Returns `x` and its rounded values `dx · q`; some runs are all zeros.
+/// Activations whose int8 rounding is known exactly (`Activations::Int8`), in runs of 32 (the
+/// GPU's) and of 256 (the CPU's for the K formats) alike: each run of 32 is `dx · (q + u)` with
+/// `dx` a random power of two shared by the eight runs of each 256, one element ±127 (`u` = 0,
+/// so `max |x| = 127 · dx`), the others `q` random in −126..=126 and `u` within ±0.4 (far from a
+/// rounding tie whatever the device's division rounds). Returns `x` and its rounded values
+/// `dx · q`; some runs of 32 are all zeros.
 fn int8_x(rng: &mut Rng, len: usize) -> (Vec<f32>, Vec<f32>) {
     let (mut x, mut xq) = (Vec::with_capacity(len), Vec::with_capacity(len));
-    for _ in 0..len / 32 {
+    let mut dx = 1.0;
+    for run in 0..len / 32 {
+        if run % 8 == 0 {
+            dx = 2f32.powi(rng.below(12) as i32 - 9);
+        }
         if rng.below(9) == 0 {
             x.extend([0f32; 32]);
             xq.extend([0f32; 32]);
             continue;
         }
-        let dx = 2f32.powi(rng.below(12) as i32 - 9);
         let peak = rng.below(32);
         for i in 0..32 {
             let (q, u) = if i == peak {

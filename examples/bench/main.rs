@@ -66,6 +66,11 @@ struct Args {
     /// timed in those of the listed layouts it has, and in the GGUF layout if it has none of them.
     #[arg(long, default_value = "planes")]
     layouts: String,
+    /// How the op reads its activations, comma-separated: `float` (`quant::Activations::Float`)
+    /// and `int8` (`quant::Activations::Int8`, timed as `<variant>_int8`, in the layouts that
+    /// take it).
+    #[arg(long, default_value = "float")]
+    activations: String,
     /// Also time the fused kernel of every variant, on the backend without fusion, with these
     /// launch geometries, as `ROWSxWARPS[xUNITS][w][p][gGROUPS][i]` (rows and warps per cube, 1..=8; `i`:
     /// int8 activations, `quant::Activations::Int8`, the generic kernel's layouts; the
@@ -812,18 +817,21 @@ fn run(args: &Args, device: &Device, runtime: &str) -> Vec<Row> {
                 }
             };
             for ((name, d, _), packed) in variants.iter().zip(&packed) {
-                record(
-                    name,
-                    d.n_bytes(),
-                    time(&target, args.iters, args.warm_up_ms, |i| {
-                        quant_matmul(
-                            x.clone(),
-                            packed[i % copies].clone(),
-                            *d,
-                            Activations::Float,
-                        )
-                    }),
-                );
+                for a in args.activations.split(',') {
+                    let (activations, name) = match a.trim() {
+                        "float" => (Activations::Float, name.clone()),
+                        "int8" if d.layout == PackedLayout::Q6kPlanes => continue,
+                        "int8" => (Activations::Int8, format!("{name}_int8")),
+                        other => panic!("--activations: {other:?} is not float or int8"),
+                    };
+                    record(
+                        &name,
+                        d.n_bytes(),
+                        time(&target, args.iters, args.warm_up_ms, |i| {
+                            quant_matmul(x.clone(), packed[i % copies].clone(), *d, activations)
+                        }),
+                    );
+                }
             }
             // The op on the runtime's backend without fusion, for --no-fusion and the sweep.
             #[cfg(feature = "cube")]

@@ -86,14 +86,7 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
     let mut acc = [[zero; 2]; R];
     let (mut q, mut scale, mut min) = ([0f32; BS], [0f32; 16], [0f32; 16]);
     for (b, block) in Q::blocks(src, first, nb).enumerate() {
-        // the row's bytes PREFETCH ahead, at most 64 bytes apart (one cache line): blocks under
-        // half a line (Q4_0 … Q5_1) ask every few blocks, larger ones once per line they span
-        // (TS is a constant: the loop unrolls)
-        if b % (64 / TS).max(1) == 0 {
-            for line in (0..TS).step_by(64) {
-                prefetch(Q::addr(block).wrapping_add(PREFETCH + line));
-            }
-        }
+        prefetch_ahead::<Q, TS>(b, block);
         Q::scales(block, &mut scale, &mut min);
         // The scales stay one vectorized computation stored to memory, read back with one
         // broadcast load each: once the sub-block loop below unrolls, the compiler otherwise
@@ -107,7 +100,11 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
         // offsets, without a bounds check each
         let xb: [&[f32]; R] = std::array::from_fn(|r| &x[r * k + b * BS..][..BS]);
         for (run, q) in q.chunks_exact_mut(32).enumerate() {
-            Q::codes(block, run, q.try_into().expect("32 codes"));
+            let mut c = [0i8; 32];
+            Q::codes(block, run, &mut c);
+            for (q, c) in q.iter_mut().zip(c) {
+                *q = f32::from(c);
+            }
         }
         // vectors per sub-block; where a sub-block is one vector (16 weights, 16 lanes),
         // consecutive sub-blocks alternate between the two accumulators (two dependency chains)
@@ -173,6 +170,18 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
 /// another (Intel Xeon) 2 KiB read Gemma-3's Q8_0 head 1.13–1.33× faster than 1 KiB, and the
 /// other formats were unchanged (PERF.md).
 const PREFETCH: usize = 2048;
+
+/// Fetches the row's bytes [`PREFETCH`] ahead of its block `b` into the cache, at most 64 bytes
+/// apart (one cache line): blocks under half a line (Q4_0 … Q5_1) ask every few blocks, larger
+/// ones once per line they span (`TS` is a constant: the loop unrolls).
+#[inline(always)]
+pub(super) fn prefetch_ahead<Q: BlockDecode, const TS: usize>(b: usize, block: Q::Block<'_>) {
+    if b.is_multiple_of((64 / TS).max(1)) {
+        for line in (0..TS).step_by(64) {
+            prefetch(Q::addr(block).wrapping_add(PREFETCH + line));
+        }
+    }
+}
 
 /// Asks the cache for the line holding `p` (a hint: never faults, whatever the address); a no-op
 /// where the architecture has no stable prefetch instruction.

@@ -13,6 +13,7 @@
 mod attention;
 mod blocks;
 mod gelu;
+mod int8;
 #[cfg(feature = "flex")]
 mod layer;
 mod norm;
@@ -25,6 +26,8 @@ pub use gelu::{GELU_CUBIC, SQRT_2_OVER_PI, gelu_mul};
 pub(crate) use layer::{KvCache, LayerShape, LayerWeights, decoder_step};
 pub use norm::rms_norm;
 pub use rope::rope;
+
+use std::marker::PhantomData;
 
 use crate::parallel::{SendPtr, for_each_range};
 use crate::quant::{BlockDecode, GgmlType, PackError, QuantWeightDesc};
@@ -49,13 +52,66 @@ pub fn matmul(
 ) -> Result<Vec<f32>, PackError> {
     check_input(x, m, desc.in_features)?;
     let w = Weight::new(words, desc)?;
-    let n = desc.out_features;
+    Ok(threaded(desc.out_features, m, |r0, r1, out| {
+        w.rows(x, m, r0, r1, out)
+    }))
+}
+
+/// [`matmul`] with the activations rounded to int8 ([`crate::quant::Activations::Int8`]): each
+/// run of the weight's block (32 weights, or 256 for the K formats: llama.cpp's CPU rounding)
+/// rounded with one step, `x̂ = dx · round(x / dx)`, `dx = max |x| / 127`. The K formats
+/// multiply them into the codes as integers (with AVX2's byte dot where the CPU has it); the
+/// formats of 32-weight blocks multiply `x̂` with the float product, faster for them.
+/// The result is the product with `x̂`, within f32 rounding.
+///
+/// ```
+/// use burn_gguf::quant::{GgmlType, QuantWeightDesc, pack};
+/// // one Q8_0 block: d = 1/2, codes 0, 1, …, 31
+/// let mut block = half::f16::from_f32(0.5).to_le_bytes().to_vec();
+/// block.extend(0..32u8);
+/// let desc = QuantWeightDesc::of(GgmlType::Q8_0, 1, 32).unwrap();
+/// let words = pack(&block, desc).unwrap();
+/// // x = 1.01 everywhere but x[31] = 127/64 (the step 1/64): x̂ rounds 1.01 to 65/64
+/// let mut x = vec![1.01f32; 32];
+/// x[31] = 127.0 / 64.0;
+/// let y = burn_gguf::cpu::matmul_int8(&x, &words, 1, desc).unwrap();
+/// // Σ_{i<31} (i/2)(65/64) + (31/2)(127/64), exact in f32
+/// assert_eq!(y, [465.0 / 2.0 * 65.0 / 64.0 + 31.0 * 127.0 / 128.0]);
+/// ```
+pub fn matmul_int8(
+    x: &[f32],
+    words: &[u32],
+    m: usize,
+    desc: QuantWeightDesc,
+) -> Result<Vec<f32>, PackError> {
+    check_input(x, m, desc.in_features)?;
+    let w = Weight::new(words, desc)?;
+    let (run, sub) = w.runs();
+    let xq = int8::Int8Rows::new(x, desc.in_features, run, sub);
+    if run == 32 {
+        // Blocks of 32 weights: the float product of the rounded activations, the same values.
+        // Their integer product was slower (1.0–1.9× the float one's time on one thread of an
+        // AVX-512 Xeon, PERF.md session 25): its float work once per 32 weights costs what the
+        // integer dot saves.
+        let x = xq.values();
+        return Ok(threaded(desc.out_features, m, |r0, r1, out| {
+            w.rows(&x, m, r0, r1, out)
+        }));
+    }
+    Ok(threaded(desc.out_features, m, |r0, r1, out| {
+        w.each(&xq, r0, r1, out)
+    }))
+}
+
+/// `y` (`m × n`) from `f(r0, r1, out)` run over ranges of the `n` rows by the threads, each
+/// writing `out = y[.., r0..r1]` transposed (`[r1 − r0, m]`).
+fn threaded(n: usize, m: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut yt = vec![0f32; n * m]; // [n, m]: a thread's rows are contiguous
     let out = SendPtr(yt.as_mut_ptr());
     for_each_range(n, |r0, r1| {
         // SAFETY: threads write disjoint rows [r0, r1) of yt, which outlives the scope.
         let out = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * m), (r1 - r0) * m) };
-        w.rows(x, m, r0, r1, out);
+        f(r0, r1, out);
     });
     let mut y = vec![0f32; m * n];
     for row in 0..n {
@@ -63,7 +119,53 @@ pub fn matmul(
             y[mi * n + row] = yt[row * m + mi];
         }
     }
-    Ok(y)
+    y
+}
+
+/// A product over a range of a weight's rows, generic over its blocks' decoder: what
+/// [`Weight::each`] runs on the blocks it holds.
+pub(crate) trait BlockRows {
+    /// Rows `r0..r1` of the weight whose blocks `src` holds, into `out` (`[r1 − r0, m]`).
+    fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
+        &self,
+        src: Q::Src<'_>,
+        r0: usize,
+        r1: usize,
+        out: &mut [f32],
+    );
+}
+
+/// The float product's activations: `m` rows of `k`.
+struct FloatRows<'x> {
+    x: &'x [f32],
+    m: usize,
+    k: usize,
+}
+
+impl BlockRows for FloatRows<'_> {
+    #[inline(always)]
+    fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
+        &self,
+        src: Q::Src<'_>,
+        r0: usize,
+        r1: usize,
+        out: &mut [f32],
+    ) {
+        blocks::rows::<Q, BS, TS>(PhantomData, self.x, self.m, self.k, src, r0, r1, out)
+    }
+}
+
+impl BlockRows for int8::Int8Rows {
+    #[inline(always)]
+    fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
+        &self,
+        src: Q::Src<'_>,
+        r0: usize,
+        r1: usize,
+        out: &mut [f32],
+    ) {
+        int8::rows::<Q, BS, TS>(self, src, r0, r1, out)
+    }
 }
 
 /// A quantized weight checked once and multiplied a range of its rows at a time: what
@@ -105,32 +207,38 @@ impl<'a> Weight<'a> {
     /// Rows `r0..r1` of W against the `m` rows of `x` (`m × in_features`, which the caller
     /// checked), into `out` (`[r1 − r0, m]`).
     pub(crate) fn rows(&self, x: &[f32], m: usize, r0: usize, r1: usize, out: &mut [f32]) {
-        let desc = self.desc;
+        let k = self.desc.in_features;
+        self.each(&FloatRows { x, m, k }, r0, r1, out)
+    }
+
+    /// `p` over rows `r0..r1` of W, with the decoder of the blocks it holds.
+    fn each(&self, p: &impl BlockRows, r0: usize, r1: usize, out: &mut [f32]) {
         match self.blocks {
             WeightBlocks::Q6k(source) => {
                 type Q = crate::quant::decoders::Q6K;
-                blocks::rows::<Q, { Q::BLOCK }, { Q::BYTES }>(
-                    std::marker::PhantomData,
-                    x,
-                    m,
-                    desc.in_features,
-                    source,
-                    r0,
-                    r1,
-                    out,
-                )
+                p.rows::<Q, { Q::BLOCK }, { Q::BYTES }>(source, r0, r1, out)
             }
             WeightBlocks::Gguf(bytes) => {
-                let k = desc.in_features;
                 // `new` admitted only types with a block decoder: the match always runs
-                let _ = crate::quant::with_block_decoder!(desc.ggml_type, Q => blocks::rows::<
+                let _ = crate::quant::with_block_decoder!(self.desc.ggml_type, Q => p.rows::<
                     Q,
                     { <Q as BlockDecode>::BLOCK },
                     { <Q as BlockDecode>::BYTES },
-                >(
-                    std::marker::PhantomData, x, m, k, bytes, r0, r1, out
-                ));
+                >(bytes, r0, r1, out));
             }
+        }
+    }
+
+    /// The weight's elements a block and a sub-block: the int8 product's runs and sums.
+    fn runs(&self) -> (usize, usize) {
+        type Q6 = crate::quant::decoders::Q6K;
+        match self.blocks {
+            WeightBlocks::Q6k(_) => (Q6::BLOCK, Q6::SUB),
+            WeightBlocks::Gguf(_) => crate::quant::with_block_decoder!(
+                self.desc.ggml_type,
+                Q => (<Q as BlockDecode>::BLOCK, <Q as BlockDecode>::SUB)
+            )
+            .expect("a type with a block decoder"),
         }
     }
 }
@@ -320,6 +428,42 @@ pub(crate) mod tests {
                     }
                 }
             }
+            // the int8 product (every layout): against f64 on the rounded activations, within
+            // the same bound over `Σ (|w| + 2 |min|) · |x̂|` (it subtracts the mins' term from
+            // the codes' one, which may cancel)
+            let mins: Vec<f32> = crate::quant::with_block_decoder!(t, Q => block_mins::<Q>(&bytes))
+                .unwrap_or_else(|| vec![0.0; w.len()]);
+            for &layout in layouts {
+                let desc = QuantWeightDesc::of(t, n, k)
+                    .and_then(|d| d.with_layout(layout))
+                    .expect("shape");
+                let words = pack(&bytes, desc).expect("pack");
+                for m in [1, 3, 8] {
+                    let x: Vec<f32> = (0..m * k).map(|_| 4.0 * rng.unit()).collect();
+                    let y = matmul_int8(&x, &words, m, desc).expect("int8 product");
+                    let (run, sub) = Weight::new(&words, desc).expect("weight").runs();
+                    let xq = int8::Int8Rows::new(&x, k, run, sub).values();
+                    for row in 0..n {
+                        for mi in 0..m {
+                            let (xs, ws) = (&xq[mi * k..][..k], &w[row * k..][..k]);
+                            let ms = &mins[row * k..][..k];
+                            let mut exact = 0.0;
+                            let mut abs = 0.0;
+                            for i in 0..k {
+                                exact += xs[i] as f64 * ws[i] as f64;
+                                abs += (ws[i].abs() as f64 + 2.0 * ms[i].abs() as f64)
+                                    * xs[i].abs() as f64;
+                            }
+                            let got = y[mi * n + row] as f64;
+                            assert!(
+                                (got - exact).abs() <= gamma * abs + 1e-30,
+                                "{t} {layout:?} int8 seed {seed} m={m}: y[{mi}, {row}] = {got}, \
+                                 f64 {exact}"
+                            );
+                        }
+                    }
+                }
+            }
             // the GPU's interleaved words are refused, with the error that says so
             let il = QuantWeightDesc::new(t, PackedLayout::Interleaved, n, k).expect("shape");
             let words = pack(&bytes, il).expect("pack");
@@ -331,6 +475,17 @@ pub(crate) mod tests {
                 "{t}: interleaved"
             );
         }
+    }
+
+    /// Each weight's `|min|` (its sub-block's), from GGUF bytes of `Q`'s blocks.
+    fn block_mins<Q: for<'a> BlockDecode<Src<'a> = &'a [u8]>>(bytes: &[u8]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for i in 0..bytes.len() / Q::BYTES {
+            let (mut scale, mut min) = ([0f32; 16], [0f32; 16]);
+            Q::scales(Q::block(bytes, i), &mut scale, &mut min);
+            out.extend((0..Q::BLOCK).map(|e| min[e / Q::SUB].abs()));
+        }
+        out
     }
 
     /// Products split over threads (one range per core) give, row for row, the f64 product of

@@ -1,44 +1,51 @@
 //! The block formats as integer codes with one affine map per sub-block: weight `i` of a block is
-//! `scale[s] · q[i] − min[s]` with `s = i / SUB`, the codes small integers held exactly in f32.
+//! `scale[s] · q[i] − min[s]` with `s = i / SUB`, where `scale[s] = d · sc[s]` and
+//! `min[s] = dmin · m[s]`: two floats per block and small integers (`sc`, `m`, the codes `q`).
 //! Every format ggml has decodes this way (`d · q`, `d · q + m`, `(d · sc) · q − dmin · m`, …),
-//! and `scale · q` is exact in f32 for each of them (an f16 scale, at most a 6-bit sub-block
+//! and `scale · q` is exact in f32 for each of them (an f16 scale, at most an 8-bit sub-block
 //! scale and a code of at most 8 bits need at most 24 bits), so `scale · q − min` rounded once is
 //! ggml's dequantized value bit for bit. The CPU products multiply codes, not decoded weights:
-//! formats without a `min` apply the scale once per sub-block, after the codes' dot product.
+//! the float product applies each sub-block's scale once, after the codes' dot product (formats
+//! without mins), the int8 one every integer factor before its block's two floats.
 //!
-//! A block decodes in two steps: its sub-blocks' scales and mins (`*_scales`), then its codes
-//! 32 at a time (`*_codes` of run `r`: elements `32r .. 32r + 32`, fixed-size runs the compiler
-//! vectorizes).
+//! A block decodes in two steps: its sub-blocks' integer scales and mins with the block's `d` and
+//! `dmin` (`*_scales`, returning `(d, dmin)`), then its codes 32 at a time as i8 (`*_codes` of
+//! run `r`: elements `32r .. 32r + 32`, fixed-size runs the compiler vectorizes).
 
 use super::dequant::f16_at;
 
+/// A block's integer sub-block scales or mins (at most 16 sub-blocks).
+pub(crate) type Ints = [i16; 16];
+
 /// Q4_0 `{ f16 d; u8 qs[16] }`: codes `nibble − 8`, scale `d`; low nibbles are elements 0..16.
 #[inline(always)]
-pub(crate) fn q4_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
-    scale[0] = f16_at(b, 0);
+pub(crate) fn q4_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
+    sc[0] = 1;
+    (f16_at(b, 0), 0.0)
 }
 /// Q4_0's codes.
 #[inline(always)]
-pub(crate) fn q4_0_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q4_0_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
     let qs: &[u8; 16] = b[2..18].try_into().expect("16 bytes");
     for j in 0..16 {
-        q[j] = ((qs[j] & 0xF) as i32 - 8) as f32;
-        q[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32;
+        q[j] = (qs[j] & 0xF) as i8 - 8;
+        q[j + 16] = (qs[j] >> 4) as i8 - 8;
     }
 }
 
 /// Q4_1 `{ f16 d; f16 m; u8 qs[16] }`: codes the nibbles, scale `d`, min `−m`.
 #[inline(always)]
-pub(crate) fn q4_1_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-    (scale[0], min[0]) = (f16_at(b, 0), -f16_at(b, 2));
+pub(crate) fn q4_1_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
+    (sc[0], m[0]) = (1, 1);
+    (f16_at(b, 0), -f16_at(b, 2))
 }
 /// Q4_1's codes.
 #[inline(always)]
-pub(crate) fn q4_1_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q4_1_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
     let qs: &[u8; 16] = b[4..20].try_into().expect("16 bytes");
     for j in 0..16 {
-        q[j] = (qs[j] & 0xF) as f32;
-        q[j + 16] = (qs[j] >> 4) as f32;
+        q[j] = (qs[j] & 0xF) as i8;
+        q[j + 16] = (qs[j] >> 4) as i8;
     }
 }
 
@@ -59,77 +66,73 @@ fn q5_codes(qh: &[u8], qs: &[u8]) -> [i32; 32] {
 
 /// Q5_0 `{ f16 d; u8 qh[4]; u8 qs[16] }`: codes `q5 − 16`, scale `d`.
 #[inline(always)]
-pub(crate) fn q5_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
-    scale[0] = f16_at(b, 0);
+pub(crate) fn q5_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
+    sc[0] = 1;
+    (f16_at(b, 0), 0.0)
 }
 /// Q5_0's codes.
 #[inline(always)]
-pub(crate) fn q5_0_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q5_0_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
     for (q, c) in q.iter_mut().zip(q5_codes(&b[2..6], &b[6..22])) {
-        *q = (c - 16) as f32;
+        *q = (c - 16) as i8;
     }
 }
 
 /// Q5_1 `{ f16 d; f16 m; u8 qh[4]; u8 qs[16] }`: codes `q5`, scale `d`, min `−m`.
 #[inline(always)]
-pub(crate) fn q5_1_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-    (scale[0], min[0]) = (f16_at(b, 0), -f16_at(b, 2));
+pub(crate) fn q5_1_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
+    (sc[0], m[0]) = (1, 1);
+    (f16_at(b, 0), -f16_at(b, 2))
 }
 /// Q5_1's codes.
 #[inline(always)]
-pub(crate) fn q5_1_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q5_1_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
     for (q, c) in q.iter_mut().zip(q5_codes(&b[4..8], &b[8..24])) {
-        *q = c as f32;
+        *q = c as i8;
     }
 }
 
 /// Q8_0 `{ f16 d; i8 qs[32] }`: codes `qs`, scale `d`.
 #[inline(always)]
-pub(crate) fn q8_0_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
-    scale[0] = f16_at(b, 0);
+pub(crate) fn q8_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
+    sc[0] = 1;
+    (f16_at(b, 0), 0.0)
 }
 /// Q8_0's codes.
 #[inline(always)]
-pub(crate) fn q8_0_codes(b: &[u8], _r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q8_0_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
     let qs: &[u8; 32] = b[2..34].try_into().expect("32 codes");
     for i in 0..32 {
-        q[i] = (qs[i] as i8) as f32;
+        q[i] = qs[i] as i8;
     }
 }
 
 /// Q2_K `{ u8 scales[16]; u8 qs[64]; f16 d; f16 dmin }`: 2-bit codes, per 16 elements scale
 /// `d · (sc & 15)` and min `dmin · (sc >> 4)`.
 #[inline(always)]
-pub(crate) fn q2_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-    let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
-    let sc: &[u8; 16] = b[0..16].try_into().expect("16 bytes");
-    // fixed-size views: the loop vectorizes without bounds checks
-    let scale: &mut [f32; 16] = (&mut scale[..16]).try_into().expect("16 scales");
-    let min: &mut [f32; 16] = (&mut min[..16]).try_into().expect("16 mins");
-    // widened to 32-bit lanes first: the compiler then computes the sixteen in vectors (from
-    // the bytes, it converts and multiplies each alone: ≈ 5 instructions a scale, half of a
-    // block's)
-    let wide: [u32; 16] = std::array::from_fn(|i| u32::from(sc[i]));
+pub(crate) fn q2_k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
+    let bytes: &[u8; 16] = b[0..16].try_into().expect("16 bytes");
     for i in 0..16 {
-        scale[i] = d * (wide[i] & 0xF) as f32;
-        min[i] = dmin * (wide[i] >> 4) as f32;
+        sc[i] = i16::from(bytes[i] & 0xF);
+        m[i] = i16::from(bytes[i] >> 4);
     }
+    (f16_at(b, 80), f16_at(b, 82))
 }
 /// Q2_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
 /// bits `2j` of `qs[32g + l]`.
 #[inline(always)]
-pub(crate) fn q2_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q2_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
     let qs: &[u8; 32] = b[16 + 32 * (r / 4)..][..32].try_into().expect("32");
     let shift = 2 * (r % 4) as u32;
     for l in 0..32 {
-        q[l] = ((qs[l] >> shift) & 3) as f32;
+        q[l] = ((qs[l] >> shift) & 3) as i8;
     }
 }
 
 /// Q3_K `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }`: codes `(low 2 bits) − 4·(1 − hmask
 /// bit)`, per 16 elements scale `d · sc` with `sc` a six-bit signed scale.
 #[inline(always)]
-pub(crate) fn q3_k_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
+pub(crate) fn q3_k_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
     // ggml's unpacking, four bytes at a time: scale `i`'s low nibble is nibble `i / 8` of byte
     // `i % 8`, its high two bits bits `2 (i / 4)` of byte `8 + i % 4`
     let [a0, a1, t] = words::<3>(&b[96..108]);
@@ -141,38 +144,29 @@ pub(crate) fn q3_k_scales(b: &[u8], scale: &mut [f32], _min: &mut [f32]) {
         ((a0 >> 4) & LOW) | (((t >> 4) & HIGH) << 4),
         ((a1 >> 4) & LOW) | (((t >> 6) & HIGH) << 4),
     ]);
-    let d = f16_at(b, 108);
-    let scale: &mut [f32; 16] = (&mut scale[..16]).try_into().expect("16 scales");
-    // widened to 32-bit lanes first (as Q2_K's)
-    let wide: [i32; 16] = std::array::from_fn(|i| i32::from(six[i]));
     for i in 0..16 {
-        scale[i] = d * (wide[i] - 32) as f32;
+        sc[i] = i16::from(six[i]) - 32;
     }
+    (f16_at(b, 108), 0.0)
 }
 /// Q3_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
 /// bits `2j` of `qs[32g + l]` and bit `4g + j` of `hmask[l]`.
 #[inline(always)]
-pub(crate) fn q3_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q3_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
     let hm: &[u8; 32] = b[0..32].try_into().expect("32");
     let qs: &[u8; 32] = b[32 + 32 * (r / 4)..][..32].try_into().expect("32");
     let (shift, bit) = (2 * (r % 4) as u32, r as u32);
-    // the codes in byte lanes first (32 to a 256-bit vector), then widened once: `low − 4` under
-    // a clear hmask bit, `low` under a set one, i.e. `(low | hbit << 2) − 4`
-    let mut c = [0i8; 32];
+    // `low − 4` under a clear hmask bit, `low` under a set one, i.e. `(low | hbit << 2) − 4`
     for l in 0..32 {
         let three = ((qs[l] >> shift) & 3) | (((hm[l] >> bit) & 1) << 2);
-        c[l] = three.wrapping_sub(4) as i8;
-    }
-    for l in 0..32 {
-        q[l] = f32::from(c[l]);
+        q[l] = three.wrapping_sub(4) as i8;
     }
 }
 
-/// The per-32 scales `d · sc` and mins `dmin · m` of Q4_K / Q5_K, their 6-bit factors packed in
-/// the 12 bytes at 4 (`d` and `dmin` the block's first two f16).
+/// The per-32 scales `sc` and mins `m` of Q4_K / Q5_K, their 6-bit factors packed in the 12
+/// bytes at 4, with `d` and `dmin` (the block's first two f16).
 #[inline(always)]
-fn k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+fn k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
     // ggml's unpacking, four bytes at a time: scales and mins 0..4 are the low six bits of bytes
     // 0..4 and 4..8; 4..8 the nibbles of bytes 8..12 under the top two bits of bytes 0..8
     let [u0, u1, u2] = words::<3>(&b[4..16]);
@@ -185,14 +179,11 @@ fn k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
         u1 & SIX,
         ((u2 >> 4) & LOW) | (((u1 >> 6) & TOP) << 4),
     ]);
-    let scale: &mut [f32; 8] = (&mut scale[..8]).try_into().expect("8 scales");
-    let min: &mut [f32; 8] = (&mut min[..8]).try_into().expect("8 mins");
-    // widened to 32-bit lanes first (as Q2_K's)
-    let wide: [i32; 16] = std::array::from_fn(|i| i32::from(six[i]));
     for i in 0..8 {
-        scale[i] = d * wide[i] as f32;
-        min[i] = dmin * wide[8 + i] as f32;
+        sc[i] = i16::from(six[i]);
+        m[i] = i16::from(six[8 + i]);
     }
+    (f16_at(b, 0), f16_at(b, 2))
 }
 
 /// The `N` little-endian u32 of `b` (`4 N` bytes).
@@ -204,67 +195,55 @@ fn words<const N: usize>(b: &[u8]) -> [u32; N] {
 /// Q4_K `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }`: 4-bit codes, per 32 elements scale
 /// `d · sc` and min `dmin · m`.
 #[inline(always)]
-pub(crate) fn q4_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-    k_scales(b, scale, min);
+pub(crate) fn q4_k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
+    k_scales(b, sc, m)
 }
 /// Q4_K's codes: runs (sub-blocks) `2g` and `2g + 1` are the low and high nibbles of
 /// `qs[32g ..]`.
 #[inline(always)]
-pub(crate) fn q4_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q4_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
     let qs: &[u8; 32] = b[16 + 32 * (r / 2)..][..32].try_into().expect("32 bytes");
     let shift = 4 * (r % 2) as u32;
     for l in 0..32 {
-        q[l] = ((qs[l] >> shift) & 0xF) as f32;
+        q[l] = ((qs[l] >> shift) & 0xF) as i8;
     }
 }
 
 /// Q5_K `{ f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }`: as Q4_K with a fifth bit.
 #[inline(always)]
-pub(crate) fn q5_k_scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-    k_scales(b, scale, min);
+pub(crate) fn q5_k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
+    k_scales(b, sc, m)
 }
 /// Q5_K's codes: as Q4_K's, with bit `r` of `qh[l]` the fifth bit of element `l`.
 #[inline(always)]
-pub(crate) fn q5_k_codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q5_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
     let qh: &[u8; 32] = b[16..48].try_into().expect("32 bytes");
     let qs: &[u8; 32] = b[48 + 32 * (r / 2)..][..32].try_into().expect("32 bytes");
     let shift = 4 * (r % 2) as u32;
-    // the codes in byte lanes first (32 to a 256-bit vector), then widened once
-    let mut c = [0u8; 32];
     for l in 0..32 {
-        c[l] = ((qs[l] >> shift) & 0xF) | (((qh[l] >> r) & 1) << 4);
-    }
-    for l in 0..32 {
-        q[l] = f32::from(c[l]);
+        q[l] = (((qs[l] >> shift) & 0xF) | (((qh[l] >> r) & 1) << 4)) as i8;
     }
 }
 
 /// Q6_K `{ u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }` from its fields (either layout:
 /// [`super::q6k::BlockSource::parts`]): per 16 elements scale `d · sc`.
 #[inline(always)]
-pub(crate) fn q6_k_scales(sc: &[u8; 16], d: f32, scale: &mut [f32]) {
-    let scale: &mut [f32; 16] = (&mut scale[..16]).try_into().expect("16 scales");
-    // widened to 32-bit lanes first (as Q2_K's)
-    let wide: [i32; 16] = std::array::from_fn(|i| i32::from(sc[i] as i8));
+pub(crate) fn q6_k_scales(bytes: &[u8; 16], d: f32, sc: &mut Ints) -> (f32, f32) {
     for i in 0..16 {
-        scale[i] = d * wide[i] as f32;
+        sc[i] = i16::from(bytes[i] as i8);
     }
+    (d, 0.0)
 }
 /// Q6_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128h + 32j + l`) is
 /// nibble `j / 2` of `ql[64h + 32 (j % 2) + l]` under bits `2j` of `qh[32h + l]`, less 32.
 #[inline(always)]
-pub(crate) fn q6_k_codes(ql: &[u8; 128], qh: &[u8; 64], r: usize, q: &mut [f32; 32]) {
+pub(crate) fn q6_k_codes(ql: &[u8; 128], qh: &[u8; 64], r: usize, q: &mut [i8; 32]) {
     let (h, j) = (r / 4, r % 4);
     let ql: &[u8; 32] = ql[64 * h + 32 * (j % 2)..][..32].try_into().expect("32");
     let qh: &[u8; 32] = qh[32 * h..][..32].try_into().expect("32");
     let (nibble, shift) = (4 * (j / 2) as u32, 2 * j as u32);
-    // the codes in byte lanes first (32 to a 256-bit vector), less 32 as i8, then widened once
-    let mut c = [0i8; 32];
     for l in 0..32 {
         let six = ((ql[l] >> nibble) & 0xF) | (((qh[l] >> shift) & 3) << 4);
-        c[l] = six.wrapping_sub(32) as i8;
-    }
-    for l in 0..32 {
-        q[l] = f32::from(c[l]);
+        q[l] = six.wrapping_sub(32) as i8;
     }
 }

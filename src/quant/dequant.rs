@@ -50,12 +50,12 @@ pub(crate) fn from_codes<Q: super::BlockDecode>(src: Q::Src<'_>, i: usize, y: &m
     let (mut scale, mut min) = ([0f32; 16], [0f32; 16]);
     let b = Q::block(src, i);
     Q::scales(b, &mut scale, &mut min);
+    let mut q = [0i8; 32];
     for (run, y) in y[..Q::BLOCK].chunks_exact_mut(32).enumerate() {
-        let y: &mut [f32; 32] = y.try_into().expect("32 values");
-        Q::codes(b, run, y);
-        for (i, v) in y.iter_mut().enumerate() {
+        Q::codes(b, run, &mut q);
+        for (i, (v, &q)) in y.iter_mut().zip(&q).enumerate() {
             let s = (32 * run + i) / Q::SUB;
-            *v = scale[s] * *v - min[s];
+            *v = scale[s] * f32::from(q) - min[s];
         }
     }
 }

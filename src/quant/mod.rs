@@ -54,8 +54,9 @@ pub(crate) type BlockFn = fn(&[u8], &mut [f32]);
 
 /// A block format's decoder as a type, with its geometry as constants: generic products call it
 /// statically, so it inlines into every SIMD build of them. It decodes a block into integer
-/// codes and per-sub-block scales and mins ([`codes`]): weight `i` is `scale[s] · q[i] − min[s]`
-/// (`s = i / SUB`), ggml's value bit for bit when rounded once.
+/// codes, integer per-sub-block scales and mins, and the block's two floats ([`codes`]): weight
+/// `i` is `d · sc[s] · q[i] − dmin · m[s]` (`s = i / SUB`), ggml's value bit for bit when
+/// computed as `scale[s] · q[i] − min[s]` ([`Self::scales`]) and rounded once.
 ///
 /// It reads block `i` (row-major over the whole weight) of a [`Self::Src`]: a weight's GGUF
 /// bytes for every format but Q6_K, whose blocks may also lie in its aligned planes.
@@ -66,7 +67,7 @@ pub(crate) trait BlockDecode {
     const BYTES: usize;
     /// Elements per sub-block: one scale and one min each.
     const SUB: usize;
-    /// Whether the format has mins (else every `min` is zero and is not written).
+    /// Whether the format has mins (else every `m` is zero and is not written).
     const MIN: bool;
     /// Where the blocks are read from.
     type Src<'a>: Copy;
@@ -82,10 +83,31 @@ pub(crate) trait BlockDecode {
     }
     /// Block `i` of `src`.
     fn block<'a>(src: Self::Src<'a>, i: usize) -> Self::Block<'a>;
-    /// A block's `BLOCK / SUB` sub-blocks' `scale` and (where [`Self::MIN`]) `min`.
-    fn scales(b: Self::Block<'_>, scale: &mut [f32], min: &mut [f32]);
+    /// A block's `BLOCK / SUB` sub-blocks' integer scales `sc` and (where [`Self::MIN`]) mins
+    /// `m`; returns the block's `(d, dmin)` (`dmin` 0 without mins).
+    fn int_scales(b: Self::Block<'_>, sc: &mut codes::Ints, m: &mut codes::Ints) -> (f32, f32);
+    /// A block's `BLOCK / SUB` sub-blocks' `scale = d · sc` and (where [`Self::MIN`])
+    /// `min = dmin · m`, each exact in f32.
+    #[inline(always)]
+    fn scales(b: Self::Block<'_>, scale: &mut [f32], min: &mut [f32]) {
+        let (mut sc, mut m) = ([0i16; 16], [0i16; 16]);
+        let (d, dmin) = Self::int_scales(b, &mut sc, &mut m);
+        // fixed-size views, widened to 32-bit lanes first: the compiler computes the scales in
+        // vectors (from the narrow integers, it converts and multiplies each alone)
+        let (scale, min): (&mut [f32; 16], &mut [f32; 16]) = (
+            (&mut scale[..16]).try_into().expect("16 scales"),
+            (&mut min[..16]).try_into().expect("16 mins"),
+        );
+        let (sc, m): ([i32; 16], [i32; 16]) = (sc.map(i32::from), m.map(i32::from));
+        for s in 0..Self::BLOCK / Self::SUB {
+            scale[s] = d * sc[s] as f32;
+            if Self::MIN {
+                min[s] = dmin * m[s] as f32;
+            }
+        }
+    }
     /// The 32 codes of run `r` of a block (elements `32r .. 32r + 32`, one or two sub-blocks).
-    fn codes(b: Self::Block<'_>, r: usize, q: &mut [f32; 32]);
+    fn codes(b: Self::Block<'_>, r: usize, q: &mut [i8; 32]);
     /// Where a block's bytes (or its largest field's) start, for a prefetch ahead of it.
     fn addr(b: Self::Block<'_>) -> *const u8;
 }
@@ -121,11 +143,15 @@ macro_rules! block_decoders {
                         &src[i * $ts..][..$ts]
                     }
                     #[inline(always)]
-                    fn scales(b: &[u8], scale: &mut [f32], min: &mut [f32]) {
-                        super::codes::$sc(b, scale, min)
+                    fn int_scales(
+                        b: &[u8],
+                        sc: &mut super::codes::Ints,
+                        m: &mut super::codes::Ints,
+                    ) -> (f32, f32) {
+                        super::codes::$sc(b, sc, m)
                     }
                     #[inline(always)]
-                    fn codes(b: &[u8], r: usize, q: &mut [f32; 32]) {
+                    fn codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
                         super::codes::$f(b, r, q)
                     }
                     #[inline(always)]
@@ -149,11 +175,15 @@ macro_rules! block_decoders {
                     src.parts(i)
                 }
                 #[inline(always)]
-                fn scales((_, _, sc, d): Self::Block<'_>, scale: &mut [f32], _min: &mut [f32]) {
-                    super::codes::q6_k_scales(sc, d, scale)
+                fn int_scales(
+                    (_, _, bytes, d): Self::Block<'_>,
+                    sc: &mut super::codes::Ints,
+                    _m: &mut super::codes::Ints,
+                ) -> (f32, f32) {
+                    super::codes::q6_k_scales(bytes, d, sc)
                 }
                 #[inline(always)]
-                fn codes((ql, qh, _, _): Self::Block<'_>, r: usize, q: &mut [f32; 32]) {
+                fn codes((ql, qh, _, _): Self::Block<'_>, r: usize, q: &mut [i8; 32]) {
                     super::codes::q6_k_codes(ql, qh, r, q)
                 }
                 #[inline(always)]

@@ -66,9 +66,8 @@ fn contiguous_f32(t: FlexTensor) -> FlexTensor {
     }
 }
 
-/// [`crate::cpu::matmul`] of the activations rounded to int8 ([`Activations::Int8`]) up to
-/// [`FUSED_MAX_ROWS`] rows (the Cube backend's fused kernel's rows), of `x` as given above: the
-/// values the kernels compute, through the float product (not faster than it).
+/// [`crate::cpu::matmul_int8`] up to [`FUSED_MAX_ROWS`] rows (the Cube backend's fused kernel's
+/// rows), [`crate::cpu::matmul`] of `x` as given above.
 fn matmul_int8(
     x: &[f32],
     words: &[u32],
@@ -78,9 +77,7 @@ fn matmul_int8(
     if m > FUSED_MAX_ROWS {
         return crate::cpu::matmul(x, words, m, desc);
     }
-    let mut x = x.to_vec();
-    Activations::Int8.round(&mut x);
-    crate::cpu::matmul(&x, words, m, desc)
+    crate::cpu::matmul_int8(x, words, m, desc)
 }
 
 impl QuantBackend for Flex {
