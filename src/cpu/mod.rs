@@ -93,10 +93,7 @@ pub fn matmul_int8(
         // Their integer product was slower (1.0–1.9× the float one's time on one thread of an
         // AVX-512 Xeon, PERF.md session 25): its float work once per 32 weights costs what the
         // integer dot saves.
-        let x = xq.values();
-        return Ok(threaded(desc.out_features, m, |r0, r1, out| {
-            w.rows(&x, m, r0, r1, out)
-        }));
+        return matmul(&xq.values(), words, m, desc);
     }
     Ok(threaded(desc.out_features, m, |r0, r1, out| {
         w.each(&xq, r0, r1, out)
