@@ -1,16 +1,18 @@
 //! The CPU's int8 product ([`crate::quant::Activations::Int8`]) for the K formats: the
 //! activations rounded to int8 once per call, in runs of the weight's block (256, one step each,
-//! as llama.cpp's CPU rounds them for its integer products: `q8_K`); then, per block, the codes
-//! against the rounded activations as integers, each run of 32 scaled by its sub-blocks' integer
-//! scales into 32-bit lanes ([`RunDot`]), and float work once per block:
-//! `dx · (d · Σ sc·q·xq − dmin · Σ m·Σxq)`, the mins' term from the sums of each sub-block's
-//! activation codes, taken once per call. (The formats of 32-weight blocks round their
-//! activations here too, then take the float product, faster for them: [`super::matmul_int8`].)
+//! as llama.cpp's CPU rounds them for its integer products: `q8_K`); then, per block, the
+//! unsigned codes the block stores against the rounded activations as integers, each run of 32
+//! scaled by its sub-blocks' integer scales, into 32-bit lanes ([`RunDot`]). The codes' offset
+//! and the mins enter through the sums of each sub-block's activation codes, taken once per
+//! call: with `q = u − o`, `Σ sc·q·xq = Σ sc·u·xq − o · Σ sc·Σxq`. Float work is once per block
+//! and lane, `dx · d · lanes − dx · dmin · Σ m·Σxq`, into float lanes summed once per row. (The
+//! formats of 32-weight blocks round their activations here too, then take the float product,
+//! faster for them: [`super::matmul_int8`].)
 //!
 //! Written once, generic over the block decoder (as the float product, [`super::blocks`]) and
-//! over [`RunDot`], the one piece written per instruction set: ggml's signed byte dot (`vpsignb`,
-//! `vpmaddubsw`, then `vpmaddwd` with the scales) where the CPU has AVX2, which compilers do not
-//! form from portable code (PERF.md, sessions 22, 24 and 25); elsewhere a portable 16-bit dot
+//! over [`RunDot`], the one piece written per instruction set: ggml's byte dot (`vpmaddubsw`,
+//! then `vpmaddwd` with the scales) where the CPU has AVX2 and FMA, which compilers do not form
+//! from portable code (PERF.md, sessions 22, 24, 25 and 26); elsewhere portable 16-bit products
 //! compiled for every instruction set macerator knows.
 
 use std::marker::PhantomData;
@@ -28,8 +30,9 @@ pub(crate) struct Int8Rows {
     q: Vec<i8>,
     /// Each run's step, `m × k / run`.
     dx: Vec<f32>,
-    /// Each sub-block's sum of codes (the mins' term), `m × k / sub`.
-    sums: Vec<i32>,
+    /// Each run's sub-blocks' sums of codes (the offsets' and mins' terms), 16 a run (the
+    /// sub-blocks, then zeros): `m × k / run × 16`, each at most `32 · 127` in magnitude.
+    sums: Vec<i16>,
     /// Elements a row.
     k: usize,
     /// Elements a run.
@@ -39,11 +42,15 @@ pub(crate) struct Int8Rows {
 }
 
 impl Int8Rows {
-    /// `x` (`m × k` row-major, `k` a multiple of `run`, `run` of `sub`) rounded in runs of `run`,
-    /// with the sums of each `sub` codes.
+    /// `x` (`m × k` row-major, `k` a multiple of `run`, `run` of `sub`, `sub` at most 32 and
+    /// `run / sub` at most 16) rounded in runs of `run`, with the sums of each `sub` codes.
     pub(crate) fn new(x: &[f32], k: usize, run: usize, sub: usize) -> Self {
         debug_assert!(
-            k.is_multiple_of(run) && run.is_multiple_of(sub) && x.len().is_multiple_of(k)
+            k.is_multiple_of(run)
+                && run.is_multiple_of(sub)
+                && sub <= 32
+                && run / sub <= 16
+                && x.len().is_multiple_of(k)
         );
         let mut q = vec![0i8; x.len()];
         let mut dx = Vec::with_capacity(x.len() / run);
@@ -60,10 +67,12 @@ impl Int8Rows {
                 *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
             }
         }
-        let sums = q
-            .chunks_exact(sub)
-            .map(|s| s.iter().map(|&q| i32::from(q)).sum())
-            .collect();
+        let mut sums = vec![0i16; q.len() / run * 16];
+        for (q, sums) in q.chunks_exact(run).zip(sums.chunks_exact_mut(16)) {
+            for (q, sum) in q.chunks_exact(sub).zip(sums) {
+                *sum = q.iter().map(|&q| i16::from(q)).sum();
+            }
+        }
         Self {
             q,
             dx,
@@ -88,100 +97,180 @@ impl Int8Rows {
     }
 }
 
-/// The integer dot product of one run of 32 weights and activations, scaled per sub-block:
-/// `Σ_l sc[s(l)] · q[l] · x[l]` into 32-bit lanes (`|sc · q · x| ≤ 128 · 128 · 127`, and a block's
-/// sum of at most 256 of them fits in an i32). Implemented once per instruction set with a
-/// multiply-add of bytes, and once in portable code.
+/// The integer dot product of runs of 32 weights and activations, scaled per sub-block, into
+/// 32-bit lanes; those lanes scaled into float lanes once per block; the float lanes summed once
+/// per row. Implemented once per instruction set with a multiply-add of bytes, and once in
+/// portable code. Every integer sum stays within an i32: a block's `Σ sc·u·x` is at most
+/// `256 · 128 · 127 · 127` in magnitude, its offsets' and mins' `Σ f·a·b` at most
+/// `16 · 4096 · 32 · 127`.
 pub(crate) trait RunDot: Copy {
-    /// The running sums, in lanes.
+    /// A block's integer sub-block scales, as [`Self::add`] takes them.
+    type Scales: Copy;
+    /// A block's integer sums, in lanes.
     type Acc: Copy;
-    /// Sums of zero.
+    /// A row's float sums, in lanes.
+    type Sum: Copy;
+    /// A block's sub-block scales `sc`, for its runs.
+    fn scales(self, sc: &Ints) -> Self::Scales;
+    /// Integer sums of zero.
     fn zero(self) -> Self::Acc;
-    /// `acc` plus a run's products: its weights' codes `q` and activations' codes `x` (both in
-    /// −128..=127, `x` never −128), `sc[0]` the scale of its first 16 weights, `sc[1]` of the
-    /// other 16.
-    fn add(self, acc: Self::Acc, q: &[i8; 32], x: &[i8; 32], sc: [i16; 2]) -> Self::Acc;
-    /// The lanes' total.
-    fn total(self, acc: Self::Acc) -> i32;
+    /// `acc` plus a run's products: its weights' unsigned codes `u` (below 128) and its
+    /// activations' codes `x` (in −127..=127), the first 16 scaled by sub-block `s[0]`'s scale,
+    /// the other 16 by `s[1]`'s.
+    fn add(
+        self,
+        acc: Self::Acc,
+        u: &[u8; 32],
+        x: &[i8; 32],
+        sc: Self::Scales,
+        s: [usize; 2],
+    ) -> Self::Acc;
+    /// `acc` plus `Σ f · a[s] · b[s]` (`|f · a[s]|` at most 4096).
+    fn add16(self, acc: Self::Acc, a: &Ints, f: i16, b: &[i16; 16]) -> Self::Acc;
+    /// Float sums of zero.
+    fn sum_zero(self) -> Self::Sum;
+    /// `sum` plus `s` times the lanes of `acc`.
+    fn fold(self, sum: Self::Sum, acc: Self::Acc, s: f32) -> Self::Sum;
+    /// The float lanes' total.
+    fn total(self, sum: Self::Sum) -> f32;
 }
 
-/// [`RunDot`] in portable code: 16-bit products summed in 32-bit lanes (LLVM forms a
-/// `vpmaddwd` or its kind from the sum).
+/// [`RunDot`] in portable code: 16-bit products summed in 32 bits, one lane.
 #[derive(Clone, Copy)]
 struct Portable;
 
 impl RunDot for Portable {
+    type Scales = Ints;
     type Acc = i32;
+    type Sum = f32;
+    #[inline(always)]
+    fn scales(self, sc: &Ints) -> Ints {
+        *sc
+    }
     #[inline(always)]
     fn zero(self) -> i32 {
         0
     }
     #[inline(always)]
-    fn add(self, acc: i32, q: &[i8; 32], x: &[i8; 32], sc: [i16; 2]) -> i32 {
+    fn add(self, acc: i32, u: &[u8; 32], x: &[i8; 32], sc: Ints, s: [usize; 2]) -> i32 {
         let mut halves = [0i32; 2];
         for (h, half) in halves.iter_mut().enumerate() {
             for l in 16 * h..16 * h + 16 {
-                *half += i32::from(i16::from(q[l]) * i16::from(x[l]));
+                *half += i32::from(i16::from(u[l]) * i16::from(x[l]));
             }
         }
-        acc + halves[0] * i32::from(sc[0]) + halves[1] * i32::from(sc[1])
+        acc + halves[0] * i32::from(sc[s[0]]) + halves[1] * i32::from(sc[s[1]])
     }
     #[inline(always)]
-    fn total(self, acc: i32) -> i32 {
-        acc
+    fn add16(self, acc: i32, a: &Ints, f: i16, b: &[i16; 16]) -> i32 {
+        acc + (a.iter().zip(b))
+            .map(|(&a, &b)| i32::from(f * i16::from(a)) * i32::from(b))
+            .sum::<i32>()
+    }
+    #[inline(always)]
+    fn sum_zero(self) -> f32 {
+        0.0
+    }
+    #[inline(always)]
+    fn fold(self, sum: f32, acc: i32, s: f32) -> f32 {
+        sum + s * acc as f32
+    }
+    #[inline(always)]
+    fn total(self, sum: f32) -> f32 {
+        sum
     }
 }
 
-/// [`RunDot`] on AVX2: ggml's signed byte dot. `|q|` and `x · sign(q)` into `vpmaddubsw`
-/// (unsigned times signed bytes, pairs summed in 16 bits: at most 2 · 128 · 127, no
-/// saturation), then `vpmaddwd` with the two sub-blocks' scales. A value of it exists only
-/// where the CPU has AVX2 ([`rows`] makes it after checking), which makes its intrinsics sound.
+/// [`RunDot`] on AVX2 with FMA: ggml's byte dot, `vpmaddubsw` (unsigned codes times signed
+/// activations, pairs summed in 16 bits: at most 2 · 127 · 127, no saturation), then `vpmaddwd`
+/// with the two sub-blocks' scales, picked from the block's 16 by a byte shuffle; eight float
+/// lanes a row. A value of it exists only where the CPU has AVX2 and FMA ([`rows`] makes it
+/// after checking), which makes its intrinsics sound.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Avx2(());
 
 #[cfg(target_arch = "x86_64")]
 impl RunDot for Avx2 {
+    type Scales = std::arch::x86_64::__m128i;
     type Acc = std::arch::x86_64::__m256i;
+    type Sum = std::arch::x86_64::__m256;
+    #[inline(always)]
+    fn scales(self, sc: &Ints) -> Self::Scales {
+        // SAFETY: AVX2 is present (a value of `Avx2` exists); the load reads the 16 bytes of
+        // `sc`, unaligned.
+        unsafe { std::arch::x86_64::_mm_loadu_si128(sc.as_ptr().cast()) }
+    }
     #[inline(always)]
     fn zero(self) -> Self::Acc {
         // SAFETY: AVX2 is present (a value of `Avx2` exists).
         unsafe { std::arch::x86_64::_mm256_setzero_si256() }
     }
     #[inline(always)]
-    fn add(self, acc: Self::Acc, q: &[i8; 32], x: &[i8; 32], sc: [i16; 2]) -> Self::Acc {
+    fn add(
+        self,
+        acc: Self::Acc,
+        u: &[u8; 32],
+        x: &[i8; 32],
+        sc: Self::Scales,
+        s: [usize; 2],
+    ) -> Self::Acc {
         use std::arch::x86_64::*;
         // SAFETY: AVX2 is present (a value of `Avx2` exists); the loads read the 32 bytes of
-        // `q` and `x`, unaligned.
+        // `u` and `x`, unaligned.
         unsafe {
-            let q = _mm256_loadu_si256(q.as_ptr().cast());
+            let u = _mm256_loadu_si256(u.as_ptr().cast());
             let x = _mm256_loadu_si256(x.as_ptr().cast());
-            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(x, q));
-            let scales = _mm256_inserti128_si256::<1>(
-                _mm256_castsi128_si256(_mm_set1_epi16(sc[0])),
-                _mm_set1_epi16(sc[1]),
+            // scale s[0] in the low eight 16-bit lanes, s[1] in the high eight (a shuffle
+            // index below 16 picks that byte)
+            let (s0, s1) = (s[0] as i8, s[1] as i8);
+            let pick = _mm_set_epi8(
+                s1, s1, s1, s1, s1, s1, s1, s1, s0, s0, s0, s0, s0, s0, s0, s0,
             );
+            let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pick));
+            let pairs = _mm256_maddubs_epi16(u, x);
             _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales))
         }
     }
     #[inline(always)]
-    fn total(self, acc: Self::Acc) -> i32 {
+    fn add16(self, acc: Self::Acc, a: &Ints, f: i16, b: &[i16; 16]) -> Self::Acc {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 is present (a value of `Avx2` exists); the loads read the 16 bytes of
+        // `a` and the 32 of `b`, unaligned.
+        unsafe {
+            let a = _mm256_cvtepi8_epi16(_mm_loadu_si128(a.as_ptr().cast()));
+            let a = _mm256_mullo_epi16(a, _mm256_set1_epi16(f));
+            let b = _mm256_loadu_si256(b.as_ptr().cast());
+            _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+        }
+    }
+    #[inline(always)]
+    fn sum_zero(self) -> Self::Sum {
+        // SAFETY: AVX2 is present (a value of `Avx2` exists).
+        unsafe { std::arch::x86_64::_mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    fn fold(self, sum: Self::Sum, acc: Self::Acc, s: f32) -> Self::Sum {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 and FMA are present (a value of `Avx2` exists).
+        unsafe { _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(acc), sum) }
+    }
+    #[inline(always)]
+    fn total(self, sum: Self::Sum) -> f32 {
         use std::arch::x86_64::*;
         // SAFETY: AVX2 is present (a value of `Avx2` exists).
         unsafe {
-            let s = _mm_add_epi32(
-                _mm256_castsi256_si128(acc),
-                _mm256_extracti128_si256::<1>(acc),
-            );
-            let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-            _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+            let s = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
         }
     }
 }
 
 /// Rows `r0..r1` of W (its blocks in `src`, `x.k` weights a row) against the rows of `x`
 /// (rounded in runs of `BS`), into `out` (`[r1 − r0, m]`): with ggml's byte dot where the CPU
-/// has AVX2, else the portable one.
+/// has AVX2 and FMA, else the portable one. `Q`'s unsigned codes must be below 128
+/// (`Q::BITS <= 7`: every K format).
 pub(super) fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
     x: &Int8Rows,
     src: Q::Src<'_>,
@@ -189,18 +278,22 @@ pub(super) fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
     r1: usize,
     out: &mut [f32],
 ) {
+    assert!(
+        Q::BITS <= 7,
+        "the int8 product takes codes of at most 7 bits"
+    );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, which the function is compiled for.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, which the function is compiled for.
         unsafe { rows_avx2::<Q, BS, TS>(x, src, r0, r1, out) };
         return;
     }
     rows_portable::<Q, BS, TS>(PhantomData, x, src, r0, r1, out)
 }
 
-/// [`product`] with [`Avx2`], compiled for AVX2.
+/// [`passes`] with [`Avx2`], compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn rows_avx2<Q: BlockDecode, const BS: usize, const TS: usize>(
     x: &Int8Rows,
     src: Q::Src<'_>,
@@ -208,10 +301,10 @@ fn rows_avx2<Q: BlockDecode, const BS: usize, const TS: usize>(
     r1: usize,
     out: &mut [f32],
 ) {
-    product::<Avx2, Q, BS, TS>(Avx2(()), x, src, r0, r1, out)
+    passes::<Avx2, Q, BS, TS>(Avx2(()), x, src, r0, r1, out)
 }
 
-/// [`product`] with [`Portable`], compiled for every instruction set macerator knows (`S`, the
+/// [`passes`] with [`Portable`], compiled for every instruction set macerator knows (`S`, the
 /// one it runs on, only selects the build: the portable loops are vectorized for it).
 #[macerator::with_simd]
 #[allow(clippy::extra_unused_type_parameters)]
@@ -223,13 +316,14 @@ fn rows_portable<'a, S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
     r1: usize,
     out: &mut [f32],
 ) {
-    product::<Portable, Q, BS, TS>(Portable, x, src, r0, r1, out)
+    passes::<Portable, Q, BS, TS>(Portable, x, src, r0, r1, out)
 }
 
-/// The product over [`RunDot`] `dot`: each block's scales and codes decoded once, its runs of
-/// 32 against each activation row's, float work once per block and row.
+/// Each weight row of `r0..r1` against the activation rows, eight a pass, then four, then the
+/// last one to three in one pass (as the float product, [`super::blocks`]): each block decoded
+/// once per pass.
 #[inline(always)]
-fn product<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize>(
+fn passes<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize>(
     dot: D,
     x: &Int8Rows,
     src: Q::Src<'_>,
@@ -238,78 +332,177 @@ fn product<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize>(
     out: &mut [f32],
 ) {
     debug_assert!(x.run == BS && x.sub == Q::SUB);
-    let (m, k) = (x.m(), x.k);
-    let (nb, ns) = (k / BS, BS / Q::SUB);
-    let (mut sc, mut mn): (Ints, Ints) = ([0; 16], [0; 16]);
-    let mut q = [[0i8; 32]; 8];
-    let q = &mut q[..BS / 32];
+    let m = x.m();
     for row in r0..r1 {
         let ys = &mut out[(row - r0) * m..][..m];
-        ys.fill(0.0);
-        for (b, block) in Q::blocks(src, row * nb, nb).enumerate() {
-            super::blocks::prefetch_ahead::<Q, TS>(b, block);
-            let (d, dmin) = Q::int_scales(block, &mut sc, &mut mn);
-            for (r, q) in q.iter_mut().enumerate() {
-                Q::codes(block, r, q);
-            }
-            for (mi, y) in ys.iter_mut().enumerate() {
-                let xb = &x.q[mi * k + b * BS..][..BS];
-                let mut acc = dot.zero();
-                for (r, (q, xr)) in q.iter().zip(xb.chunks_exact(32)).enumerate() {
-                    let xr: &[i8; 32] = xr.try_into().expect("a run");
-                    let pair = [sc[32 * r / Q::SUB], sc[(32 * r + 16) / Q::SUB]];
-                    acc = dot.add(acc, q, xr, pair);
+        let mut mi = 0;
+        while mi < m {
+            let y = &mut ys[mi..];
+            mi += match m - mi {
+                8.. => put(y, row_dot::<D, Q, BS, TS, 8>(dot, x, mi, src, row)),
+                4..=7 => put(y, row_dot::<D, Q, BS, TS, 4>(dot, x, mi, src, row)),
+                3 => put(y, row_dot::<D, Q, BS, TS, 3>(dot, x, mi, src, row)),
+                2 => put(y, row_dot::<D, Q, BS, TS, 2>(dot, x, mi, src, row)),
+                _ => put(y, row_dot::<D, Q, BS, TS, 1>(dot, x, mi, src, row)),
+            };
+        }
+    }
+}
+
+/// Writes a pass's `R` results at the start of `y`; returns `R`.
+#[inline(always)]
+fn put<const R: usize>(y: &mut [f32], pass: [f32; R]) -> usize {
+    y[..R].copy_from_slice(&pass);
+    R
+}
+
+/// Weight row `row` against activation rows `mi .. mi + R` over [`RunDot`] `dot`: each block's
+/// scales decoded once and its codes a run at a time, each run into every activation row's
+/// integer lanes, float work once per block and row.
+#[inline(always)]
+fn row_dot<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize, const R: usize>(
+    dot: D,
+    x: &Int8Rows,
+    mi: usize,
+    src: Q::Src<'_>,
+    row: usize,
+) -> [f32; R] {
+    let (k, nb) = (x.k, x.k / BS);
+    // each activation row's runs, steps and sums, block by block
+    let xq: [&[[i8; BS]]; R] = std::array::from_fn(|j| x.q[(mi + j) * k..][..k].as_chunks().0);
+    let dx: [&[f32]; R] = std::array::from_fn(|j| &x.dx[(mi + j) * nb..][..nb]);
+    let xs: [&[[i16; 16]]; R] =
+        std::array::from_fn(|j| x.sums[(mi + j) * nb * 16..][..nb * 16].as_chunks().0);
+    // the scales beyond a block's `BS / SUB` sub-blocks stay 0 (`int_scales` writes its own)
+    let (mut sc, mut mn): (Ints, Ints) = ([0; 16], [0; 16]);
+    let mut sums = [dot.sum_zero(); R];
+    for (b, block) in Q::blocks(src, row * nb, nb).enumerate() {
+        super::blocks::prefetch_ahead::<Q, TS>(b, block);
+        let (d, dmin) = Q::int_scales(block, &mut sc, &mut mn);
+        let scales = dot.scales(&sc);
+        let mut acc = [dot.zero(); R];
+        unrolled(
+            BS / 32,
+            #[inline(always)]
+            |r| {
+                let mut u = [0u8; 32];
+                Q::ucodes(block, r, &mut u);
+                let s = [32 * r / Q::SUB, (32 * r + 16) / Q::SUB];
+                for j in 0..R {
+                    let (xr, _) = xq[j][b].as_chunks::<32>();
+                    acc[j] = dot.add(acc[j], &u, &xr[r], scales, s);
                 }
-                let mut v = d * dot.total(acc) as f32;
-                if Q::MIN {
-                    let sums = &x.sums[(mi * nb + b) * ns..][..ns];
-                    let mut mins = 0i32;
-                    for (&m, &s) in mn.iter().zip(sums) {
-                        mins += i32::from(m) * s;
-                    }
-                    v -= dmin * mins as f32;
-                }
-                *y += x.dx[mi * nb + b] * v;
+            },
+        );
+        for j in 0..R {
+            let (xs, dx) = (&xs[j][b], dx[j][b]);
+            // `q = u − o`: the offset's term, `−o · Σ sc · Σx`, joins the codes' in integers
+            let acc = match Q::OFFSET {
+                0 => acc[j],
+                o => dot.add16(acc[j], &sc, -i16::from(o), xs),
+            };
+            sums[j] = dot.fold(sums[j], acc, dx * d);
+            if Q::MIN {
+                sums[j] = dot.fold(sums[j], dot.add16(dot.zero(), &mn, 1, xs), -dx * dmin);
             }
         }
+    }
+    sums.map(|s| dot.total(s))
+}
+
+/// `f(0)`, `f(1)`, … `f(n − 1)` (`n` 1 or 8, a constant: a block's runs) as separate calls, so
+/// that each sees its run's constants (its shifts and scale indices). As a loop over a block's
+/// runs, the compiler kept a large decoder's body (Q6_K's) rolled, with shifts and shuffles by
+/// variable amounts: 2.3× slower (PERF.md, session 26). `f` must be `#[inline(always)]`: else
+/// it is compiled outside the caller's instruction set and each intrinsic becomes a call.
+#[inline(always)]
+fn unrolled(n: usize, mut f: impl FnMut(usize)) {
+    debug_assert!(n == 1 || n == 8);
+    f(0);
+    if n == 8 {
+        f(1);
+        f(2);
+        f(3);
+        f(4);
+        f(5);
+        f(6);
+        f(7);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Int8Rows, Portable, RunDot};
+    use super::{Int8Rows, Ints, Portable, RunDot};
 
-    /// Both byte dots give the exact sum, on random runs and on the extremes (codes −128 and
-    /// 127, activations ±127, scales of Q6_K's range).
+    /// Both byte dots sum exactly and fold into float lanes that total exactly, on random runs
+    /// whose sums stay below 2^24 (f32's integers); at the extremes (codes 127, activations
+    /// ±127, scales of Q6_K's range, the offsets' terms at their largest), where f32 rounds the
+    /// lanes, within that rounding (no saturation, no overflow).
     #[test]
     fn run_dots_are_exact() {
+        /// `(2 (u·x·sc) + f·a·b) / 2` through `dot`: two runs (scales 3 and 12 of `sc`), the 16
+        /// products, two folds of 1/4.
+        fn through<D: RunDot>(
+            dot: D,
+            u: &[u8; 32],
+            x: &[i8; 32],
+            sc: &Ints,
+            fab: (i16, &Ints, &[i16; 16]),
+        ) -> f32 {
+            let (f, a, b) = fab;
+            let scales = dot.scales(sc);
+            let acc = dot.add(dot.zero(), u, x, scales, [3, 12]);
+            let acc = dot.add16(dot.add(acc, u, x, scales, [3, 12]), a, f, b);
+            dot.total(dot.fold(dot.fold(dot.sum_zero(), acc, 0.25), acc, 0.25))
+        }
         let (seed, mut rng) = super::super::tests::fresh_rng();
         for case in 0..2000 {
-            let mut q = [0i8; 32];
+            let extreme = case % 4 < 2;
+            let mut u = [0u8; 32];
             let mut x = [0i8; 32];
             for l in 0..32 {
-                (q[l], x[l]) = match case % 4 {
-                    0 => (-128, if l % 2 == 0 { 127 } else { -127 }),
-                    1 => (127, 127),
-                    _ => (rng.next() as i8, (rng.next() % 255) as i8),
+                (u[l], x[l]) = match case % 4 {
+                    0 => (127, if l % 2 == 0 { 127 } else { -127 }),
+                    1 => (127, -127),
+                    _ => ((rng.next() % 128) as u8, (rng.next() % 255) as i8),
                 };
                 x[l] = x[l].max(-127);
             }
-            let sc = [
-                (rng.next() % 256) as i16 - 128,
-                (rng.next() % 256) as i16 - 128,
-            ];
-            let want: i64 = (0..32)
-                .map(|l| i64::from(sc[l / 16]) * i64::from(q[l]) * i64::from(x[l]))
-                .sum();
-            let p = Portable;
-            let got = p.total(p.add(p.add(p.zero(), &q, &x, sc), &q, &x, sc));
-            assert_eq!(i64::from(got), 2 * want, "portable, seed {seed}");
+            let (sc, f, a, b): (Ints, i16, Ints, [i16; 16]) = if extreme {
+                let b = if case % 2 == 0 { 4064 } else { -4064 };
+                ([-128; 16], 32, [-128; 16], [b; 16])
+            } else {
+                let f = [1, -4, -8, -16, -32][(rng.next() % 5) as usize];
+                let mut draw = |range: u64| (rng.next() % (2 * range)) as i64 - range as i64;
+                (
+                    std::array::from_fn(|_| draw(8) as i8),
+                    f,
+                    std::array::from_fn(|_| draw(4) as i8),
+                    std::array::from_fn(|_| draw(128) as i16),
+                )
+            };
+            let want = 0.5
+                * (2 * (0..32)
+                    .map(|l| i64::from(sc[[3, 12][l / 16]]) * i64::from(u[l]) * i64::from(x[l]))
+                    .sum::<i64>()
+                    + (0..16)
+                        .map(|s| i64::from(f) * i64::from(a[s]) * i64::from(b[s]))
+                        .sum::<i64>()) as f64;
+            let tolerance = if extreme { want.abs() * 1e-6 } else { 0.0 };
+            let got = through(Portable, &u, &x, &sc, (f, &a, &b));
+            assert!(
+                (f64::from(got) - want).abs() <= tolerance,
+                "portable {got} {want}, seed {seed}"
+            );
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                let a = super::Avx2(());
-                let got = a.total(a.add(a.add(a.zero(), &q, &x, sc), &q, &x, sc));
-                assert_eq!(i64::from(got), 2 * want, "avx2, seed {seed}");
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                let got = through(super::Avx2(()), &u, &x, &sc, (f, &a, &b));
+                assert!(
+                    (f64::from(got) - want).abs() <= tolerance,
+                    "avx2 {got} {want}, seed {seed}"
+                );
             }
         }
     }
@@ -348,15 +541,20 @@ mod tests {
             assert_eq!(&got[..want.len()], &want[..], "run {run} seed {seed}");
             let last = &got[want.len()..];
             assert!(last.iter().all(|v| v.is_nan()), "run {run} seed {seed}");
-            // each sub-block's sum of codes: the rounded values over their (power-of-two) step
+            // each sub-block's sum of codes (the rounded values over their power-of-two step),
+            // 16 a run: a run's sub-blocks, then zeros
             for (s, want) in want.chunks_exact(16).enumerate() {
                 let dx = rows.dx[16 * s / run];
                 let codes: f32 = want.iter().map(|v| v / dx).sum();
+                let at = 16 * s / run * 16 + s % (run / 16);
                 assert_eq!(
-                    rows.sums[s] as f32,
+                    rows.sums[at] as f32,
                     if dx > 0.0 { codes } else { 0.0 },
                     "seed {seed}"
                 );
+            }
+            for (r, sums) in rows.sums.chunks_exact(16).enumerate() {
+                assert!(sums[run / 16..].iter().all(|&s| s == 0), "run {r}: padding");
             }
         }
     }

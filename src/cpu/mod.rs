@@ -91,8 +91,8 @@ pub fn matmul_int8(
     if run == 32 {
         // Blocks of 32 weights: the float product of the rounded activations, the same values.
         // Their integer product was slower (1.0–1.9× the float one's time on one thread of an
-        // AVX-512 Xeon, PERF.md session 25): its float work once per 32 weights costs what the
-        // integer dot saves.
+        // AVX-512 Xeon, PERF.md sessions 25 and 26): its work once per 32 weights (a block's
+        // scales, a fold into float lanes) costs what the integer dot saves.
         return matmul(&xq.values(), words, m, desc);
     }
     Ok(threaded(desc.out_features, m, |r0, r1, out| {
@@ -428,8 +428,15 @@ pub(crate) mod tests {
             // the int8 product (every layout): against f64 on the rounded activations, within
             // the same bound over `Σ (|w| + 2 |min|) · |x̂|` (it subtracts the mins' term from
             // the codes' one, which may cancel)
-            let mins: Vec<f32> = crate::quant::with_block_decoder!(t, Q => block_mins::<Q>(&bytes))
-                .unwrap_or_else(|| vec![0.0; w.len()]);
+            let blocks = bytes.len() / size;
+            let mins: Vec<f32> =
+                crate::quant::with_block_decoder!(t, Q => block_mins::<Q>(&bytes, blocks))
+                    .unwrap_or_else(|| {
+                        let desc = QuantWeightDesc::of(t, n, k).expect("shape");
+                        let words = pack(&bytes, desc).expect("pack");
+                        let src = q6k::BlockSource::new(&words, desc).expect("Q6_K blocks");
+                        block_mins::<crate::quant::decoders::Q6K>(src, blocks)
+                    });
             for &layout in layouts {
                 let desc = QuantWeightDesc::of(t, n, k)
                     .and_then(|d| d.with_layout(layout))
@@ -474,13 +481,18 @@ pub(crate) mod tests {
         }
     }
 
-    /// Each weight's `|min|` (its sub-block's), from GGUF bytes of `Q`'s blocks.
-    fn block_mins<Q: for<'a> BlockDecode<Src<'a> = &'a [u8]>>(bytes: &[u8]) -> Vec<f32> {
+    /// Each weight's `|min| + o · |scale|` (its sub-block's; `o` the codes' offset): the terms
+    /// the int8 product subtracts from its unsigned codes' (`w = scale · u − (min + o · scale)`),
+    /// from GGUF bytes of `Q`'s blocks.
+    fn block_mins<Q: BlockDecode>(src: Q::Src<'_>, blocks: usize) -> Vec<f32> {
         let mut out = Vec::new();
-        for i in 0..bytes.len() / Q::BYTES {
+        for i in 0..blocks {
             let (mut scale, mut min) = ([0f32; 16], [0f32; 16]);
-            Q::scales(Q::block(bytes, i), &mut scale, &mut min);
-            out.extend((0..Q::BLOCK).map(|e| min[e / Q::SUB].abs()));
+            Q::scales(Q::block(src, i), &mut scale, &mut min);
+            out.extend((0..Q::BLOCK).map(|e| {
+                let s = e / Q::SUB;
+                min[s].abs() + f32::from(Q::OFFSET) * scale[s].abs()
+            }));
         }
         out
     }

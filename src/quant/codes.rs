@@ -9,27 +9,38 @@
 //! without mins), the int8 one every integer factor before its block's two floats.
 //!
 //! A block decodes in two steps: its sub-blocks' integer scales and mins with the block's `d` and
-//! `dmin` (`*_scales`, returning `(d, dmin)`), then its codes 32 at a time as i8 (`*_codes` of
-//! run `r`: elements `32r .. 32r + 32`, fixed-size runs the compiler vectorizes).
+//! `dmin` (`*_scales`, returning `(d, dmin)`), then its codes 32 at a time (`*_codes` of run `r`:
+//! elements `32r .. 32r + 32`, fixed-size runs the compiler vectorizes). The codes come
+//! unsigned, as the bits the block stores: a format with signed codes (Q4_0's `nibble − 8`, …)
+//! states its offset, [`super::BlockDecode::OFFSET`], which the decoder's signed `codes`
+//! subtract and the int8 product folds into its sums (a product of unsigned bytes needs no
+//! sign fix-up per byte).
 
 use super::dequant::f16_at;
 
-/// A block's integer sub-block scales or mins (at most 16 sub-blocks).
-pub(crate) type Ints = [i16; 16];
+/// A block's integer sub-block scales or mins (at most 16 sub-blocks; every format's fit in a
+/// byte: Q6_K's signed 8-bit scales, the others' at most 6 bits).
+pub(crate) type Ints = [i8; 16];
 
-/// Q4_0 `{ f16 d; u8 qs[16] }`: codes `nibble − 8`, scale `d`; low nibbles are elements 0..16.
+/// Q4_0 `{ f16 d; u8 qs[16] }`: codes `nibble − 8` (offset 8), scale `d`; low nibbles are
+/// elements 0..16.
 #[inline(always)]
 pub(crate) fn q4_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
     sc[0] = 1;
     (f16_at(b, 0), 0.0)
 }
-/// Q4_0's codes.
+/// Q4_0's codes: the nibbles.
 #[inline(always)]
-pub(crate) fn q4_0_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
-    let qs: &[u8; 16] = b[2..18].try_into().expect("16 bytes");
+pub(crate) fn q4_0_codes(b: &[u8], _r: usize, q: &mut [u8; 32]) {
+    nibbles(b[2..18].try_into().expect("16 bytes"), q)
+}
+
+/// The 32 nibbles of `qs` as Q4_0 / Q4_1 place them: low nibbles are elements 0..16.
+#[inline(always)]
+fn nibbles(qs: &[u8; 16], q: &mut [u8; 32]) {
     for j in 0..16 {
-        q[j] = (qs[j] & 0xF) as i8 - 8;
-        q[j + 16] = (qs[j] >> 4) as i8 - 8;
+        q[j] = qs[j] & 0xF;
+        q[j + 16] = qs[j] >> 4;
     }
 }
 
@@ -41,12 +52,8 @@ pub(crate) fn q4_1_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
 }
 /// Q4_1's codes.
 #[inline(always)]
-pub(crate) fn q4_1_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
-    let qs: &[u8; 16] = b[4..20].try_into().expect("16 bytes");
-    for j in 0..16 {
-        q[j] = (qs[j] & 0xF) as i8;
-        q[j + 16] = (qs[j] >> 4) as i8;
-    }
+pub(crate) fn q4_1_codes(b: &[u8], _r: usize, q: &mut [u8; 32]) {
+    nibbles(b[4..20].try_into().expect("16 bytes"), q)
 }
 
 /// The five-bit codes of Q5_0 / Q5_1: the nibbles placed as in Q4_0, bit `j` of the
@@ -64,7 +71,7 @@ fn q5_codes(qh: &[u8], qs: &[u8]) -> [i32; 32] {
     q
 }
 
-/// Q5_0 `{ f16 d; u8 qh[4]; u8 qs[16] }`: codes `q5 − 16`, scale `d`.
+/// Q5_0 `{ f16 d; u8 qh[4]; u8 qs[16] }`: codes `q5 − 16` (offset 16), scale `d`.
 #[inline(always)]
 pub(crate) fn q5_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
     sc[0] = 1;
@@ -72,9 +79,9 @@ pub(crate) fn q5_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) 
 }
 /// Q5_0's codes.
 #[inline(always)]
-pub(crate) fn q5_0_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q5_0_codes(b: &[u8], _r: usize, q: &mut [u8; 32]) {
     for (q, c) in q.iter_mut().zip(q5_codes(&b[2..6], &b[6..22])) {
-        *q = (c - 16) as i8;
+        *q = c as u8;
     }
 }
 
@@ -86,13 +93,14 @@ pub(crate) fn q5_1_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
 }
 /// Q5_1's codes.
 #[inline(always)]
-pub(crate) fn q5_1_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q5_1_codes(b: &[u8], _r: usize, q: &mut [u8; 32]) {
     for (q, c) in q.iter_mut().zip(q5_codes(&b[4..8], &b[8..24])) {
-        *q = c as i8;
+        *q = c as u8;
     }
 }
 
-/// Q8_0 `{ f16 d; i8 qs[32] }`: codes `qs`, scale `d`.
+/// Q8_0 `{ f16 d; i8 qs[32] }`: codes `qs`, scale `d` (as unsigned codes: `qs + 128`, offset
+/// 128).
 #[inline(always)]
 pub(crate) fn q8_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
     sc[0] = 1;
@@ -100,10 +108,10 @@ pub(crate) fn q8_0_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) 
 }
 /// Q8_0's codes.
 #[inline(always)]
-pub(crate) fn q8_0_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q8_0_codes(b: &[u8], _r: usize, q: &mut [u8; 32]) {
     let qs: &[u8; 32] = b[2..34].try_into().expect("32 codes");
     for i in 0..32 {
-        q[i] = qs[i] as i8;
+        q[i] = qs[i] ^ 0x80;
     }
 }
 
@@ -113,24 +121,25 @@ pub(crate) fn q8_0_codes(b: &[u8], _r: usize, q: &mut [i8; 32]) {
 pub(crate) fn q2_k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
     let bytes: &[u8; 16] = b[0..16].try_into().expect("16 bytes");
     for i in 0..16 {
-        sc[i] = i16::from(bytes[i] & 0xF);
-        m[i] = i16::from(bytes[i] >> 4);
+        sc[i] = (bytes[i] & 0xF) as i8;
+        m[i] = (bytes[i] >> 4) as i8;
     }
     (f16_at(b, 80), f16_at(b, 82))
 }
 /// Q2_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
 /// bits `2j` of `qs[32g + l]`.
 #[inline(always)]
-pub(crate) fn q2_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q2_k_codes(b: &[u8], r: usize, q: &mut [u8; 32]) {
     let qs: &[u8; 32] = b[16 + 32 * (r / 4)..][..32].try_into().expect("32");
     let shift = 2 * (r % 4) as u32;
     for l in 0..32 {
-        q[l] = ((qs[l] >> shift) & 3) as i8;
+        q[l] = (qs[l] >> shift) & 3;
     }
 }
 
 /// Q3_K `{ u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d }`: codes `(low 2 bits) − 4·(1 − hmask
-/// bit)`, per 16 elements scale `d · sc` with `sc` a six-bit signed scale.
+/// bit)`, i.e. `(low 2 bits | hmask bit << 2) − 4` (offset 4), per 16 elements scale `d · sc`
+/// with `sc` a six-bit signed scale.
 #[inline(always)]
 pub(crate) fn q3_k_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) {
     // ggml's unpacking, four bytes at a time: scale `i`'s low nibble is nibble `i / 8` of byte
@@ -145,21 +154,19 @@ pub(crate) fn q3_k_scales(b: &[u8], sc: &mut Ints, _m: &mut Ints) -> (f32, f32) 
         ((a1 >> 4) & LOW) | (((t >> 6) & HIGH) << 4),
     ]);
     for i in 0..16 {
-        sc[i] = i16::from(six[i]) - 32;
+        sc[i] = six[i] as i8 - 32;
     }
     (f16_at(b, 108), 0.0)
 }
 /// Q3_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128g + 32j + l`) is
 /// bits `2j` of `qs[32g + l]` and bit `4g + j` of `hmask[l]`.
 #[inline(always)]
-pub(crate) fn q3_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q3_k_codes(b: &[u8], r: usize, q: &mut [u8; 32]) {
     let hm: &[u8; 32] = b[0..32].try_into().expect("32");
     let qs: &[u8; 32] = b[32 + 32 * (r / 4)..][..32].try_into().expect("32");
     let (shift, bit) = (2 * (r % 4) as u32, r as u32);
-    // `low − 4` under a clear hmask bit, `low` under a set one, i.e. `(low | hbit << 2) − 4`
     for l in 0..32 {
-        let three = ((qs[l] >> shift) & 3) | (((hm[l] >> bit) & 1) << 2);
-        q[l] = three.wrapping_sub(4) as i8;
+        q[l] = ((qs[l] >> shift) & 3) | (((hm[l] >> bit) & 1) << 2);
     }
 }
 
@@ -180,8 +187,8 @@ fn k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
         ((u2 >> 4) & LOW) | (((u1 >> 6) & TOP) << 4),
     ]);
     for i in 0..8 {
-        sc[i] = i16::from(six[i]);
-        m[i] = i16::from(six[8 + i]);
+        sc[i] = six[i] as i8;
+        m[i] = six[8 + i] as i8;
     }
     (f16_at(b, 0), f16_at(b, 2))
 }
@@ -201,11 +208,11 @@ pub(crate) fn q4_k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
 /// Q4_K's codes: runs (sub-blocks) `2g` and `2g + 1` are the low and high nibbles of
 /// `qs[32g ..]`.
 #[inline(always)]
-pub(crate) fn q4_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q4_k_codes(b: &[u8], r: usize, q: &mut [u8; 32]) {
     let qs: &[u8; 32] = b[16 + 32 * (r / 2)..][..32].try_into().expect("32 bytes");
     let shift = 4 * (r % 2) as u32;
     for l in 0..32 {
-        q[l] = ((qs[l] >> shift) & 0xF) as i8;
+        q[l] = (qs[l] >> shift) & 0xF;
     }
 }
 
@@ -216,34 +223,33 @@ pub(crate) fn q5_k_scales(b: &[u8], sc: &mut Ints, m: &mut Ints) -> (f32, f32) {
 }
 /// Q5_K's codes: as Q4_K's, with bit `r` of `qh[l]` the fifth bit of element `l`.
 #[inline(always)]
-pub(crate) fn q5_k_codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q5_k_codes(b: &[u8], r: usize, q: &mut [u8; 32]) {
     let qh: &[u8; 32] = b[16..48].try_into().expect("32 bytes");
     let qs: &[u8; 32] = b[48 + 32 * (r / 2)..][..32].try_into().expect("32 bytes");
     let shift = 4 * (r % 2) as u32;
     for l in 0..32 {
-        q[l] = (((qs[l] >> shift) & 0xF) | (((qh[l] >> r) & 1) << 4)) as i8;
+        q[l] = ((qs[l] >> shift) & 0xF) | (((qh[l] >> r) & 1) << 4);
     }
 }
 
 /// Q6_K `{ u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }` from its fields (either layout:
-/// [`super::q6k::BlockSource::parts`]): per 16 elements scale `d · sc`.
+/// [`super::q6k::BlockSource::parts`]): codes `q6 − 32`, per 16 elements scale `d · sc`.
 #[inline(always)]
 pub(crate) fn q6_k_scales(bytes: &[u8; 16], d: f32, sc: &mut Ints) -> (f32, f32) {
     for i in 0..16 {
-        sc[i] = i16::from(bytes[i] as i8);
+        sc[i] = bytes[i] as i8;
     }
     (d, 0.0)
 }
 /// Q6_K's codes, 32 at a time: element `l` of run `r` (element `32r + l = 128h + 32j + l`) is
-/// nibble `j / 2` of `ql[64h + 32 (j % 2) + l]` under bits `2j` of `qh[32h + l]`, less 32.
+/// nibble `j / 2` of `ql[64h + 32 (j % 2) + l]` under bits `2j` of `qh[32h + l]` (offset 32).
 #[inline(always)]
-pub(crate) fn q6_k_codes(ql: &[u8; 128], qh: &[u8; 64], r: usize, q: &mut [i8; 32]) {
+pub(crate) fn q6_k_codes(ql: &[u8; 128], qh: &[u8; 64], r: usize, q: &mut [u8; 32]) {
     let (h, j) = (r / 4, r % 4);
     let ql: &[u8; 32] = ql[64 * h + 32 * (j % 2)..][..32].try_into().expect("32");
     let qh: &[u8; 32] = qh[32 * h..][..32].try_into().expect("32");
     let (nibble, shift) = (4 * (j / 2) as u32, 2 * j as u32);
     for l in 0..32 {
-        let six = ((ql[l] >> nibble) & 0xF) | (((qh[l] >> shift) & 3) << 4);
-        q[l] = six.wrapping_sub(32) as i8;
+        q[l] = ((ql[l] >> nibble) & 0xF) | (((qh[l] >> shift) & 3) << 4);
     }
 }

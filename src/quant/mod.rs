@@ -69,6 +69,11 @@ pub(crate) trait BlockDecode {
     const SUB: usize;
     /// Whether the format has mins (else every `m` is zero and is not written).
     const MIN: bool;
+    /// What the signed codes are less than the unsigned ones the block stores
+    /// ([`Self::ucodes`]): `q = u − OFFSET` (8 for Q4_0's nibbles, 0 for a format with mins).
+    const OFFSET: u8;
+    /// Bits of an unsigned code: `u < 2^BITS`.
+    const BITS: u32;
     /// Where the blocks are read from.
     type Src<'a>: Copy;
     /// One block's fields, as the decoder reads them.
@@ -90,7 +95,7 @@ pub(crate) trait BlockDecode {
     /// `min = dmin · m`, each exact in f32.
     #[inline(always)]
     fn scales(b: Self::Block<'_>, scale: &mut [f32], min: &mut [f32]) {
-        let (mut sc, mut m) = ([0i16; 16], [0i16; 16]);
+        let (mut sc, mut m) = ([0i8; 16], [0i8; 16]);
         let (d, dmin) = Self::int_scales(b, &mut sc, &mut m);
         // fixed-size views, widened to 32-bit lanes first: the compiler computes the scales in
         // vectors (from the narrow integers, it converts and multiplies each alone)
@@ -106,15 +111,28 @@ pub(crate) trait BlockDecode {
             }
         }
     }
-    /// The 32 codes of run `r` of a block (elements `32r .. 32r + 32`, one or two sub-blocks).
-    fn codes(b: Self::Block<'_>, r: usize, q: &mut [i8; 32]);
+    /// The 32 unsigned codes of run `r` of a block (elements `32r .. 32r + 32`, one or two
+    /// sub-blocks), as the block stores them: the codes plus [`Self::OFFSET`].
+    fn ucodes(b: Self::Block<'_>, r: usize, u: &mut [u8; 32]);
+    /// The 32 codes of run `r` of a block: [`Self::ucodes`] less [`Self::OFFSET`].
+    #[inline(always)]
+    fn codes(b: Self::Block<'_>, r: usize, q: &mut [i8; 32]) {
+        let mut u = [0u8; 32];
+        Self::ucodes(b, r, &mut u);
+        for (q, u) in q.iter_mut().zip(u) {
+            *q = u.wrapping_sub(Self::OFFSET) as i8;
+        }
+    }
     /// Where a block's bytes (or its largest field's) start, for a prefetch ahead of it.
     fn addr(b: Self::Block<'_>) -> *const u8;
 }
 
 /// One zero-sized [`BlockDecode`] per format with a generic CPU product.
 macro_rules! block_decoders {
-    ($($Q:ident: $sc:ident, $f:ident, $bs:expr, $ts:expr, $sub:expr, $min:expr;)*) => {
+    ($(
+        $Q:ident: $sc:ident, $f:ident, $bs:expr, $ts:expr, $sub:expr, $min:expr, $off:expr,
+        $bits:expr;
+    )*) => {
         /// The formats' decoders as types ([`BlockDecode`]).
         pub(crate) mod decoders {
             $(
@@ -125,6 +143,8 @@ macro_rules! block_decoders {
                     const BYTES: usize = $ts;
                     const SUB: usize = $sub;
                     const MIN: bool = $min;
+                    const OFFSET: u8 = $off;
+                    const BITS: u32 = $bits;
                     type Src<'a> = &'a [u8];
                     type Block<'a> = &'a [u8];
                     // the bytes' exact chunks: the compiler vectorizes each block's decoding
@@ -151,8 +171,8 @@ macro_rules! block_decoders {
                         super::codes::$sc(b, sc, m)
                     }
                     #[inline(always)]
-                    fn codes(b: &[u8], r: usize, q: &mut [i8; 32]) {
-                        super::codes::$f(b, r, q)
+                    fn ucodes(b: &[u8], r: usize, u: &mut [u8; 32]) {
+                        super::codes::$f(b, r, u)
                     }
                     #[inline(always)]
                     fn addr(b: &[u8]) -> *const u8 {
@@ -168,6 +188,8 @@ macro_rules! block_decoders {
                 const BYTES: usize = 210;
                 const SUB: usize = 16;
                 const MIN: bool = false;
+                const OFFSET: u8 = 32;
+                const BITS: u32 = 6;
                 type Src<'a> = super::q6k::BlockSource<'a>;
                 type Block<'a> = (&'a [u8; 128], &'a [u8; 64], &'a [u8; 16], f32);
                 #[inline(always)]
@@ -183,8 +205,8 @@ macro_rules! block_decoders {
                     super::codes::q6_k_scales(bytes, d, sc)
                 }
                 #[inline(always)]
-                fn codes((ql, qh, _, _): Self::Block<'_>, r: usize, q: &mut [i8; 32]) {
-                    super::codes::q6_k_codes(ql, qh, r, q)
+                fn ucodes((ql, qh, _, _): Self::Block<'_>, r: usize, u: &mut [u8; 32]) {
+                    super::codes::q6_k_codes(ql, qh, r, u)
                 }
                 #[inline(always)]
                 fn addr((ql, _, _, _): Self::Block<'_>) -> *const u8 {
@@ -194,16 +216,18 @@ macro_rules! block_decoders {
         }
     };
 }
+// type: its scales and codes in `codes`, elements and bytes a block, elements a sub-block,
+// whether it has mins, its codes' offset and bits
 block_decoders! {
-    Q4_0: q4_0_scales, q4_0_codes, 32, 18, 32, false;
-    Q4_1: q4_1_scales, q4_1_codes, 32, 20, 32, true;
-    Q5_0: q5_0_scales, q5_0_codes, 32, 22, 32, false;
-    Q5_1: q5_1_scales, q5_1_codes, 32, 24, 32, true;
-    Q8_0: q8_0_scales, q8_0_codes, 32, 34, 32, false;
-    Q2K: q2_k_scales, q2_k_codes, 256, 84, 16, true;
-    Q3K: q3_k_scales, q3_k_codes, 256, 110, 16, false;
-    Q4K: q4_k_scales, q4_k_codes, 256, 144, 32, true;
-    Q5K: q5_k_scales, q5_k_codes, 256, 176, 32, true;
+    Q4_0: q4_0_scales, q4_0_codes, 32, 18, 32, false, 8, 4;
+    Q4_1: q4_1_scales, q4_1_codes, 32, 20, 32, true, 0, 4;
+    Q5_0: q5_0_scales, q5_0_codes, 32, 22, 32, false, 16, 5;
+    Q5_1: q5_1_scales, q5_1_codes, 32, 24, 32, true, 0, 5;
+    Q8_0: q8_0_scales, q8_0_codes, 32, 34, 32, false, 128, 8;
+    Q2K: q2_k_scales, q2_k_codes, 256, 84, 16, true, 0, 2;
+    Q3K: q3_k_scales, q3_k_codes, 256, 110, 16, false, 4, 3;
+    Q4K: q4_k_scales, q4_k_codes, 256, 144, 32, true, 0, 4;
+    Q5K: q5_k_scales, q5_k_codes, 256, 176, 32, true, 0, 5;
 }
 
 /// Evaluates `$body` with `$Q` the [`BlockDecode`] type of `$t`: `Some($body)` for a type with a
@@ -358,6 +382,48 @@ mod tests {
             match geometry {
                 Some(g) => assert_eq!(Some(g), t.block_size().zip(t.type_size()), "{t}"),
                 None => assert_eq!(t, GgmlType::Q6_K, "{t} has no decoder type"),
+            }
+        }
+    }
+
+    /// Each decoder's unsigned codes take exactly `BITS` bits over random blocks (below `2^BITS`,
+    /// and the largest reached), and its signed codes are them less `OFFSET`.
+    #[test]
+    fn unsigned_codes_take_their_bits() {
+        fn check<Q: BlockDecode>(t: GgmlType, src: Q::Src<'_>, blocks: usize, seed: u64) {
+            let mut largest = 0u8;
+            for i in 0..blocks {
+                for r in 0..Q::BLOCK / 32 {
+                    let (mut u, mut q) = ([0u8; 32], [0i8; 32]);
+                    Q::ucodes(Q::block(src, i), r, &mut u);
+                    Q::codes(Q::block(src, i), r, &mut q);
+                    for (&u, &q) in u.iter().zip(&q) {
+                        assert!(u32::from(u) < 1 << Q::BITS, "{t}: code {u}, seed {seed}");
+                        let signed = i16::from(u) - i16::from(Q::OFFSET);
+                        assert_eq!(i16::from(q), signed, "{t}, seed {seed}");
+                        largest = largest.max(u);
+                    }
+                }
+            }
+            let most = (1 << Q::BITS) - 1;
+            assert_eq!(
+                u32::from(largest),
+                most,
+                "{t}: {blocks} blocks, seed {seed}"
+            );
+        }
+        let (seed, mut rng) = crate::cpu::tests::fresh_rng();
+        for &t in FUSED_TYPES {
+            let size = t.type_size().expect("size") as usize;
+            let bs = t.block_size().expect("block") as usize;
+            let blocks = 256;
+            let bytes: Vec<u8> = (0..blocks * size).map(|_| rng.next() as u8).collect();
+            let checked = with_block_decoder!(t, Q => check::<Q>(t, &bytes, blocks, seed));
+            if checked.is_none() {
+                let desc = super::QuantWeightDesc::of(t, blocks, bs).expect("shape");
+                let words = super::pack(&bytes, desc).expect("pack");
+                let src = super::q6k::BlockSource::new(&words, desc).expect("blocks");
+                check::<super::decoders::Q6K>(t, src, blocks, seed);
             }
         }
     }
