@@ -319,6 +319,24 @@ fn rows_portable<'a, S: Simd, Q: BlockDecode, const BS: usize, const TS: usize>(
     passes::<Portable, Q, BS, TS>(Portable, x, src, r0, r1, out)
 }
 
+/// The int8 product in portable code whatever the CPU has: for the tests, whose machines
+/// would otherwise take the AVX2 one only.
+#[cfg(test)]
+pub(crate) struct PortableRows<'x>(pub(crate) &'x Int8Rows);
+
+#[cfg(test)]
+impl super::BlockRows for PortableRows<'_> {
+    fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
+        &self,
+        src: Q::Src<'_>,
+        r0: usize,
+        r1: usize,
+        out: &mut [f32],
+    ) {
+        rows_portable::<Q, BS, TS>(PhantomData, self.0, src, r0, r1, out)
+    }
+}
+
 /// Each weight row of `r0..r1` against the activation rows, eight a pass, then four, then the
 /// last one to three in one pass (as the float product, [`super::blocks`]): each block decoded
 /// once per pass.

@@ -426,8 +426,8 @@ pub(crate) mod tests {
                 }
             }
             // the int8 product (every layout): against f64 on the rounded activations, within
-            // the same bound over `Σ (|w| + 2 |min|) · |x̂|` (it subtracts the mins' term from
-            // the codes' one, which may cancel)
+            // the same bound over `Σ (|w| + 2 |min|) · |x̂|`, `min` with the codes' offset (it
+            // subtracts the offsets' and mins' terms from the unsigned codes', which may cancel)
             let blocks = bytes.len() / size;
             let mins: Vec<f32> =
                 crate::quant::with_block_decoder!(t, Q => block_mins::<Q>(&bytes, blocks))
@@ -442,28 +442,40 @@ pub(crate) mod tests {
                     .and_then(|d| d.with_layout(layout))
                     .expect("shape");
                 let words = pack(&bytes, desc).expect("pack");
-                for m in [1, 3, 8] {
+                for m in [1, 2, 3, 7, 13] {
                     let x: Vec<f32> = (0..m * k).map(|_| 4.0 * rng.unit()).collect();
+                    let weight = Weight::new(&words, desc).expect("weight");
+                    let (run, sub) = weight.runs();
+                    let rows = int8::Int8Rows::new(&x, k, run, sub);
+                    let xq = rows.values();
+                    // `[m, n]` as the caller gets it; the K formats' portable product too (the
+                    // machines running this take the AVX2 one), `[n, m]`, poisoned first
                     let y = matmul_int8(&x, &words, m, desc).expect("int8 product");
-                    let (run, sub) = Weight::new(&words, desc).expect("weight").runs();
-                    let xq = int8::Int8Rows::new(&x, k, run, sub).values();
-                    for row in 0..n {
-                        for mi in 0..m {
-                            let (xs, ws) = (&xq[mi * k..][..k], &w[row * k..][..k]);
-                            let ms = &mins[row * k..][..k];
-                            let mut exact = 0.0;
-                            let mut abs = 0.0;
-                            for i in 0..k {
-                                exact += xs[i] as f64 * ws[i] as f64;
-                                abs += (ws[i].abs() as f64 + 2.0 * ms[i].abs() as f64)
-                                    * xs[i].abs() as f64;
+                    let mut products = vec![("dispatched", y, n, 1)];
+                    if run > 32 {
+                        let mut yt = vec![f32::NAN; n * m];
+                        weight.each(&int8::PortableRows(&rows), 0, n, &mut yt);
+                        products.push(("portable", yt, 1, m));
+                    }
+                    for (path, y, mi_stride, row_stride) in products {
+                        for row in 0..n {
+                            for mi in 0..m {
+                                let (xs, ws) = (&xq[mi * k..][..k], &w[row * k..][..k]);
+                                let ms = &mins[row * k..][..k];
+                                let mut exact = 0.0;
+                                let mut abs = 0.0;
+                                for i in 0..k {
+                                    exact += xs[i] as f64 * ws[i] as f64;
+                                    abs += (ws[i].abs() as f64 + 2.0 * ms[i].abs() as f64)
+                                        * xs[i].abs() as f64;
+                                }
+                                let got = y[mi * mi_stride + row * row_stride] as f64;
+                                assert!(
+                                    (got - exact).abs() <= gamma * abs + 1e-30,
+                                    "{t} {layout:?} int8 {path} seed {seed} m={m}: \
+                                     y[{mi}, {row}] = {got}, f64 {exact}"
+                                );
                             }
-                            let got = y[mi * n + row] as f64;
-                            assert!(
-                                (got - exact).abs() <= gamma * abs + 1e-30,
-                                "{t} {layout:?} int8 seed {seed} m={m}: y[{mi}, {row}] = {got}, \
-                                 f64 {exact}"
-                            );
                         }
                     }
                 }
