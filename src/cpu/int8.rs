@@ -432,10 +432,11 @@ fn row_dot<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize, const R:
 /// that each sees its run's constants (its shifts and scale indices). As a loop over a block's
 /// runs, the compiler kept a large decoder's body (Q6_K's) rolled, with shifts and shuffles by
 /// variable amounts: 2.3× slower (PERF.md, session 26). `f` must be `#[inline(always)]`: else
-/// it is compiled outside the caller's instruction set and each intrinsic becomes a call.
+/// it is compiled outside the caller's instruction set and each intrinsic becomes a call. Any
+/// other `n` (a block of 64 or 128 weights) panics rather than skip runs.
 #[inline(always)]
 fn unrolled(n: usize, mut f: impl FnMut(usize)) {
-    debug_assert!(n == 1 || n == 8);
+    assert!(n == 1 || n == 8, "a block of 1 or 8 runs of 32, not {n}");
     f(0);
     if n == 8 {
         f(1);
