@@ -86,7 +86,7 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
     let mut acc = [[zero; 2]; R];
     let (mut q, mut scale, mut min) = ([0f32; BS], [0f32; 16], [0f32; 16]);
     for (b, block) in Q::blocks(src, first, nb).enumerate() {
-        prefetch_ahead::<Q, TS>(b, block);
+        prefetch_ahead::<Q, TS>(block);
         Q::scales(block, &mut scale, &mut min);
         // The scales stay one vectorized computation stored to memory, read back with one
         // broadcast load each: once the sub-block loop below unrolls, the compiler otherwise
@@ -101,7 +101,7 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
         let xb: [&[f32]; R] = std::array::from_fn(|r| &x[r * k + b * BS..][..BS]);
         for (run, q) in q.chunks_exact_mut(32).enumerate() {
             let mut c = [0i8; 32];
-            Q::codes(block, run, &mut c);
+            Q::codes(block, crate::quant::codes::Soft, run, &mut c);
             for (q, c) in q.iter_mut().zip(c) {
                 *q = f32::from(c);
             }
@@ -171,15 +171,16 @@ fn row_dot<S: Simd, Q: BlockDecode, const BS: usize, const TS: usize, const R: u
 /// other formats were unchanged (PERF.md).
 const PREFETCH: usize = 2048;
 
-/// Fetches the row's bytes [`PREFETCH`] ahead of its block `b` into the cache, at most 64 bytes
-/// apart (one cache line): blocks under half a line (Q4_0 … Q5_1) ask every few blocks, larger
-/// ones once per line they span (`TS` is a constant: the loop unrolls).
+/// Fetches the row's bytes [`PREFETCH`] ahead of a block into the cache: every block asks for
+/// each cache line of 64 bytes it spans (a block under a line, Q4_0 … Q8_0, asks for its first;
+/// the two or three of a line ask for it alike). Asking once per line instead, behind a branch
+/// on the block's index or address, cost a branch a block that mispredicts (PERF.md, session
+/// 27); `TS` is a constant: the loop unrolls.
 #[inline(always)]
-pub(super) fn prefetch_ahead<Q: BlockDecode, const TS: usize>(b: usize, block: Q::Block<'_>) {
-    if b.is_multiple_of((64 / TS).max(1)) {
-        for line in (0..TS).step_by(64) {
-            prefetch(Q::addr(block).wrapping_add(PREFETCH + line));
-        }
+pub(super) fn prefetch_ahead<Q: BlockDecode, const TS: usize>(block: Q::Block<'_>) {
+    let at = Q::addr(block);
+    for line in (0..TS).step_by(64) {
+        prefetch(at.wrapping_add(PREFETCH + line));
     }
 }
 

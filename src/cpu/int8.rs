@@ -1,25 +1,30 @@
-//! The CPU's int8 product ([`crate::quant::Activations::Int8`]) for the K formats: the
-//! activations rounded to int8 once per call, in runs of the weight's block (256, one step each,
-//! as llama.cpp's CPU rounds them for its integer products: `q8_K`); then, per block, the
-//! unsigned codes the block stores against the rounded activations as integers, each run of 32
-//! scaled by its sub-blocks' integer scales, into 32-bit lanes ([`RunDot`]). The codes' offset
-//! and the mins enter through the sums of each sub-block's activation codes, taken once per
-//! call: with `q = u − o`, `Σ sc·q·xq = Σ sc·u·xq − o · Σ sc·Σxq`. Float work is once per block
-//! and lane, `dx · d · lanes − dx · dmin · Σ m·Σxq`, into float lanes summed once per row. (The
-//! formats of 32-weight blocks round their activations here too, then take the float product,
-//! faster for them: [`super::matmul_int8`].)
+//! The CPU's int8 product ([`crate::quant::Activations::Int8`]): the activations rounded to
+//! int8 once per call, in runs of the weight's block (32, or 256 for the K formats, one step
+//! each, as llama.cpp's CPU rounds them for its integer products: `q8_0`, `q8_K`); then, per
+//! block, the weight's codes against the rounded activations as integers, into 32-bit lanes
+//! ([`RunDot`]).
+//!
+//! - The K formats (8 runs of 32 a block): the unsigned codes the block stores, each run scaled
+//!   by its sub-blocks' integer scales. The codes' offset and the mins enter through the sums of
+//!   each sub-block's activation codes, taken once per call: with `q = u − o`,
+//!   `Σ sc·q·xq = Σ sc·u·xq − o · Σ sc·Σxq`. Float work is once per block and lane,
+//!   `dx · d · lanes − dx · dmin · Σ m·Σxq`, into float lanes summed once per row.
+//! - Blocks of one run (Q4_0 … Q8_0): as ggml's `vec_dot_q4_0_q8_0`, the signed codes against
+//!   the activations' in one byte dot, folded with `dx · d` into float lanes; the mins, where the
+//!   format has them, as one scalar a row from each run's `dx · Σxq`.
 //!
 //! Written once, generic over the block decoder (as the float product, [`super::blocks`]) and
 //! over [`RunDot`], the one piece written per instruction set: ggml's byte dot (`vpmaddubsw`,
-//! then `vpmaddwd` with the scales) where the CPU has AVX2 and FMA, which compilers do not form
-//! from portable code (PERF.md, sessions 22, 24, 25 and 26); elsewhere portable 16-bit products
-//! compiled for every instruction set macerator knows.
+//! then `vpmaddwd`), F16C's conversion and ggml's byte shuffles for unpacking a block where the
+//! CPU has AVX2, FMA and F16C, which compilers do not form from portable code (PERF.md, sessions
+//! 22 and 24–27); elsewhere portable code compiled for every instruction set macerator knows.
 
 use std::marker::PhantomData;
 
 use macerator::Simd;
 
-use crate::quant::{BlockDecode, codes::Ints};
+use crate::quant::BlockDecode;
+use crate::quant::codes::{Ints, Soft, Unpack};
 
 /// Activation rows rounded to int8 in runs of `run` elements (a weight's block), the values
 /// `x̂ = dx · q` with `q = round(x · 127 / max |x|)` in −127..=127 and `dx = max |x| / 127` for
@@ -33,6 +38,8 @@ pub(crate) struct Int8Rows {
     /// Each run's sub-blocks' sums of codes (the offsets' and mins' terms), 16 a run (the
     /// sub-blocks, then zeros): `m × k / run × 16`, each at most `32 · 127` in magnitude.
     sums: Vec<i16>,
+    /// Each run's `dx · Σq` (a one-run block's mins' term, ggml's `q8_1` sums): `m × k / run`.
+    dxs: Vec<f32>,
     /// Elements a row.
     k: usize,
     /// Elements a run.
@@ -73,10 +80,14 @@ impl Int8Rows {
                 *sum = q.iter().map(|&q| i16::from(q)).sum();
             }
         }
+        let dxs = (q.chunks_exact(run).zip(&dx))
+            .map(|(q, dx)| dx * q.iter().map(|&q| i32::from(q)).sum::<i32>() as f32)
+            .collect();
         Self {
             q,
             dx,
             sums,
+            dxs,
             k,
             run,
             sub,
@@ -89,6 +100,7 @@ impl Int8Rows {
     }
 
     /// The rounded activations `dx · q`, `m × k`: what the product multiplies.
+    #[cfg(test)]
     pub(crate) fn values(&self) -> Vec<f32> {
         let run = self.run;
         (self.q.iter().enumerate())
@@ -102,8 +114,9 @@ impl Int8Rows {
 /// per row. Implemented once per instruction set with a multiply-add of bytes, and once in
 /// portable code. Every integer sum stays within an i32: a block's `Σ sc·u·x` is at most
 /// `256 · 128 · 127 · 127` in magnitude, its offsets' and mins' `Σ f·a·b` at most
-/// `16 · 4096 · 32 · 127`.
-pub(crate) trait RunDot: Copy {
+/// `16 · 4096 · 32 · 127`. It also unpacks the blocks' fields ([`Unpack`]), with the
+/// instruction set's own instructions where it has them.
+pub(crate) trait RunDot: Copy + Unpack {
     /// A block's integer sub-block scales, as [`Self::add`] takes them.
     type Scales: Copy;
     /// A block's integer sums, in lanes.
@@ -125,6 +138,9 @@ pub(crate) trait RunDot: Copy {
         sc: Self::Scales,
         s: [usize; 2],
     ) -> Self::Acc;
+    /// A one-run block's products, `Σ q · x` in lanes: its weights' signed codes `q` (in
+    /// −128..=127) and its activations' codes `x` (in −127..=127).
+    fn signed(self, q: &[i8; 32], x: &[i8; 32]) -> Self::Acc;
     /// `acc` plus `Σ f · a[s] · b[s]` (`|f · a[s]|` at most 4096).
     fn add16(self, acc: Self::Acc, a: &Ints, f: i16, b: &[i16; 16]) -> Self::Acc;
     /// Float sums of zero.
@@ -138,6 +154,21 @@ pub(crate) trait RunDot: Copy {
 /// [`RunDot`] in portable code: 16-bit products summed in 32 bits, one lane.
 #[derive(Clone, Copy)]
 struct Portable;
+
+impl Unpack for Portable {
+    #[inline(always)]
+    fn f16(self, b: &[u8], at: usize) -> f32 {
+        Soft.f16(b, at)
+    }
+    #[inline(always)]
+    fn nibbles(self, qs: &[u8; 16]) -> [u8; 32] {
+        Soft.nibbles(qs)
+    }
+    #[inline(always)]
+    fn nibbles5(self, qs: &[u8; 16], high: u32) -> [u8; 32] {
+        Soft.nibbles5(qs, high)
+    }
+}
 
 impl RunDot for Portable {
     type Scales = Ints;
@@ -162,6 +193,12 @@ impl RunDot for Portable {
         acc + halves[0] * i32::from(sc[s[0]]) + halves[1] * i32::from(sc[s[1]])
     }
     #[inline(always)]
+    fn signed(self, q: &[i8; 32], x: &[i8; 32]) -> i32 {
+        (q.iter().zip(x))
+            .map(|(&q, &x)| i32::from(i16::from(q) * i16::from(x)))
+            .sum()
+    }
+    #[inline(always)]
     fn add16(self, acc: i32, a: &Ints, f: i16, b: &[i16; 16]) -> i32 {
         acc + (a.iter().zip(b))
             .map(|(&a, &b)| i32::from(f * i16::from(a)) * i32::from(b))
@@ -181,14 +218,91 @@ impl RunDot for Portable {
     }
 }
 
-/// [`RunDot`] on AVX2 with FMA: ggml's byte dot, `vpmaddubsw` (unsigned codes times signed
-/// activations, pairs summed in 16 bits: at most 2 · 127 · 127, no saturation), then `vpmaddwd`
-/// with the two sub-blocks' scales, picked from the block's 16 by a byte shuffle; eight float
-/// lanes a row. A value of it exists only where the CPU has AVX2 and FMA ([`rows`] makes it
-/// after checking), which makes its intrinsics sound.
+/// [`RunDot`] on AVX2 with FMA and F16C: ggml's byte dot, `vpmaddubsw` (unsigned codes times
+/// signed activations, pairs summed in 16 bits: at most 2 · 127 · 127, no saturation), then
+/// `vpmaddwd` with the two sub-blocks' scales, picked from the block's 16 by a byte shuffle;
+/// eight float lanes a row; f16 fields by `vcvtph2ps`. A value of it exists only where the CPU
+/// has AVX2, FMA and F16C ([`rows`] makes it after checking), which makes its intrinsics sound.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Avx2(());
+
+#[cfg(target_arch = "x86_64")]
+impl Unpack for Avx2 {
+    #[inline(always)]
+    fn f16(self, b: &[u8], at: usize) -> f32 {
+        use std::arch::x86_64::*;
+        // `vcvtph2ps` loads eight bytes itself (the half wanted and three more, converted and
+        // dropped): from `at`, or ending where the block does when `at` is among its last six
+        // (Q2_K's and Q3_K's `d`), the half then in a higher lane. Two bytes inserted into a
+        // register (what the compiler makes of any load it sees, even of eight bytes) merge
+        // into whatever that register held: a false dependency that chained a block's loop to
+        // the previous block's sum (Q5_0 1.6x slower, Q2_K 1.4x, PERF.md session 27); hence
+        // the instruction by hand.
+        let start = at.min(b.len().saturating_sub(8));
+        let lane = (at - start) / 2;
+        if b.len() < 8 || !(at - start).is_multiple_of(2) {
+            return Soft.f16(b, at);
+        }
+        let v: __m128;
+        // SAFETY: F16C is present (a value of `Avx2` exists); the instruction reads the 8 bytes
+        // `b[start..start + 8]` (within `b`: `start + 8 <= b.len()`), unaligned, and writes only
+        // `v`.
+        unsafe {
+            std::arch::asm!(
+                "vcvtph2ps {v}, qword ptr [{p}]",
+                p = in(reg) b[start..start + 8].as_ptr(),
+                v = out(xmm_reg) v,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        // SAFETY: an `__m128` is four f32.
+        let lanes: [f32; 4] = unsafe { std::mem::transmute(v) };
+        lanes[lane]
+    }
+    #[inline(always)]
+    fn nibbles(self, qs: &[u8; 16]) -> [u8; 32] {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 is present (a value of `Avx2` exists); the load reads the 16 bytes of
+        // `qs`, the store writes the 32 of `out`, unaligned.
+        unsafe {
+            let x = _mm_loadu_si128(qs.as_ptr().cast());
+            let low = _mm256_and_si256(
+                _mm256_set_m128i(_mm_srli_epi16(x, 4), x),
+                _mm256_set1_epi8(0xF),
+            );
+            let mut out = [0u8; 32];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), low);
+            out
+        }
+    }
+    #[inline(always)]
+    fn nibbles5(self, qs: &[u8; 16], high: u32) -> [u8; 32] {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 is present (a value of `Avx2` exists); the load reads the 32 bytes of
+        // `low`, the store writes the 32 of `out`, unaligned.
+        unsafe {
+            let low = _mm256_loadu_si256(self.nibbles(qs).as_ptr().cast());
+            // ggml's `bytes_from_bits_32`: byte `e / 8` of `high` in byte `e`, with all bits
+            // but bit `e % 8` set, is all ones where that bit is
+            let spread = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(high as i32),
+                _mm256_set_epi64x(
+                    0x0303_0303_0303_0303,
+                    0x0202_0202_0202_0202,
+                    0x0101_0101_0101_0101,
+                    0,
+                ),
+            );
+            let others = _mm256_set1_epi64x(0x7FBF_DFEF_F7FB_FDFE);
+            let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+            let codes = _mm256_or_si256(low, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+            let mut out = [0u8; 32];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), codes);
+            out
+        }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 impl RunDot for Avx2 {
@@ -233,6 +347,20 @@ impl RunDot for Avx2 {
         }
     }
     #[inline(always)]
+    fn signed(self, q: &[i8; 32], x: &[i8; 32]) -> Self::Acc {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 is present (a value of `Avx2` exists); the loads read the 32 bytes of
+        // `q` and `x`, unaligned.
+        unsafe {
+            let q = _mm256_loadu_si256(q.as_ptr().cast());
+            let x = _mm256_loadu_si256(x.as_ptr().cast());
+            // ggml's sign trick: `|q|` (−128 becomes the unsigned 128) times `x` with `q`'s
+            // sign (0 where `q` is 0), pairs summed in 16 bits (at most 2 · 128 · 127)
+            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+            _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+        }
+    }
+    #[inline(always)]
     fn add16(self, acc: Self::Acc, a: &Ints, f: i16, b: &[i16; 16]) -> Self::Acc {
         use std::arch::x86_64::*;
         // SAFETY: AVX2 is present (a value of `Avx2` exists); the loads read the 16 bytes of
@@ -269,8 +397,8 @@ impl RunDot for Avx2 {
 
 /// Rows `r0..r1` of W (its blocks in `src`, `x.k` weights a row) against the rows of `x`
 /// (rounded in runs of `BS`), into `out` (`[r1 − r0, m]`): with ggml's byte dot where the CPU
-/// has AVX2 and FMA, else the portable one. `Q`'s unsigned codes must be below 128
-/// (`Q::BITS <= 7`: every K format).
+/// has AVX2, FMA and F16C, else the portable one. A block of several runs must have unsigned codes
+/// below 128 (`Q::BITS <= 7`: every K format); a one-run block's codes are taken signed.
 pub(super) fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
     x: &Int8Rows,
     src: Q::Src<'_>,
@@ -279,21 +407,24 @@ pub(super) fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
     out: &mut [f32],
 ) {
     assert!(
-        Q::BITS <= 7,
-        "the int8 product takes codes of at most 7 bits"
+        Q::BITS <= 7 || BS == 32,
+        "the int8 product takes a large block's codes of at most 7 bits"
     );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA, which the function is compiled for.
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        // SAFETY: the CPU has AVX2, FMA and F16C, which the function is compiled for.
         unsafe { rows_avx2::<Q, BS, TS>(x, src, r0, r1, out) };
         return;
     }
     rows_portable::<Q, BS, TS>(PhantomData, x, src, r0, r1, out)
 }
 
-/// [`passes`] with [`Avx2`], compiled for AVX2 and FMA.
+/// [`passes`] with [`Avx2`], compiled for AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn rows_avx2<Q: BlockDecode, const BS: usize, const TS: usize>(
     x: &Int8Rows,
     src: Q::Src<'_>,
@@ -376,7 +507,7 @@ fn put<const R: usize>(y: &mut [f32], pass: [f32; R]) -> usize {
 
 /// Weight row `row` against activation rows `mi .. mi + R` over [`RunDot`] `dot`: each block's
 /// scales decoded once and its codes a run at a time, each run into every activation row's
-/// integer lanes, float work once per block and row.
+/// integer lanes, float work once per block and row. A one-run block goes to [`one_run_dot`].
 #[inline(always)]
 fn row_dot<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize, const R: usize>(
     dot: D,
@@ -385,6 +516,9 @@ fn row_dot<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize, const R:
     src: Q::Src<'_>,
     row: usize,
 ) -> [f32; R] {
+    if BS == 32 {
+        return one_run_dot::<D, Q, TS, R>(dot, x, mi, src, row);
+    }
     let (k, nb) = (x.k, x.k / BS);
     // each activation row's runs, steps and sums, block by block
     let xq: [&[[i8; BS]]; R] = std::array::from_fn(|j| x.q[(mi + j) * k..][..k].as_chunks().0);
@@ -395,8 +529,8 @@ fn row_dot<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize, const R:
     let (mut sc, mut mn): (Ints, Ints) = ([0; 16], [0; 16]);
     let mut sums = [dot.sum_zero(); R];
     for (b, block) in Q::blocks(src, row * nb, nb).enumerate() {
-        super::blocks::prefetch_ahead::<Q, TS>(b, block);
-        let (d, dmin) = Q::int_scales(block, &mut sc, &mut mn);
+        super::blocks::prefetch_ahead::<Q, TS>(block);
+        let (d, dmin) = Q::int_scales(block, dot, &mut sc, &mut mn);
         let scales = dot.scales(&sc);
         let mut acc = [dot.zero(); R];
         unrolled(
@@ -404,7 +538,7 @@ fn row_dot<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize, const R:
             #[inline(always)]
             |r| {
                 let mut u = [0u8; 32];
-                Q::ucodes(block, r, &mut u);
+                Q::ucodes(block, dot, r, &mut u);
                 let s = [32 * r / Q::SUB, (32 * r + 16) / Q::SUB];
                 for j in 0..R {
                     let (xr, _) = xq[j][b].as_chunks::<32>();
@@ -426,6 +560,43 @@ fn row_dot<D: RunDot, Q: BlockDecode, const BS: usize, const TS: usize, const R:
         }
     }
     sums.map(|s| dot.total(s))
+}
+
+/// [`row_dot`] for blocks of one run of 32 weights (one sub-block: Q4_0 … Q8_0), as ggml's
+/// `vec_dot_q4_0_q8_0` and its siblings: the signed codes against the activations' in one
+/// [`RunDot::signed`], folded with `dx · d · sc` into float lanes; a format's mins as one scalar
+/// a row, `Σ dmin · m · dx · Σx` (ggml's `q8_1` sums), subtracted once at the end. The codes'
+/// offset is subtracted from the decoded bytes (a byte op per run), not carried in the sums.
+#[inline(always)]
+fn one_run_dot<D: RunDot, Q: BlockDecode, const TS: usize, const R: usize>(
+    dot: D,
+    x: &Int8Rows,
+    mi: usize,
+    src: Q::Src<'_>,
+    row: usize,
+) -> [f32; R] {
+    let (k, nb) = (x.k, x.k / 32);
+    let xq: [&[[i8; 32]]; R] = std::array::from_fn(|j| x.q[(mi + j) * k..][..k].as_chunks().0);
+    let dx: [&[f32]; R] = std::array::from_fn(|j| &x.dx[(mi + j) * nb..][..nb]);
+    let dxs: [&[f32]; R] = std::array::from_fn(|j| &x.dxs[(mi + j) * nb..][..nb]);
+    let (mut sc, mut mn): (Ints, Ints) = ([0; 16], [0; 16]);
+    let mut sums = [dot.sum_zero(); R];
+    let mut mins = [0f32; R];
+    for (b, block) in Q::blocks(src, row * nb, nb).enumerate() {
+        super::blocks::prefetch_ahead::<Q, TS>(block);
+        let (d, dmin) = Q::int_scales(block, dot, &mut sc, &mut mn);
+        let (d, dmin) = (d * f32::from(sc[0]), dmin * f32::from(mn[0]));
+        let mut q = [0i8; 32];
+        Q::codes(block, dot, 0, &mut q);
+        for j in 0..R {
+            let dx = dx[j][b];
+            sums[j] = dot.fold(sums[j], dot.signed(&q, &xq[j][b]), dx * d);
+            if Q::MIN {
+                mins[j] += dmin * dxs[j][b];
+            }
+        }
+    }
+    std::array::from_fn(|j| dot.total(sums[j]) - mins[j])
 }
 
 /// `f(0)`, `f(1)`, … `f(n − 1)` (`n` 1 or 8, a constant: a block's runs) as separate calls, so
@@ -451,7 +622,7 @@ fn unrolled(n: usize, mut f: impl FnMut(usize)) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Int8Rows, Ints, Portable, RunDot};
+    use super::{Int8Rows, Ints, Portable, RunDot, Soft, Unpack};
 
     /// Both byte dots sum exactly and fold into float lanes that total exactly, on random runs
     /// whose sums stay below 2^24 (f32's integers); at the extremes (codes 127, activations
@@ -516,11 +687,46 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
             {
                 let got = through(super::Avx2(()), &u, &x, &sc, (f, &a, &b));
                 assert!(
                     (f64::from(got) - want).abs() <= tolerance,
                     "avx2 {got} {want}, seed {seed}"
+                );
+            }
+        }
+    }
+
+    /// The AVX2 product's [`Unpack`] is the portable one's, bit for bit: every f16 pattern, read
+    /// with eight bytes after it (the instruction's own load) and at a block's end (two bytes),
+    /// and random nibbles and fifth bits (and none).
+    #[test]
+    fn unpacking_is_the_portable_one() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            let (seed, mut rng) = super::super::tests::fresh_rng();
+            let avx2 = super::Avx2(());
+            for h in 0..=u16::MAX {
+                let mut b = [0u8; 10];
+                b.iter_mut().for_each(|b| *b = rng.next() as u8);
+                b[1..3].copy_from_slice(&h.to_le_bytes());
+                for (b, at) in [(&b[..], 1), (&b[..3], 1)] {
+                    let (got, want) = (avx2.f16(b, at), Soft.f16(b, at));
+                    assert_eq!(got.to_bits(), want.to_bits(), "f16 {h:#06x}, seed {seed}");
+                }
+            }
+            for case in 0..4096 {
+                let qs: [u8; 16] = std::array::from_fn(|_| rng.next() as u8);
+                let high = if case % 4 == 0 { 0 } else { rng.next() as u32 };
+                assert_eq!(avx2.nibbles(&qs), Soft.nibbles(&qs), "{qs:?}, seed {seed}");
+                assert_eq!(
+                    avx2.nibbles5(&qs, high),
+                    Soft.nibbles5(&qs, high),
+                    "{qs:?} {high:#x}, seed {seed}"
                 );
             }
         }

@@ -59,10 +59,9 @@ pub fn matmul(
 
 /// [`matmul`] with the activations rounded to int8 ([`crate::quant::Activations::Int8`]): each
 /// run of the weight's block (32 weights, or 256 for the K formats: llama.cpp's CPU rounding)
-/// rounded with one step, `x̂ = dx · round(x / dx)`, `dx = max |x| / 127`. The K formats
-/// multiply them into the codes as integers (with AVX2's byte dot where the CPU has it); the
-/// formats of 32-weight blocks multiply `x̂` with the float product, faster for them.
-/// The result is the product with `x̂`, within f32 rounding.
+/// rounded with one step, `x̂ = dx · round(x / dx)`, `dx = max |x| / 127`, then multiplied
+/// into the weight's codes as integers (with AVX2's byte dot where the CPU has it), as ggml's
+/// CPU does. The result is the product with `x̂`, within f32 rounding.
 ///
 /// ```
 /// use burn_gguf::quant::{GgmlType, QuantWeightDesc, pack};
@@ -88,13 +87,6 @@ pub fn matmul_int8(
     let w = Weight::new(words, desc)?;
     let (run, sub) = w.runs();
     let xq = int8::Int8Rows::new(x, desc.in_features, run, sub);
-    if run == 32 {
-        // Blocks of 32 weights: the float product of the rounded activations, the same values.
-        // Their integer product was slower (1.0–1.9× the float one's time on one thread of an
-        // AVX-512 Xeon, PERF.md sessions 25 and 26): its work once per 32 weights (a block's
-        // scales, a fold into float lanes) costs what the integer dot saves.
-        return matmul(&xq.values(), words, m, desc);
-    }
     Ok(threaded(desc.out_features, m, |r0, r1, out| {
         w.each(&xq, r0, r1, out)
     }))
@@ -448,15 +440,12 @@ pub(crate) mod tests {
                     let (run, sub) = weight.runs();
                     let rows = int8::Int8Rows::new(&x, k, run, sub);
                     let xq = rows.values();
-                    // `[m, n]` as the caller gets it; the K formats' portable product too (the
-                    // machines running this take the AVX2 one), `[n, m]`, poisoned first
+                    // `[m, n]` as the caller gets it; the portable product too (the machines
+                    // running this take the AVX2 one), `[n, m]`, poisoned first
                     let y = matmul_int8(&x, &words, m, desc).expect("int8 product");
-                    let mut products = vec![("dispatched", y, n, 1)];
-                    if run > 32 {
-                        let mut yt = vec![f32::NAN; n * m];
-                        weight.each(&int8::PortableRows(&rows), 0, n, &mut yt);
-                        products.push(("portable", yt, 1, m));
-                    }
+                    let mut yt = vec![f32::NAN; n * m];
+                    weight.each(&int8::PortableRows(&rows), 0, n, &mut yt);
+                    let products = [("dispatched", y, n, 1), ("portable", yt, 1, m)];
                     for (path, y, mi_stride, row_stride) in products {
                         for row in 0..n {
                             for mi in 0..m {

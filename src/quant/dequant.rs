@@ -52,7 +52,7 @@ pub(crate) fn from_codes<Q: super::BlockDecode>(src: Q::Src<'_>, i: usize, y: &m
     Q::scales(b, &mut scale, &mut min);
     let mut q = [0i8; 32];
     for (run, y) in y[..Q::BLOCK].chunks_exact_mut(32).enumerate() {
-        Q::codes(b, run, &mut q);
+        Q::codes(b, super::codes::Soft, run, &mut q);
         for (i, (v, &q)) in y.iter_mut().zip(&q).enumerate() {
             let s = (32 * run + i) / Q::SUB;
             *v = scale[s] * f32::from(q) - min[s];

@@ -89,14 +89,19 @@ pub(crate) trait BlockDecode {
     /// Block `i` of `src`.
     fn block<'a>(src: Self::Src<'a>, i: usize) -> Self::Block<'a>;
     /// A block's `BLOCK / SUB` sub-blocks' integer scales `sc` and (where [`Self::MIN`]) mins
-    /// `m`; returns the block's `(d, dmin)` (`dmin` 0 without mins).
-    fn int_scales(b: Self::Block<'_>, sc: &mut codes::Ints, m: &mut codes::Ints) -> (f32, f32);
+    /// `m`; returns the block's `(d, dmin)` (`dmin` 0 without mins), its fields unpacked by `un`.
+    fn int_scales(
+        b: Self::Block<'_>,
+        un: impl codes::Unpack,
+        sc: &mut codes::Ints,
+        m: &mut codes::Ints,
+    ) -> (f32, f32);
     /// A block's `BLOCK / SUB` sub-blocks' `scale = d · sc` and (where [`Self::MIN`])
     /// `min = dmin · m`, each exact in f32.
     #[inline(always)]
     fn scales(b: Self::Block<'_>, scale: &mut [f32], min: &mut [f32]) {
         let (mut sc, mut m) = ([0i8; 16], [0i8; 16]);
-        let (d, dmin) = Self::int_scales(b, &mut sc, &mut m);
+        let (d, dmin) = Self::int_scales(b, codes::Soft, &mut sc, &mut m);
         // fixed-size views, widened to 32-bit lanes first: the compiler computes the scales in
         // vectors (from the narrow integers, it converts and multiplies each alone)
         let (scale, min): (&mut [f32; 16], &mut [f32; 16]) = (
@@ -112,13 +117,14 @@ pub(crate) trait BlockDecode {
         }
     }
     /// The 32 unsigned codes of run `r` of a block (elements `32r .. 32r + 32`, one or two
-    /// sub-blocks), as the block stores them: the codes plus [`Self::OFFSET`].
-    fn ucodes(b: Self::Block<'_>, r: usize, u: &mut [u8; 32]);
+    /// sub-blocks), as the block stores them: the codes plus [`Self::OFFSET`]; its fields
+    /// unpacked by `un`.
+    fn ucodes(b: Self::Block<'_>, un: impl codes::Unpack, r: usize, u: &mut [u8; 32]);
     /// The 32 codes of run `r` of a block: [`Self::ucodes`] less [`Self::OFFSET`].
     #[inline(always)]
-    fn codes(b: Self::Block<'_>, r: usize, q: &mut [i8; 32]) {
+    fn codes(b: Self::Block<'_>, un: impl codes::Unpack, r: usize, q: &mut [i8; 32]) {
         let mut u = [0u8; 32];
-        Self::ucodes(b, r, &mut u);
+        Self::ucodes(b, un, r, &mut u);
         for (q, u) in q.iter_mut().zip(u) {
             *q = u.wrapping_sub(Self::OFFSET) as i8;
         }
@@ -165,14 +171,20 @@ macro_rules! block_decoders {
                     #[inline(always)]
                     fn int_scales(
                         b: &[u8],
+                        un: impl super::codes::Unpack,
                         sc: &mut super::codes::Ints,
                         m: &mut super::codes::Ints,
                     ) -> (f32, f32) {
-                        super::codes::$sc(b, sc, m)
+                        super::codes::$sc(b, un, sc, m)
                     }
                     #[inline(always)]
-                    fn ucodes(b: &[u8], r: usize, u: &mut [u8; 32]) {
-                        super::codes::$f(b, r, u)
+                    fn ucodes(
+                        b: &[u8],
+                        un: impl super::codes::Unpack,
+                        r: usize,
+                        u: &mut [u8; 32],
+                    ) {
+                        super::codes::$f(b, un, r, u)
                     }
                     #[inline(always)]
                     fn addr(b: &[u8]) -> *const u8 {
@@ -199,13 +211,19 @@ macro_rules! block_decoders {
                 #[inline(always)]
                 fn int_scales(
                     (_, _, bytes, d): Self::Block<'_>,
+                    _un: impl super::codes::Unpack,
                     sc: &mut super::codes::Ints,
                     _m: &mut super::codes::Ints,
                 ) -> (f32, f32) {
                     super::codes::q6_k_scales(bytes, d, sc)
                 }
                 #[inline(always)]
-                fn ucodes((ql, qh, _, _): Self::Block<'_>, r: usize, u: &mut [u8; 32]) {
+                fn ucodes(
+                    (ql, qh, _, _): Self::Block<'_>,
+                    _un: impl super::codes::Unpack,
+                    r: usize,
+                    u: &mut [u8; 32],
+                ) {
                     super::codes::q6_k_codes(ql, qh, r, u)
                 }
                 #[inline(always)]
@@ -395,8 +413,8 @@ mod tests {
             for i in 0..blocks {
                 for r in 0..Q::BLOCK / 32 {
                     let (mut u, mut q) = ([0u8; 32], [0i8; 32]);
-                    Q::ucodes(Q::block(src, i), r, &mut u);
-                    Q::codes(Q::block(src, i), r, &mut q);
+                    Q::ucodes(Q::block(src, i), super::codes::Soft, r, &mut u);
+                    Q::codes(Q::block(src, i), super::codes::Soft, r, &mut q);
                     for (&u, &q) in u.iter().zip(&q) {
                         assert!(u32::from(u) < 1 << Q::BITS, "{t}: code {u}, seed {seed}");
                         let signed = i16::from(u) - i16::from(Q::OFFSET);
