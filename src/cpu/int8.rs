@@ -228,6 +228,16 @@ impl RunDot for Portable {
 struct Avx2(());
 
 #[cfg(target_arch = "x86_64")]
+impl Avx2 {
+    /// Whether this CPU has AVX2, FMA and F16C: the one check before a value is made.
+    fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 impl Unpack for Avx2 {
     #[inline(always)]
     fn f16(self, b: &[u8], at: usize) -> f32 {
@@ -411,10 +421,7 @@ pub(super) fn rows<Q: BlockDecode, const BS: usize, const TS: usize>(
         "the int8 product takes a large block's codes of at most 7 bits"
     );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && std::arch::is_x86_feature_detected!("f16c")
-    {
+    if Avx2::available() {
         // SAFETY: the CPU has AVX2, FMA and F16C, which the function is compiled for.
         unsafe { rows_avx2::<Q, BS, TS>(x, src, r0, r1, out) };
         return;
@@ -685,10 +692,7 @@ mod tests {
                 "portable {got} {want}, seed {seed}"
             );
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
+            if super::Avx2::available() {
                 let got = through(super::Avx2(()), &u, &x, &sc, (f, &a, &b));
                 assert!(
                     (f64::from(got) - want).abs() <= tolerance,
@@ -704,10 +708,7 @@ mod tests {
     #[test]
     fn unpacking_is_the_portable_one() {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if super::Avx2::available() {
             let (seed, mut rng) = super::super::tests::fresh_rng();
             let avx2 = super::Avx2(());
             for h in 0..=u16::MAX {
