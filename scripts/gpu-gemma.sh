@@ -21,10 +21,10 @@ export BURN_GGUF_CUDA=1 BURN_GGUF_GEMMA3_WGPU=1
 gzip -dc .gpu/swap_linear.gz > /tmp/swap_linear && chmod +x /tmp/swap_linear
 gzip -dc .gpu/gemma3.gz > /tmp/gemma3_example && chmod +x /tmp/gemma3_example
 status=0
-echo "=== tests/gemma3.rs: CUDA, wgpu, Flex against llama.cpp"
+echo "=== tests/gemma3.rs: CUDA (float and int8), wgpu, against llama.cpp"
 if [ -f .gpu/gemma3_test.gz ]; then
     gzip -dc .gpu/gemma3_test.gz > /tmp/gemma3_test && chmod +x /tmp/gemma3_test
-    timeout 400 /tmp/gemma3_test --test-threads=1 --nocapture gemma3_matches_llama_cpp_cuda gemma3_matches_llama_cpp_wgpu \
+    timeout 400 /tmp/gemma3_test --test-threads=1 --nocapture gemma3_matches_llama_cpp_cuda gemma3_int8_matches_llama_cpp_cuda gemma3_matches_llama_cpp_wgpu \
         > "$OUT/gemma3-test.log" 2>&1 || status=1
     grep -E "^test |test result|largest|greedy|panicked|rows out|SKIP" "$OUT/gemma3-test.log" | head -40
 fi

@@ -1,17 +1,21 @@
 //! One Gemma-3-style decoder layer for one token (a decoding step) on the CPU, every op of it in
 //! one parallel region ([`phases`]): the threads wake once per layer and wait for each other by
-//! spinning between its nine phases, instead of sleeping and waking around each of the ~25 ops
-//! of the op-by-op layer. Each value is computed by the same functions, in the same order, as
-//! the ops compute it ([`super::rms_norm`], [`super::rope`], [`super::attention`],
-//! [`super::gelu_mul`], the products over row ranges), so the result is the same bit for bit.
+//! spinning between its nine phases (eleven with int8 activations), instead of sleeping and
+//! waking around each of the ~25 ops of the op-by-op layer. Each value is computed by the same
+//! functions, in the same order, as the ops compute it ([`super::rms_norm`], [`super::rope`],
+//! [`super::attention`], [`super::gelu_mul`], the products over row ranges, float or int8 as
+//! each projection reads its input), so the result is the same bit for bit.
+
+use std::sync::OnceLock;
 
 use super::attention::{AttentionShape, Scratch, attend};
 use super::gelu::gelu_mul_one;
+use super::int8::Int8Rows;
 use super::norm::rms_norm_row;
 use super::rope::rope_row;
 use super::{Weight, check_input};
 use crate::parallel::{SendPtr, phases};
-use crate::quant::PackError;
+use crate::quant::{Activations, PackError};
 
 /// Weight rows per chunk of a product: small enough that two or more threads share even the
 /// key/value projections, large enough that claiming a chunk costs nothing next to it.
@@ -24,13 +28,13 @@ pub(crate) struct LayerWeights<'a> {
     /// The norm before attention.
     pub(crate) attn_norm: &'a [f32],
     /// The query projection.
-    pub(crate) q: Weight<'a>,
+    pub(crate) q: Projection<'a>,
     /// The key projection.
-    pub(crate) k: Weight<'a>,
+    pub(crate) k: Projection<'a>,
     /// The value projection.
-    pub(crate) v: Weight<'a>,
+    pub(crate) v: Projection<'a>,
     /// The output projection.
-    pub(crate) o: Weight<'a>,
+    pub(crate) o: Projection<'a>,
     /// The norm of each query head.
     pub(crate) q_norm: &'a [f32],
     /// The norm of each key head.
@@ -40,13 +44,76 @@ pub(crate) struct LayerWeights<'a> {
     /// The norm before the MLP.
     pub(crate) ffn_norm: &'a [f32],
     /// The MLP's gate projection.
-    pub(crate) gate: Weight<'a>,
+    pub(crate) gate: Projection<'a>,
     /// The MLP's up projection.
-    pub(crate) up: Weight<'a>,
+    pub(crate) up: Projection<'a>,
     /// The MLP's down projection.
-    pub(crate) down: Weight<'a>,
+    pub(crate) down: Projection<'a>,
     /// The norm of the MLP's output.
     pub(crate) post_ffn_norm: &'a [f32],
+}
+
+/// A projection of the layer: its weight, and how it reads its input (as it is, as
+/// [`super::matmul`] does, or rounded to int8 in runs of the weight's block, as
+/// [`super::matmul_int8`] does).
+#[derive(Clone, Copy)]
+pub(crate) struct Projection<'a> {
+    /// The weight.
+    pub(crate) weight: Weight<'a>,
+    /// How it reads its input.
+    pub(crate) activations: Activations,
+}
+
+/// An input of the layer rounded to int8 for the projections that read it so: one rounding for
+/// each of their run shapes (a block's elements and a sub-block's, [`Weight::runs`]), made once
+/// for all of their chunks. Empty where every reader takes float activations.
+struct Rounded(Vec<((usize, usize), Int8Rows)>);
+
+impl Rounded {
+    /// `x` (one row) rounded for the int8 readers among `readers`.
+    fn new(x: &[f32], readers: &[&Projection<'_>]) -> Self {
+        let mut rounded: Vec<((usize, usize), Int8Rows)> = Vec::new();
+        for p in readers {
+            let runs = p.weight.runs();
+            if p.activations == Activations::Int8 && rounded.iter().all(|(r, _)| *r != runs) {
+                rounded.push((runs, Int8Rows::new(x, x.len(), runs.0, runs.1)));
+            }
+        }
+        Self(rounded)
+    }
+
+    /// Rows `r0..r1` of `p`'s product with the input `x` this is the rounding of, into `out`.
+    fn rows(&self, p: &Projection<'_>, x: &[f32], r0: usize, r1: usize, out: &mut [f32]) {
+        match p.activations {
+            Activations::Float => p.weight.rows(x, 1, r0, r1, out),
+            Activations::Int8 => {
+                let runs = p.weight.runs();
+                let (_, xq) = (self.0.iter())
+                    .find(|(r, _)| *r == runs)
+                    .expect("rounded for each of its int8 readers");
+                p.weight.each(xq, r0, r1, out)
+            }
+        }
+    }
+}
+
+/// The layer's phases, in order; those in brackets only where a projection reads that input
+/// as int8: the norm, q / k / v, the heads' norms and RoPE, attention, [attention's output
+/// rounded], o, the residual and the next norm, the gated MLP's input, [its output rounded],
+/// down, the last residual.
+#[derive(Clone, Copy)]
+enum Step {
+    Norm,
+    Qkv,
+    Heads,
+    Attend,
+    RoundAttention,
+    Output,
+    Residual,
+    Gated,
+    RoundGated,
+    Down,
+    Last,
 }
 
 /// How a layer's heads are shaped and which keys its attention sees.
@@ -90,7 +157,7 @@ pub(crate) fn decoder_step(
 ) -> Result<Vec<f32>, PackError> {
     let (d, hd) = (x.len(), s.head_dim);
     let (nq, nkv) = (s.heads * hd, s.kv_heads * hd);
-    let d_ff = w.gate.desc().out_features;
+    let d_ff = w.gate.weight.desc().out_features;
     let half = hd / 2;
     // every shape against the one it meets: a mismatch is an error, never an out-of-bounds
     // index inside a chunk
@@ -103,7 +170,7 @@ pub(crate) fn decoder_step(
         (&w.up, d, d_ff),
         (&w.down, d_ff, d),
     ] {
-        feeds(weight, input, output)?;
+        feeds(&weight.weight, input, output)?;
     }
     // the heads and the slot, checked (and reported) as [`super::attention`] and
     // [`super::rope`] check them
@@ -166,25 +233,49 @@ pub(crate) fn decoder_step(
     let (cq, ck, cv) = (chunks(nq), chunks(nkv), chunks(nkv));
     let group = s.heads / s.kv_heads;
     let keys = AttentionShape::visible(position, 0, s.window);
+    let int8 = |p: &Projection<'_>| usize::from(p.activations == Activations::Int8);
     let plan = [
-        1,                        // 0: h = norm(x)
-        cq + ck + cv,             // 1: q, k, v = h · W
-        s.heads + 2 * s.kv_heads, // 2: head norms, RoPE, k and v into the cache
-        s.heads,                  // 3: attention, a head per chunk
-        chunks(d),                // 4: a = attention · W_o
-        1,                        // 5: x1 = x + norm(a), h2 = norm(x1)
-        chunks(d_ff),             // 6: g = gelu(h2 · W_gate) · (h2 · W_up)
-        chunks(d),                // 7: m = g · W_down
-        1,                        // 8: y = x1 + norm(m)
+        (Step::Norm, 1),                         // h = norm(x)
+        (Step::Qkv, cq + ck + cv),               // q, k, v = h · W
+        (Step::Heads, s.heads + 2 * s.kv_heads), // head norms, RoPE, k and v into the cache
+        (Step::Attend, s.heads),                 // attention, a head per chunk
+        (Step::RoundAttention, int8(&w.o)),      // attention's output to int8
+        (Step::Output, chunks(d)),               // a = attention · W_o
+        (Step::Residual, 1),                     // x1 = x + norm(a), h2 = norm(x1)
+        (Step::Gated, chunks(d_ff)),             // g = gelu(h2 · W_gate) · (h2 · W_up)
+        (Step::RoundGated, int8(&w.down)),       // g to int8
+        (Step::Down, chunks(d)),                 // m = g · W_down
+        (Step::Last, 1),                         // y = x1 + norm(m)
     ];
+    // no phase without chunks: a phase waits only for the one before it
+    let plan: Vec<(Step, usize)> = plan.into_iter().filter(|&(_, n)| n > 0).collect();
+    let counts: Vec<usize> = plan.iter().map(|&(_, n)| n).collect();
+    // Each product's input as its projections read it, rounded once where one reads int8:
+    // made in the single-chunk phase that writes the input (or in a phase of its own), and
+    // found made by the product's chunks (for float readers, an empty rounding).
+    let (rh, ratt, rh2, rg) = (
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    );
+    // SAFETY (the four): each is first called after its input is written (later in the one
+    // chunk that writes it, or in a later phase).
+    let h_in = || rh.get_or_init(|| unsafe { Rounded::new(b.get(h), &[&w.q, &w.k, &w.v]) });
+    let att_in = || ratt.get_or_init(|| unsafe { Rounded::new(b.get(att), &[&w.o]) });
+    let h2_in = || rh2.get_or_init(|| unsafe { Rounded::new(b.get(h2), &[&w.gate, &w.up]) });
+    let g_in = || rg.get_or_init(|| unsafe { Rounded::new(b.get(g), &[&w.down]) });
     // SAFETY (every `unsafe` below): the buffers outlive `phases`; each chunk writes a range no
     // other chunk of its phase touches, and reads buffers only after the phase that wrote them.
-    phases(&plan, |phase, c| unsafe {
+    phases(&counts, |phase, c| unsafe {
         let rows = |c: usize, n: usize| (c * CHUNK_ROWS, ((c + 1) * CHUNK_ROWS).min(n));
-        match phase {
-            0 => rms_norm_row(x, w.attn_norm, s.eps, b.get_mut(h, 0, d)),
-            1 => {
-                let (weight, out, c) = if c < cq {
+        match plan[phase].0 {
+            Step::Norm => {
+                rms_norm_row(x, w.attn_norm, s.eps, b.get_mut(h, 0, d));
+                h_in();
+            }
+            Step::Qkv => {
+                let (p, out, c) = if c < cq {
                     (&w.q, q, c)
                 } else if c < cq + ck {
                     (&w.k, k, c - cq)
@@ -192,9 +283,9 @@ pub(crate) fn decoder_step(
                     (&w.v, v, c - cq - ck)
                 };
                 let (r0, r1) = rows(c, out.len);
-                weight.rows(b.get(h), 1, r0, r1, b.get_mut(out, r0, r1));
+                h_in().rows(p, b.get(h), r0, r1, b.get_mut(out, r0, r1));
             }
-            2 => {
+            Step::Heads => {
                 let mut normed = vec![0f32; hd];
                 if c < s.heads {
                     rms_norm_row(&b.get(q)[c * hd..][..hd], w.q_norm, s.eps, &mut normed);
@@ -210,7 +301,7 @@ pub(crate) fn decoder_step(
                     dst.copy_from_slice(&b.get(v)[head * hd..][..hd]);
                 }
             }
-            3 => {
+            Step::Attend => {
                 let kv = (c / group) * cache.capacity * hd;
                 let all_k = std::slice::from_raw_parts(kc.get(), cache_len);
                 let all_v = std::slice::from_raw_parts(vc.get(), cache_len);
@@ -230,11 +321,14 @@ pub(crate) fn decoder_step(
                     out,
                 );
             }
-            4 => {
-                let (r0, r1) = rows(c, d);
-                w.o.rows(b.get(att), 1, r0, r1, b.get_mut(a, r0, r1));
+            Step::RoundAttention => {
+                att_in();
             }
-            5 => {
+            Step::Output => {
+                let (r0, r1) = rows(c, d);
+                att_in().rows(&w.o, b.get(att), r0, r1, b.get_mut(a, r0, r1));
+            }
+            Step::Residual => {
                 let mut normed = vec![0f32; d];
                 rms_norm_row(b.get(a), w.post_attn_norm, s.eps, &mut normed);
                 let sum = b.get_mut(x1, 0, d);
@@ -242,21 +336,26 @@ pub(crate) fn decoder_step(
                     *out = r + n;
                 }
                 rms_norm_row(sum, w.ffn_norm, s.eps, b.get_mut(h2, 0, d));
+                h2_in();
             }
-            6 => {
+            Step::Gated => {
                 let (r0, r1) = rows(c, d_ff);
                 let (mut gate, mut up) = (vec![0f32; r1 - r0], vec![0f32; r1 - r0]);
-                w.gate.rows(b.get(h2), 1, r0, r1, &mut gate);
-                w.up.rows(b.get(h2), 1, r0, r1, &mut up);
+                let xr = h2_in();
+                xr.rows(&w.gate, b.get(h2), r0, r1, &mut gate);
+                xr.rows(&w.up, b.get(h2), r0, r1, &mut up);
                 for ((out, &gv), &u) in b.get_mut(g, r0, r1).iter_mut().zip(&gate).zip(&up) {
                     *out = gelu_mul_one(gv, u);
                 }
             }
-            7 => {
-                let (r0, r1) = rows(c, d);
-                w.down.rows(b.get(g), 1, r0, r1, b.get_mut(m, r0, r1));
+            Step::RoundGated => {
+                g_in();
             }
-            _ => {
+            Step::Down => {
+                let (r0, r1) = rows(c, d);
+                g_in().rows(&w.down, b.get(g), r0, r1, b.get_mut(m, r0, r1));
+            }
+            Step::Last => {
                 let mut normed = vec![0f32; d];
                 rms_norm_row(b.get(m), w.post_ffn_norm, s.eps, &mut normed);
                 for ((out, &r), &n) in b.get_mut(y, 0, d).iter_mut().zip(b.get(x1)).zip(&normed) {
@@ -341,8 +440,11 @@ mod tests {
         );
         let (gate, up, down) = (packed(d_ff, d), packed(d_ff, d), packed(d, d_ff));
         let wrong = packed(heads * hd, d + 32);
-        fn weight((words, desc): &(Vec<u32>, QuantWeightDesc)) -> Weight<'_> {
-            Weight::new(words, *desc).expect("weight")
+        fn weight((words, desc): &(Vec<u32>, QuantWeightDesc)) -> Projection<'_> {
+            Projection {
+                weight: Weight::new(words, *desc).expect("weight"),
+                activations: Activations::Int8,
+            }
         }
         let (ones_d, ones_hd) = (vec![1f32; d], vec![1f32; hd]);
         let fitting = LayerWeights {

@@ -23,7 +23,7 @@ pub mod sampling;
 pub use attention::{AttentionShape, attention};
 pub use gelu::{GELU_CUBIC, SQRT_2_OVER_PI, gelu_mul};
 #[cfg(feature = "flex")]
-pub(crate) use layer::{KvCache, LayerShape, LayerWeights, decoder_step};
+pub(crate) use layer::{KvCache, LayerShape, LayerWeights, Projection, decoder_step};
 pub use norm::rms_norm;
 pub use rope::rope;
 

@@ -23,6 +23,8 @@ pub struct QuantEmbedding {
     pub weight: Param<Tensor<1, Int>>,
     #[module(skip)]
     desc: QuantWeightDesc,
+    #[module(skip)]
+    activations: Activations,
 }
 
 impl QuantEmbedding {
@@ -43,6 +45,7 @@ impl QuantEmbedding {
         Ok(QuantEmbedding {
             weight: Param::initialized(ParamId::new(), weight.words),
             desc,
+            activations: Activations::Float,
         })
     }
 
@@ -64,9 +67,24 @@ impl QuantEmbedding {
         quant_rows(self.weight.val(), self.desc, ids)
     }
 
-    /// `x · tableᵀ` for `x` `[.., d_model]`: `[.., vocab]`, the tied output projection.
+    /// `x · tableᵀ` for `x` `[.., d_model]`: `[.., vocab]`, the tied output projection, reading
+    /// `x` as [`QuantEmbedding::with_activations`] says.
     pub fn project<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        quant_matmul(x, self.weight.val(), self.desc, Activations::Float)
+        quant_matmul(x, self.weight.val(), self.desc, self.activations)
+    }
+
+    /// The table's output projection reading its input as `activations` says
+    /// ([`Activations::Float`] when built; [`Activations::Int8`] as
+    /// [`crate::nn::QuantLinear::with_activations`] describes). The lookup is unchanged.
+    pub fn with_activations(mut self, activations: Activations) -> Self {
+        // the table is in the GGUF layout, which every product reads int8 activations from
+        self.activations = activations;
+        self
+    }
+
+    /// How the output projection reads its input.
+    pub fn activations(&self) -> Activations {
+        self.activations
     }
 }
 
@@ -157,6 +175,16 @@ impl GgufEmbedding {
                 let shape: [usize; D2] = shape.try_into().expect("D2 = D + 1");
                 t.val().select(0, ids.flatten::<1>(0, D - 1)).reshape(shape)
             }
+        }
+    }
+
+    /// A quantized table's output projection reading its input as `activations` says
+    /// ([`QuantEmbedding::with_activations`]); a float table's multiplies floats whatever it is
+    /// told.
+    pub fn with_activations(self, activations: Activations) -> Self {
+        match self {
+            GgufEmbedding::Quant(q) => GgufEmbedding::Quant(q.with_activations(activations)),
+            dense => dense,
         }
     }
 

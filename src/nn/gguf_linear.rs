@@ -11,7 +11,7 @@ use super::quant_linear::{load_bias, matrix_dims, require_fused_or_float};
 use super::{QuantLinear, QuantLinearError};
 use crate::gguf::GgufFile;
 use crate::ops::LayerLinear;
-use crate::quant::FUSED_TYPES;
+use crate::quant::{Activations, FUSED_TYPES, PackedLayout};
 
 /// A linear layer from a GGUF weight (`ne = [d_input, d_output]`, the layout llama.cpp uses for
 /// every projection): a weight whose type has a fused product stays its GGUF bytes on the device;
@@ -86,6 +86,47 @@ impl GgufLinear {
                     None => LayerLinear::Dense { weight },
                 }
             }
+        }
+    }
+
+    /// The layer reading its activations as `activations` says where its weight can
+    /// ([`QuantLinear::with_activations`]); a dense layer, and a Q6_K weight in its planes asked
+    /// for int8, stay as they are ([`GgufLinear::activations`] tells which).
+    ///
+    /// ```
+    /// # #[cfg(feature = "flex")] {
+    /// use burn::tensor::Device;
+    /// use burn_gguf::nn::{GgufLinear, QuantLinear};
+    /// use burn_gguf::quant::{Activations, GgmlType, PackedLayout, QuantWeightDesc};
+    /// let device = Device::flex();
+    /// let q8 = QuantWeightDesc::of(GgmlType::Q8_0, 1, 32)?;
+    /// let layer = GgufLinear::Quant(QuantLinear::from_gguf_bytes(&[0; 34], q8, None, &device)?);
+    /// let layer = layer.with_activations(Activations::Int8);
+    /// assert_eq!(layer.activations(), Activations::Int8);
+    /// let planes = QuantWeightDesc::new(GgmlType::Q6_K, PackedLayout::Q6kPlanes, 1, 256)?;
+    /// let q6k = QuantLinear::from_gguf_bytes(&[0; 210], planes, None, &device)?;
+    /// let q6k = GgufLinear::Quant(q6k).with_activations(Activations::Int8);
+    /// assert_eq!(q6k.activations(), Activations::Float);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_activations(self, activations: Activations) -> Self {
+        match self {
+            GgufLinear::Quant(q) if q.desc().layout != PackedLayout::Q6kPlanes => {
+                GgufLinear::Quant(
+                    q.with_activations(activations)
+                        .expect("the layout reads both"),
+                )
+            }
+            other => other,
+        }
+    }
+
+    /// How the layer reads its activations ([`Activations::Float`] for a dense one).
+    pub fn activations(&self) -> Activations {
+        match self {
+            GgufLinear::Quant(q) => q.activations(),
+            GgufLinear::Dense(_) => Activations::Float,
         }
     }
 

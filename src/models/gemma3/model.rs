@@ -14,8 +14,9 @@ use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use super::{Gemma3Config, Gemma3Error};
 use crate::models::sampling::Sampler;
-use crate::nn::GgufEmbedding;
+use crate::nn::{GgufEmbedding, GgufLinear};
 use crate::ops::{DecoderLayerConfig, DecoderLayerWeights, Draw, Positions, sample_token};
+use crate::quant::Activations;
 
 /// One transformer block: norms before and after both attention and the MLP.
 #[derive(Module, Debug)]
@@ -114,6 +115,36 @@ impl Gemma3 {
     /// The hyperparameters.
     pub fn config(&self) -> &Gemma3Config {
         &self.config
+    }
+
+    /// The model with every projection, and the tied output head, reading its activations as
+    /// `activations` says where its weight can ([`GgufLinear::with_activations`]: Q6_K's planes
+    /// read float ones). [`Activations::Int8`] rounds each run of activations to int8 before the
+    /// fused product, as llama.cpp does, and multiplies integers: faster on the CPU for every
+    /// type, and on CUDA for most (PERF.md), at the cost of that rounding. The model loads with
+    /// [`Activations::Float`].
+    pub fn with_activations(mut self, activations: Activations) -> Self {
+        let set = |l: GgufLinear| l.with_activations(activations);
+        self.embed = self.embed.with_activations(activations);
+        self.layers = (self.layers.into_iter())
+            .map(|mut b| {
+                let (a, m) = (b.attn, b.mlp);
+                b.attn = Attention {
+                    q: set(a.q),
+                    k: set(a.k),
+                    v: set(a.v),
+                    o: set(a.o),
+                    ..a
+                };
+                b.mlp = Mlp {
+                    gate: set(m.gate),
+                    up: set(m.up),
+                    down: set(m.down),
+                };
+                b
+            })
+            .collect();
+        self
     }
 
     /// Runs `tokens` (the positions after those in `cache`, which it extends) and returns the

@@ -9,10 +9,9 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Bytes, DType};
 
 use super::flex::words;
-use crate::cpu::{self, KvCache, LayerShape, LayerWeights, Weight};
+use crate::cpu::{self, KvCache, LayerShape, LayerWeights, Projection, Weight};
 use crate::ops::Positions;
 use crate::ops::layer::{self, DecoderLayerConfig, DecoderLayerWeights, KvBuffers, LayerLinear};
-use crate::quant::Activations;
 
 /// The layer over `x` `[batch, t, d_model]` (see
 /// [`TransformerBackend::decoder_layer`](crate::ops::TransformerBackend::decoder_layer)).
@@ -76,7 +75,7 @@ pub(super) fn decoder_layer(
 
 /// Whether the layer's call is a decoding step [`cpu::decoder_step`] runs: one sequence, one
 /// token, every tensor contiguous f32 from its storage's start (the buffers `[1, kv_heads,
-/// capacity, head_dim]`), every projection quantized without a bias, reading float activations.
+/// capacity, head_dim]`), every projection quantized without a bias.
 fn is_step(
     x: &FlexTensor,
     w: &DecoderLayerWeights<Flex>,
@@ -98,15 +97,7 @@ fn is_step(
     };
     let quant = [&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down]
         .iter()
-        .all(|l| {
-            matches!(
-                l,
-                LayerLinear::Quant {
-                    activations: Activations::Float,
-                    ..
-                }
-            )
-        });
+        .all(|l| matches!(l, LayerLinear::Quant { .. }));
     let norms = [&w.attn_norm, &w.q_norm, &w.k_norm, &w.post_attn_norm];
     let norms = norms.into_iter().chain([&w.ffn_norm, &w.post_ffn_norm]);
     one_token
@@ -124,12 +115,17 @@ fn f(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("checked: contiguous f32")
 }
 
-/// A quantized projection's weight.
-fn weight(l: &LayerLinear<Flex>) -> Weight<'_> {
+/// A quantized projection's weight and how it reads its input.
+fn weight(l: &LayerLinear<Flex>) -> Projection<'_> {
     match l {
-        LayerLinear::Quant { words: t, desc, .. } => {
-            Weight::new(words(t), *desc).unwrap_or_else(|e| panic!("{e}"))
-        }
+        LayerLinear::Quant {
+            words: t,
+            desc,
+            activations,
+        } => Projection {
+            weight: Weight::new(words(t), *desc).unwrap_or_else(|e| panic!("{e}")),
+            activations: *activations,
+        },
         _ => unreachable!("checked: every projection quantized"),
     }
 }
@@ -154,9 +150,14 @@ mod tests {
         )
     }
 
-    /// A random weight `[out, inp]` of type `t`: random bytes, every f16 scale (and min) of a
-    /// block a small positive normal value.
-    fn weight(rng: &mut Rng, t: GgmlType, out: usize, inp: usize) -> LayerLinear<Flex> {
+    /// A random weight `[out, inp]` of type `t` read as `activations` say: random bytes, every
+    /// f16 scale (and min) of a block a small positive normal value.
+    fn weight(
+        rng: &mut Rng,
+        t: GgmlType,
+        (out, inp): (usize, usize),
+        activations: Activations,
+    ) -> LayerLinear<Flex> {
         let desc = QuantWeightDesc::new(t, PackedLayout::Gguf, out, inp).expect("shape");
         let size = t.type_size().expect("block type") as usize;
         let halves: &[usize] = match t {
@@ -181,14 +182,15 @@ mod tests {
         LayerLinear::Quant {
             words,
             desc,
-            activations: Activations::Float,
+            activations,
         }
     }
 
     /// The decoding step's fused layer gives the op-by-op layer's output and key/value buffers
     /// bit for bit: global and sliding-window attention, grouped query heads, a cache already
     /// holding earlier positions, every projection of another format (Q6_K and the other
-    /// formats' decoders).
+    /// formats' decoders), float and int8 activations (every projection, or some: an input
+    /// rounded for readers of one or several run shapes, or for one reader among float ones).
     #[test]
     fn fused_step_is_the_op_by_op_layer() {
         let seed = std::time::SystemTime::now()
@@ -197,8 +199,15 @@ mod tests {
             | 1;
         let mut rng = Rng(seed);
         let (d, nh, nkv, hd, d_ff, cap) = (256, 4, 2, 64, 512, 37);
-        for (position, window) in [(0, None), (20, None), (29, Some(8)), (36, Some(64))] {
-            let what = format!("seed {seed}, position {position}, window {window:?}");
+        let (f, i) = (Activations::Float, Activations::Int8);
+        for (position, window, acts) in [
+            (0, None, [f; 7]),
+            (20, None, [i; 7]),
+            (29, Some(8), [i, f, i, f, f, i, i]),
+            (36, Some(64), [f, i, f, i, i, f, f]),
+        ] {
+            let [aq, ak, av, ao, ag, au, ad] = acts;
+            let what = format!("seed {seed}, position {position}, window {window:?}, {acts:?}");
             let config = DecoderLayerConfig {
                 n_heads: nh,
                 n_kv_heads: nkv,
@@ -213,17 +222,17 @@ mod tests {
             let (post_attn_norm, ffn_norm, post_ffn_norm) = (norm(d), norm(d), norm(d));
             let w = DecoderLayerWeights::<Flex> {
                 attn_norm,
-                q: weight(&mut rng, GgmlType::Q8_0, nh * hd, d),
-                k: weight(&mut rng, GgmlType::Q4_K, nkv * hd, d),
-                v: weight(&mut rng, GgmlType::Q5_0, nkv * hd, d),
-                o: weight(&mut rng, GgmlType::Q6_K, d, nh * hd),
+                q: weight(&mut rng, GgmlType::Q8_0, (nh * hd, d), aq),
+                k: weight(&mut rng, GgmlType::Q4_K, (nkv * hd, d), ak),
+                v: weight(&mut rng, GgmlType::Q5_0, (nkv * hd, d), av),
+                o: weight(&mut rng, GgmlType::Q6_K, (d, nh * hd), ao),
                 q_norm,
                 k_norm,
                 post_attn_norm,
                 ffn_norm,
-                gate: weight(&mut rng, GgmlType::Q4_0, d_ff, d),
-                up: weight(&mut rng, GgmlType::Q5_K, d_ff, d),
-                down: weight(&mut rng, GgmlType::Q6_K, d, d_ff),
+                gate: weight(&mut rng, GgmlType::Q4_0, (d_ff, d), ag),
+                up: weight(&mut rng, GgmlType::Q5_K, (d_ff, d), au),
+                down: weight(&mut rng, GgmlType::Q6_K, (d, d_ff), ad),
                 post_ffn_norm,
             };
             let (cos, sin) = rope_tables(cap, hd, 10_000.0, 1.0);
