@@ -98,7 +98,8 @@ struct Args {
     #[arg(long, requires = "bench", value_name = "PATH")]
     llama_bench: Option<PathBuf>,
     /// Round each projection's activations to int8 before its fused product, as llama.cpp
-    /// does (`Gemma3::with_activations`): faster on the CPU and on CUDA, the text may differ.
+    /// does (`Gemma3::with_activations`): faster on the CPU, slower on CUDA; the text may part
+    /// from the float model's at a near tie.
     #[arg(long)]
     int8: bool,
     /// Print the sha256 of a file and exit (used by the tests).
