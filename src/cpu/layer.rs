@@ -76,7 +76,7 @@ impl Rounded {
         for p in readers {
             let runs = p.weight.runs();
             if p.activations == Activations::Int8 && rounded.iter().all(|(r, _)| *r != runs) {
-                rounded.push((runs, Int8Rows::new(x, x.len(), runs.0, runs.1)));
+                rounded.push((runs, p.weight.int8_rows(x)));
             }
         }
         Self(rounded)

@@ -85,8 +85,7 @@ pub fn matmul_int8(
 ) -> Result<Vec<f32>, PackError> {
     check_input(x, m, desc.in_features)?;
     let w = Weight::new(words, desc)?;
-    let (run, sub) = w.runs();
-    let xq = int8::Int8Rows::new(x, desc.in_features, run, sub);
+    let xq = w.int8_rows(x);
     Ok(threaded(desc.out_features, m, |r0, r1, out| {
         w.each(&xq, r0, r1, out)
     }))
@@ -216,6 +215,13 @@ impl<'a> Weight<'a> {
                 >(bytes, r0, r1, out));
             }
         }
+    }
+
+    /// `x` (rows of `in_features`) rounded to int8 as this weight's int8 product reads it: in
+    /// runs of its block, with the sums of its sub-blocks ([`Weight::runs`]).
+    fn int8_rows(&self, x: &[f32]) -> int8::Int8Rows {
+        let (run, sub) = self.runs();
+        int8::Int8Rows::new(x, self.desc.in_features, run, sub)
     }
 
     /// The weight's elements a block and a sub-block: the int8 product's runs and sums.

@@ -11,7 +11,7 @@ use super::quant_linear::{load_bias, matrix_dims, require_fused_or_float};
 use super::{QuantLinear, QuantLinearError};
 use crate::gguf::GgufFile;
 use crate::ops::LayerLinear;
-use crate::quant::{Activations, FUSED_TYPES, PackedLayout};
+use crate::quant::{Activations, FUSED_TYPES};
 
 /// A linear layer from a GGUF weight (`ne = [d_input, d_output]`, the layout llama.cpp uses for
 /// every projection): a weight whose type has a fused product stays its GGUF bytes on the device;
@@ -112,12 +112,10 @@ impl GgufLinear {
     /// ```
     pub fn with_activations(self, activations: Activations) -> Self {
         match self {
-            GgufLinear::Quant(q) if q.desc().layout != PackedLayout::Q6kPlanes => {
-                GgufLinear::Quant(
-                    q.with_activations(activations)
-                        .expect("the layout reads both"),
-                )
-            }
+            GgufLinear::Quant(q) if q.desc().layout.reads_int8() => GgufLinear::Quant(
+                q.with_activations(activations)
+                    .expect("the layout reads both"),
+            ),
             other => other,
         }
     }

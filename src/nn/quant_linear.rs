@@ -11,7 +11,7 @@ use thiserror::Error;
 use super::load::load_float_tensor;
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::ops::{LayerLinear, QuantWeight, quant_dequantize, quant_matmul};
-use crate::quant::{Activations, BlockQ6K, PackError, PackedLayout, QuantWeightDesc, q6k};
+use crate::quant::{Activations, BlockQ6K, PackError, QuantWeightDesc, q6k};
 
 /// Why a [`QuantLinear`] could not be built.
 #[derive(Debug, Error)]
@@ -205,7 +205,7 @@ impl QuantLinear {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_activations(mut self, activations: Activations) -> Result<Self, PackError> {
-        if activations == Activations::Int8 && self.desc.layout == PackedLayout::Q6kPlanes {
+        if activations == Activations::Int8 && !self.desc.layout.reads_int8() {
             return Err(PackError::Int8Layout {
                 ggml_type: self.desc.ggml_type,
                 layout: self.desc.layout,

@@ -41,6 +41,12 @@ impl PackedLayout {
             PackedLayout::Gguf
         }
     }
+
+    /// Whether the products read int8 activations ([`crate::quant::Activations::Int8`]) from a
+    /// weight in this layout: the generic kernel's layouts (GGUF, interleaved), not Q6_K's planes.
+    pub fn reads_int8(self) -> bool {
+        self != PackedLayout::Q6kPlanes
+    }
 }
 
 /// What a packed quantized weight holds: a `[out_features, in_features]` matrix (GGUF
