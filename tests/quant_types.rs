@@ -364,29 +364,45 @@ fn check_int8_kernel(name: &str, cube: &common::cube::Cube) {
         (9, 7, 2, tuning(2, 1, 4, 3)),
         (2, 13, 5, tuning(1, 1, 1, 1)),
     ];
+    let run = |rng: &mut Rng,
+               w: &Weight,
+               layout: PackedLayout,
+               m: usize,
+               tuning: Option<burn_gguf::kernel::PlanesTuning>| {
+        let desc = w.desc.with_layout(layout).unwrap();
+        let what = format!(
+            "{name} {} {layout:?} K={} N={} M={m} {tuning:?}",
+            w.desc.ggml_type, w.k, w.n
+        );
+        let (x, xq) = int8_x(rng, m * w.k);
+        let p = cube.words(&pack(w.bytes, desc).unwrap());
+        cube.poison(m * w.n);
+        let y = quant_gemv(cube.floats(&x, [m, w.k]), p, desc, Int8, tuning)
+            .unwrap_or_else(|e| panic!("{what}: the kernel did not run: {e}"));
+        check(
+            &what,
+            &common::cube::cube_floats(y),
+            &xq,
+            w,
+            m,
+            false,
+            2f64.powi(-22),
+        );
+    };
     for (ti, &t) in FUSED_TYPES.iter().enumerate() {
         let pool = Pool::new(&mut rng, t, 9 * 16, name);
         let bs = t.block_size().unwrap() as usize;
         for (ci, &(kb, n, m, tuning)) in cases.iter().enumerate() {
-            let w = pool.weight(n, kb * bs);
             // each case in both layouts, over the types
             let layout = [PackedLayout::Gguf, PackedLayout::Interleaved][(ci + ti) % 2];
-            let desc = w.desc.with_layout(layout).unwrap();
-            let what = format!("{name} {t} {layout:?} K={} N={n} M={m} {tuning:?}", w.k);
-            let (x, xq) = int8_x(&mut rng, m * w.k);
-            let p = cube.words(&pack(w.bytes, desc).unwrap());
-            cube.poison(m * n);
-            let y = quant_gemv(cube.floats(&x, [m, w.k]), p, desc, Int8, tuning)
-                .unwrap_or_else(|e| panic!("{what}: the kernel did not run: {e}"));
-            check(
-                &what,
-                &common::cube::cube_floats(y),
-                &xq,
-                &w,
-                m,
-                false,
-                2f64.powi(-22),
-            );
+            run(&mut rng, &pool.weight(n, kb * bs), layout, m, tuning);
+        }
+        // Rows of 14336 (448 runs), both layouts, the default geometry: 7 warps of the GGUF
+        // layout's 8 (`CubeShape::balanced`), 8 of the interleaved layout's.
+        let long = Pool::new(&mut rng, t, 3 * 14336 / bs, name);
+        let w = long.weight(3, 14336);
+        for layout in [PackedLayout::Gguf, PackedLayout::Interleaved] {
+            run(&mut rng, &w, layout, 1, None);
         }
     }
     // A NaN or an infinity among the activations gives NaN in every output of its row (the

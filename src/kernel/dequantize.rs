@@ -201,7 +201,7 @@ pub(super) fn launch(
     }
     let cube_dim = CubeDim::new(&client, n_items);
     let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
-    with_format!(desc.ggml_type, Q => with_words!(desc, L => quant_dequantize_kernel::launch::<Q, L>(
+    with_format!(desc.ggml_type, Q => with_words!(desc, Q, false, L => quant_dequantize_kernel::launch::<Q, L>(
         &client,
         cube_count,
         cube_dim,
@@ -238,7 +238,7 @@ pub(super) fn launch_rows(
     let cube_dim = CubeDim::new(&client, n_items);
     let cube_count = calculate_cube_count_elemwise(&client, n_items, cube_dim);
     let elem = dtype_to_storage_type(dtype);
-    with_format!(desc.ggml_type, Q => with_words!(desc, L => quant_rows_kernel::launch::<Q, L>(
+    with_format!(desc.ggml_type, Q => with_words!(desc, Q, false, L => quant_rows_kernel::launch::<Q, L>(
         &client,
         cube_count,
         cube_dim,

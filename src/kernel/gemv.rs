@@ -23,7 +23,9 @@ use cubecl::{prelude::*, server::CubeCountSelection};
 use cubecl::client::Client;
 use cubecl::device::RuntimeId;
 
-use super::formats::{BlockFormat, WordLayout, codes, unpack, with_format, with_words};
+use super::formats::{
+    BlockFormat, WordLayout, codes, unpack, use_vectors, with_format, with_words,
+};
 use super::reduce::{CubeShape, store_sums};
 use super::{KernelError, PlanesTuning};
 use crate::dims::with_last_dim;
@@ -349,14 +351,17 @@ pub(super) fn launch(
     rows: usize,
     tuning: Option<PlanesTuning>,
 ) -> Result<CubeTensor, KernelError> {
-    let g = gemv_shape(&x.client, x.device.runtime(), desc, rows, tuning);
+    let runtime = x.device.runtime();
+    let g = gemv_shape(&x.client, runtime, desc, rows, tuning);
     let l = Launch::new(&x, desc, g);
     // SAFETY: every index stays in bounds: the caller checked that `packed` holds exactly the
     // words of `desc` in its layout (whole blocks, padded to whole groups of 32 when interleaved;
-    // a four-byte read's second word is capped at the last one, `formats::load_u32`) and `x` has `rows · in_features` elements (a multiple of
-    // 32, read four at a time); the kernel decodes rows < out_features only and writes
-    // y[mi · n + row] for row < out_features, mi < rows.
-    with_format!(desc.ggml_type, Q => with_words!(desc, L => unsafe {
+    // a four-byte read's second word is capped at the last one, `formats::load_u32`; a 16-byte
+    // read of `formats::GgufVectors` holds words of one block, whose 16-byte multiple size puts
+    // it on a 16-byte boundary of the buffer, which CUDA allocates 512-aligned) and `x` has
+    // `rows · in_features` elements (a multiple of 32, read four at a time); the kernel decodes
+    // rows < out_features only and writes y[mi · n + row] for row < out_features, mi < rows.
+    with_format!(desc.ggml_type, Q => with_words!(desc, Q, use_vectors(runtime), L => unsafe {
         quant_gemv_kernel::launch_unchecked::<Q, L>(
             &l.client,
             l.cube_count.clone(),
@@ -425,11 +430,12 @@ pub(super) fn launch_gated(
     desc: QuantWeightDesc,
     rows: usize,
 ) -> Result<CubeTensor, KernelError> {
-    let g = gated_shape(&x.client, x.device.runtime(), desc, rows);
+    let runtime = x.device.runtime();
+    let g = gated_shape(&x.client, runtime, desc, rows);
     let l = Launch::new(&x, desc, g);
     // SAFETY: as in `launch`, for each of the two weights (both exactly the words of
     // `desc`).
-    with_format!(desc.ggml_type, Q => with_words!(desc, L => unsafe {
+    with_format!(desc.ggml_type, Q => with_words!(desc, Q, use_vectors(runtime), L => unsafe {
         quant_gemv_gated_kernel::launch_unchecked::<Q, L>(
             &l.client,
             l.cube_count.clone(),

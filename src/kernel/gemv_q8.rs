@@ -17,7 +17,7 @@ use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KernelError;
 use super::PlanesTuning;
-use super::formats::{BlockFormat, Geometry, WordLayout, with_format, with_words};
+use super::formats::{BlockFormat, Geometry, WordLayout, use_vectors, with_format, with_words};
 use super::gemv::{Launch, block_at, gemv_shape, item_at, units, zero};
 use super::reduce::{CubeShape, store_sums};
 use crate::quant::{PackedLayout, QuantWeightDesc};
@@ -211,7 +211,8 @@ fn accumulate_q8<V: Size, Q: BlockFormat, L: WordLayout>(
 /// [`Geometry::INT8_GROUPS`] row groups per warp in the GGUF layout (4 in the interleaved one,
 /// whose best geometries scatter); above, 8 rows × 4 warps with 2 groups, which measured 1.0–2.2×
 /// faster at eight rows than the float kernel's 4 rows × 4 warps with 4 groups, for every type
-/// and layout but Q3_K's GGUF layout (0.96×).
+/// and layout but Q3_K's GGUF layout (0.96×). The launch then takes as many of those warps as
+/// keep a row's units busy to its last pass ([`CubeShape::balanced`]).
 fn default_tuning(desc: QuantWeightDesc, rows: usize) -> Result<PlanesTuning, KernelError> {
     let (rows, warps, groups) = if rows > 2 {
         (8, 4, 2)
@@ -260,11 +261,18 @@ pub(super) fn launch(
         DType::F32,
     );
     let dim = CubeDim::new_1d(256);
-    let tuning = match tuning {
-        Some(t) => t,
-        None => default_tuning(desc, rows)?,
+    let runtime = x.device.runtime();
+    let g = match tuning {
+        Some(t) => gemv_shape(&client, runtime, desc, rows, Some(t)),
+        None => gemv_shape(
+            &client,
+            runtime,
+            desc,
+            rows,
+            Some(default_tuning(desc, rows)?),
+        )
+        .balanced(desc.in_features / 32),
     };
-    let g = gemv_shape(&client, x.device.runtime(), desc, rows, Some(tuning));
     let l = Launch::new(&x, desc, g);
     // SAFETY: `x` holds `runs · 32` elements (checked by the caller), read as `runs · 8` vectors
     // of 4; unit i < runs writes xq[2i], xq[2i + 1] (of runs · 2 vectors) and xs[i].
@@ -283,7 +291,7 @@ pub(super) fn launch(
     };
     // SAFETY: as the float kernel's launch: weight reads stay within `desc`'s words, and
     // a unit reads runs `mi · k / 32 + item` < runs of xq and xs, item < k / 32.
-    with_format!(desc.ggml_type, Q => with_words!(desc, L => unsafe {
+    with_format!(desc.ggml_type, Q => with_words!(desc, Q, use_vectors(runtime), L => unsafe {
         quant_gemv_q8_kernel::launch_unchecked::<Q, L>(
             &l.client,
             l.cube_count.clone(),

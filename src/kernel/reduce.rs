@@ -209,6 +209,20 @@ impl CubeShape {
         }
     }
 
+    /// The same shape with the number of warps, of `warps / 2 + 1 ..= warps`, that leaves the
+    /// fewest of a row group's units idle in its last pass over `items` work items (the most
+    /// warps among equals): 7 warps, not 8, for the 448 runs of a row of 14336 (8 warps of one
+    /// row group take two passes over 256 units, the second with 192 of them).
+    pub fn balanced(mut self, items: usize) -> Self {
+        let per_pass = (self.lanes / self.groups) * self.per_iter;
+        let idle = |w: usize| items.div_ceil(per_pass * w) * per_pass * w - items;
+        self.warps = (self.warps / 2 + 1..=self.warps)
+            .rev()
+            .min_by_key(|&w| idle(w))
+            .unwrap_or(self.warps);
+        self
+    }
+
     /// Without plane operations every unit's sums go through shared memory: fewer warps, then
     /// fewer rows, until `m` activation rows' sums fit the 16 KiB WebGPU guarantees.
     pub fn fit_shared_memory(mut self, m: usize) -> Self {
@@ -296,4 +310,69 @@ pub(super) fn cube_sum(v: f32, #[comptime] how: CubeSum) -> f32 {
         total = red[0];
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CubeShape;
+
+    fn shape(warps: usize, groups: usize, per_iter: usize) -> CubeShape {
+        CubeShape {
+            rows: 2,
+            warps,
+            lanes: 32,
+            groups,
+            per_iter,
+            use_plane: true,
+        }
+    }
+
+    /// Units of a row group idle in the last pass, counted from scratch: `items` dealt out one
+    /// per unit and pass.
+    fn idle(items: usize, units: usize) -> usize {
+        let mut left = items;
+        while left > units {
+            left -= units;
+        }
+        units - left
+    }
+
+    /// `balanced` picks, among `warps / 2 + 1 ..= warps`, the warps that idle the fewest
+    /// units in the last pass, the most warps among equals; and only the warp count changes.
+    #[test]
+    fn balanced_warps_idle_fewest_units() {
+        // a row of 14336 (448 runs): 8 warps of one group make two passes, the second of 192
+        // units out of 256; 7 warps make two full passes
+        assert_eq!(shape(8, 1, 1).balanced(448).warps, 7);
+        assert_eq!(shape(8, 2, 1).balanced(448).warps, 7);
+        // already even: 4096 (128 runs), and 2048 (64) with the warps the launch caps it at
+        assert_eq!(shape(8, 2, 1).balanced(128).warps, 8);
+        assert_eq!(shape(2, 1, 1).balanced(64).warps, 2);
+        for groups in [1, 2, 4, 32] {
+            for per_iter in [1, 2, 3] {
+                for warps in 1..=8 {
+                    for items in 1..=2000 {
+                        let s = shape(warps, groups, per_iter);
+                        let b = s.balanced(items);
+                        let per_warp = 32 / groups * per_iter;
+                        let best = (warps / 2 + 1..=warps)
+                            .map(|w| idle(items, per_warp * w))
+                            .min()
+                            .unwrap();
+                        let got = idle(items, per_warp * b.warps);
+                        assert!((warps / 2 + 1..=warps).contains(&b.warps));
+                        assert_eq!(got, best, "{warps} warps, g{groups}, {items} items");
+                        assert!(
+                            (b.warps + 1..=warps).all(|w| idle(items, per_warp * w) > best),
+                            "{warps} warps, g{groups}, {items} items: not the most warps"
+                        );
+                        assert_eq!(
+                            (b.rows, b.lanes, b.groups, b.per_iter),
+                            (2, 32, groups, per_iter)
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -81,7 +81,7 @@ pub trait BlockFormat: Geometry {
     /// element `4j + i` in byte `i`): what an integer dot product takes, and what [`unpack`]
     /// turns into exact floats. [`codes`] decodes all eight, a word at a time, so each format's
     /// decoder is one function of the run and the word.
-    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32;
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, #[comptime] j: usize) -> u32;
 }
 
 /// The 32 codes of run `r` of the block `bb`, as [`BlockFormat::word`] gives them, into
@@ -117,6 +117,10 @@ pub trait WordLayout: Words {
     fn shift(bb: usize, c: usize) -> u32;
     /// The index of the word of the same block after word `i`.
     fn next(i: usize) -> usize;
+    /// Word `j` of the field at byte `c` of block `bb`, `w[word(bb, c, j)]`, for a format whose
+    /// blocks are a multiple of 16 bytes and a field at a multiple of 16 (so every four words of
+    /// it, from its first, are 16 aligned bytes): what [`GgufVectors`] loads four words at a time.
+    fn field_word(w: &[u32], bb: usize, c: usize, #[comptime] j: usize) -> u32;
 }
 
 /// [`crate::quant::PackedLayout::Gguf`]: the GGUF bytes in order; a block's handle is its first
@@ -142,6 +146,56 @@ impl WordLayout for GgufWords {
     fn next(i: usize) -> usize {
         i + 1
     }
+    fn field_word(w: &[u32], bb: usize, c: usize, #[comptime] j: usize) -> u32 {
+        w[Self::word(bb, c, j)]
+    }
+}
+
+/// [`crate::quant::PackedLayout::Gguf`] as [`GgufWords`] reads it, but for the fields of a
+/// format whose blocks are a multiple of 16 bytes (Q4_K, Q5_K): [`WordLayout::field_word`] loads
+/// the 16 bytes that hold the word, and the field's three other words in them come from the same
+/// load (the device compiler merges the identical loads). A quarter of the load instructions:
+/// the products of those
+/// formats at one activation row are bound by the L1 cache's requests, not by memory (PERF.md,
+/// session 29). It reinterprets the words as 16-byte vectors, which CubeCL's WGSL compiler
+/// cannot express (`cubecl-std`'s `ReinterpretSlice`: not supported on wgpu), and only in
+/// kernels launched unchecked; [`use_vectors`] says where the launches take it.
+pub struct GgufVectors;
+
+impl Words for GgufVectors {
+    const WORD_BLOCKS: bool = false;
+    const BLOCKS_INNER: bool = false;
+}
+
+#[cube]
+impl WordLayout for GgufVectors {
+    fn block<Q: Geometry>(gb: usize) -> usize {
+        comptime!(assert!(
+            Q::BYTES.is_multiple_of(16),
+            "GgufVectors: blocks of a multiple of 16 bytes only"
+        ));
+        gb * comptime!(Q::BYTES)
+    }
+    fn word(bb: usize, c: usize, j: usize) -> usize {
+        GgufWords::word(bb, c, j)
+    }
+    fn shift(bb: usize, c: usize) -> u32 {
+        GgufWords::shift(bb, c)
+    }
+    fn next(i: usize) -> usize {
+        GgufWords::next(i)
+    }
+    fn field_word(w: &[u32], bb: usize, c: usize, #[comptime] j: usize) -> u32 {
+        let v = w.as_vectorized().with_vector_size::<Const<4>>();
+        v[(bb + c) / 16 + comptime!(j / 4)].extract(comptime!(j % 4))
+    }
+}
+
+/// Whether the products' launches on `runtime` read [`GgufVectors`] (for the formats it takes):
+/// CUDA, where it was measured. Not wgpu, whose WGSL compiler cannot reinterpret a buffer's
+/// words as vectors; not Metal or HIP, where it was never run.
+pub(crate) fn use_vectors(runtime: cubecl::device::RuntimeId) -> bool {
+    runtime == cubecl::device::RuntimeId::Cuda
 }
 
 /// [`crate::quant::PackedLayout::Interleaved`]: each block zero-padded to whole words (`P` of
@@ -169,6 +223,9 @@ impl WordLayout for InterleavedWords {
     }
     fn next(i: usize) -> usize {
         i + 32
+    }
+    fn field_word(w: &[u32], bb: usize, c: usize, #[comptime] j: usize) -> u32 {
+        w[Self::word(bb, c, j)]
     }
 }
 
@@ -226,13 +283,19 @@ macro_rules! with_format {
 pub(crate) use with_format;
 
 /// Runs `$body` with `$L` the [`WordLayout`] of the layout of `$desc` (a
-/// [`crate::quant::QuantWeightDesc`]), or evaluates to `Err(KernelError::Layout)` for a layout
-/// the generic kernels do not read (Q6_K's planes, which have their own).
+/// [`crate::quant::QuantWeightDesc`]) for the [`BlockFormat`] `$Q`, or evaluates to
+/// `Err(KernelError::Layout)` for a layout the generic kernels do not read (Q6_K's planes, which
+/// have their own). `$vectors` (a kernel launched unchecked, on a runtime of [`use_vectors`]):
+/// the GGUF layout of a format of 16-byte multiple blocks as [`GgufVectors`].
 macro_rules! with_words {
-    ($desc:expr, $L:ident => $body:expr) => {{
+    ($desc:expr, $Q:ty, $vectors:expr, $L:ident => $body:expr) => {{
         use $crate::kernel::formats as f;
         use $crate::quant::PackedLayout as P;
         match $desc.layout {
+            P::Gguf if $vectors && <$Q as f::Geometry>::BYTES % 16 == 0 => {
+                type $L = f::GgufVectors;
+                Ok($body)
+            }
             P::Gguf => {
                 type $L = f::GgufWords;
                 Ok($body)
@@ -391,20 +454,22 @@ pub fn one_scale(d: f32, m: f32) -> RunScales {
 
 /// The scales of run `r` (sub-block `r`, 0..8) of the Q4_K / Q5_K block `bb`: `d · sc`
 /// and `dmin · m` with `(sc, m)` the sub-block's six-bit pair from the 12 scale bytes at
-/// byte 4 (ggml's `get_scale_min_k4`). Branch-free: both of ggml's cases are formed from
-/// in-bounds bytes and one is selected.
+/// byte 4 (ggml's `get_scale_min_k4`). The block's first 16 bytes are its four first words
+/// ([`WordLayout::field_word`]: one load in [`GgufVectors`]). Branch-free: both of ggml's cases
+/// are formed from in-bounds bytes and one is selected.
 #[cube]
 pub fn k_run_scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales {
-    let lo = r % 4;
-    let a = load_byte::<L>(w, bb, 4 + lo); // r < 4: the scale; else its top two bits
-    let b = load_byte::<L>(w, bb, 8 + lo); // r < 4: the min; else its top two bits
-    let c = load_byte::<L>(w, bb, 12 + lo); // r ≥ 4: the low nibbles of scale and min
+    let head = L::field_word(w, bb, 0usize, 0usize); // d, dmin
+    let shift = (8 * (r % 4)) as u32;
+    let a = (L::field_word(w, bb, 0usize, 1usize) >> shift) & 0xFFu32; // r < 4: the scale; else its top two bits
+    let b = (L::field_word(w, bb, 0usize, 2usize) >> shift) & 0xFFu32; // r < 4: the min; else its top two bits
+    let c = (L::field_word(w, bb, 0usize, 3usize) >> shift) & 0xFFu32; // r ≥ 4: the low nibbles of both
     let high = r >= 4;
     let sc = select(high, (c & 0xFu32) | ((a >> 6u32) << 4u32), a & 63u32);
     let mn = select(high, (c >> 4u32) | ((b >> 6u32) << 4u32), b & 63u32);
     one_scale(
-        load_f16::<L>(w, bb, 0) * f32::cast_from(sc),
-        load_f16::<L>(w, bb, 2) * f32::cast_from(mn),
+        f16_bits_to_f32(head & 0xFFFFu32) * f32::cast_from(sc),
+        f16_bits_to_f32(head >> 16u32) * f32::cast_from(mn),
     )
 }
 

@@ -31,7 +31,7 @@ impl BlockFormat for Q2K {
         }
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, #[comptime] j: usize) -> u32 {
         let v = load_u32::<L>(w, bb, 16 + 32 * (r / 4), j, true);
         let shift = (2 * (r % 4)) as u32;
         pack4(v, shift, 3u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)

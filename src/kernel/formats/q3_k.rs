@@ -38,7 +38,7 @@ impl BlockFormat for Q3K {
         }
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, #[comptime] j: usize) -> u32 {
         let v = load_u32::<L>(w, bb, 32 + 32 * (r / 4), j, comptime!(L::WORD_BLOCKS));
         let shift = (2 * (r % 4)) as u32;
         let hm = load_u32::<L>(w, bb, 0, j, comptime!(L::WORD_BLOCKS));

@@ -22,7 +22,7 @@ impl BlockFormat for Q4_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, #[comptime] j: usize) -> u32 {
         nibble_word::<L>(w, bb, 2, 0u32, j, 0u32, 8u32, false)
     }
 }

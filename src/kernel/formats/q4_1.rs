@@ -22,7 +22,7 @@ impl BlockFormat for Q4_1 {
         one_scale(d, m)
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, #[comptime] j: usize) -> u32 {
         nibble_word::<L>(w, bb, 4, 0u32, j, 0u32, 0u32, true)
     }
 }

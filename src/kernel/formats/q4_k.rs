@@ -4,7 +4,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, WordLayout, k_run_scales, load_u32, pack4};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, k_run_scales, pack4};
 
 /// Q4_K.
 pub struct Q4K;
@@ -22,8 +22,8 @@ impl BlockFormat for Q4K {
         k_run_scales::<L>(w, bb, r)
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
-        let v = load_u32::<L>(w, bb, 16 + 32 * (r / 2), j, true);
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, #[comptime] j: usize) -> u32 {
+        let v = L::field_word(w, bb, 16 + 32 * (r / 2), j);
         let shift = (4 * (r % 2)) as u32;
         pack4(v, shift, 0xFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }

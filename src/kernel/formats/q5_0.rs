@@ -24,7 +24,7 @@ impl BlockFormat for Q5_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, #[comptime] j: usize) -> u32 {
         let qh = load_u32::<L>(w, bb, 2, 0, false);
         nibble_word::<L>(w, bb, 6, qh, j, 1u32, 16u32, false)
     }

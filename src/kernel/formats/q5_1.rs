@@ -24,7 +24,7 @@ impl BlockFormat for Q5_1 {
         one_scale(d, m)
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, #[comptime] j: usize) -> u32 {
         let qh = load_u32::<L>(w, bb, 4, 0, true);
         nibble_word::<L>(w, bb, 8, qh, j, 1u32, 0u32, true)
     }

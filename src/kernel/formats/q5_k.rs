@@ -3,7 +3,7 @@
 
 use cubecl::prelude::*;
 
-use super::{BlockFormat, Geometry, RunScales, WordLayout, k_run_scales, load_u32, pack4};
+use super::{BlockFormat, Geometry, RunScales, WordLayout, k_run_scales, pack4};
 
 /// Q5_K.
 pub struct Q5K;
@@ -23,10 +23,10 @@ impl BlockFormat for Q5K {
         k_run_scales::<L>(w, bb, r)
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, j: usize) -> u32 {
-        let v = load_u32::<L>(w, bb, 48 + 32 * (r / 2), j, true);
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, #[comptime] j: usize) -> u32 {
+        let v = L::field_word(w, bb, 48 + 32 * (r / 2), j);
         let shift = (4 * (r % 2)) as u32;
-        let qh = load_u32::<L>(w, bb, 16, j, true);
+        let qh = L::field_word(w, bb, 16, j);
         pack4(v, shift, 0xFu32, qh, r as u32, 8u32, 1u32, 4u32, 0u32)
     }
 }

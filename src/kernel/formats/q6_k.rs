@@ -34,7 +34,7 @@ impl BlockFormat for Q6K {
         }
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, t: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, r: usize, #[comptime] t: usize) -> u32 {
         let h = r / 4;
         let j = r % 4;
         let v = load_u32::<L>(w, bb, 64 * h + 32 * (j % 2), t, comptime!(L::WORD_BLOCKS));

@@ -24,7 +24,7 @@ impl BlockFormat for Q8_0 {
         one_scale(d, 0.0f32)
     }
 
-    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, j: usize) -> u32 {
+    fn word<L: WordLayout>(w: &[u32], bb: usize, _r: usize, #[comptime] j: usize) -> u32 {
         let v = load_u32::<L>(w, bb, 2, j, false);
         pack4(v, 0u32, 0xFFu32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32)
     }
