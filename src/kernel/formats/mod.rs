@@ -155,9 +155,8 @@ impl WordLayout for GgufWords {
 /// format whose blocks are a multiple of 16 bytes (Q4_K, Q5_K): [`WordLayout::field_word`] loads
 /// the 16 bytes that hold the word, and the field's three other words in them come from the same
 /// load (the device compiler merges the identical loads). A quarter of the load instructions:
-/// the products of those
-/// formats at one activation row are bound by the L1 cache's requests, not by memory (PERF.md,
-/// session 29). It reinterprets the words as 16-byte vectors, which CubeCL's WGSL compiler
+/// the products of those formats at one activation row are bound by the L1 cache's requests,
+/// not by memory (PERF.md, session 29). It reinterprets the words as 16-byte vectors, which CubeCL's WGSL compiler
 /// cannot express (`cubecl-std`'s `ReinterpretSlice`: not supported on wgpu), and only in
 /// kernels launched unchecked; [`use_vectors`] says where the launches take it.
 pub struct GgufVectors;
@@ -459,11 +458,13 @@ pub fn one_scale(d: f32, m: f32) -> RunScales {
 /// are formed from in-bounds bytes and one is selected.
 #[cube]
 pub fn k_run_scales<L: WordLayout>(w: &[u32], bb: usize, r: usize) -> RunScales {
-    let head = L::field_word(w, bb, 0usize, 0usize); // d, dmin
+    // d and dmin; then byte r % 4 of the scale bytes 4.., 8.. and 12..: for r < 4 the scale
+    // and the min, else their top two bits, and (r ≥ 4) the low nibbles of both
+    let head = L::field_word(w, bb, 0usize, 0usize);
     let shift = (8 * (r % 4)) as u32;
-    let a = (L::field_word(w, bb, 0usize, 1usize) >> shift) & 0xFFu32; // r < 4: the scale; else its top two bits
-    let b = (L::field_word(w, bb, 0usize, 2usize) >> shift) & 0xFFu32; // r < 4: the min; else its top two bits
-    let c = (L::field_word(w, bb, 0usize, 3usize) >> shift) & 0xFFu32; // r ≥ 4: the low nibbles of both
+    let a = (L::field_word(w, bb, 0usize, 1usize) >> shift) & 0xFFu32;
+    let b = (L::field_word(w, bb, 0usize, 2usize) >> shift) & 0xFFu32;
+    let c = (L::field_word(w, bb, 0usize, 3usize) >> shift) & 0xFFu32;
     let high = r >= 4;
     let sc = select(high, (c & 0xFu32) | ((a >> 6u32) << 4u32), a & 63u32);
     let mn = select(high, (c >> 4u32) | ((b >> 6u32) << 4u32), b & 63u32);
