@@ -22,9 +22,11 @@ pub enum Activations {
     /// CubeCL kernels, ggml's `q8_1` as its CUDA kernels round), and on the CPU (Flex,
     /// [`crate::cpu::matmul_int8`]) the weight's block, 32 or 256 for the K formats (ggml's
     /// `q8_0` and `q8_K`, as its CPU products round). The kernels take it in the GGUF and
-    /// interleaved layouts; the CPU in every layout it reads, multiplying the K formats as
-    /// integers and the formats of 32-weight blocks with its float product (faster for them
-    /// there). Applies to the fused product's rows (up to [`crate::ops::FUSED_MAX_ROWS`]);
-    /// larger batches multiply the activations as given.
+    /// interleaved layouts, the CPU in every layout it reads; both multiply every type's codes
+    /// as integers. Where the compiler has no four-way integer dot product (WGSL on wgpu, and
+    /// Metal's) the kernels use CubeCL's polyfill: on an H200's Vulkan about as fast as
+    /// [`Self::Float`] at one row and about half as fast at eight (PERF.md, sessions 28–30), so
+    /// keep `Float` on wgpu. Metal was never measured. Applies to the fused product's rows (up to
+    /// [`crate::ops::FUSED_MAX_ROWS`]); larger batches multiply the activations as given.
     Int8,
 }
