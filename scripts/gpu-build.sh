@@ -3,14 +3,25 @@
 # machine (no nvcc needed: cudarc loads libcuda/libnvrtc at run time) and puts them, compressed,
 # in .gpu/ (ignored by git, carried to the device). Keeps its own target dir so the CI build is
 # not invalidated. cubecl-cuda 0.11 links LLVM 23.1: scripts/cuda-llvm.sh installs it offline.
+#
+# GPU_FEATURES picks another feature set, with a target dir of its own. The one other set in use:
+# GPU_FEATURES=wgpu,flex,autodiff,burn/vulkan (Burn's `vulkan` feature, as an application that
+# enables it gets: CubeCL compiles the kernels to SPIR-V on a capable Vulkan adapter instead of
+# WGSL; no CUDA, so no LLVM), run there by scripts/gpu-vulkan.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/cuda-llvm.sh >/dev/null
+features=${GPU_FEATURES:-cuda,wgpu,flex,autodiff}
+case ",$features," in *,cuda,*) bash scripts/cuda-llvm.sh >/dev/null ;; esac
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
-export CARGO_TARGET_DIR=${BURN_GGUF_GPU_TARGET:-$HOME/.cache/burn-gguf/target-gpu}
+if [ "$features" = cuda,wgpu,flex,autodiff ]; then
+    default_target=$HOME/.cache/burn-gguf/target-gpu
+else
+    default_target=$HOME/.cache/burn-gguf/target-gpu-$(echo "$features" | tr ',/' '-_')
+fi
+export CARGO_TARGET_DIR=${BURN_GGUF_GPU_TARGET:-$default_target}
 # test_bin NAME: builds tests/NAME.rs and prints the executable's path.
 test_bin() {
-    cargo test --release --features cuda,wgpu,flex,autodiff --test "$1" --no-run --message-format=json \
+    cargo test --release --no-default-features --features "$features" --test "$1" --no-run --message-format=json \
         | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
@@ -27,7 +38,7 @@ for b in $binaries; do
         q6k_matmul|quant_types|transformer_ops) strip -o ".gpu/$b" "$(test_bin "$b")" ;;
         gemma3_test) strip -o .gpu/gemma3_test "$(test_bin gemma3)" ;;
         # The benchmark and the examples, same features.
-        *) cargo build --release --features cuda,wgpu,flex,autodiff --example "$b"
+        *) cargo build --release --no-default-features --features "$features" --example "$b"
            strip -o ".gpu/$b" "$CARGO_TARGET_DIR/release/examples/$b" ;;
     esac
     gzip -9f ".gpu/$b"
