@@ -28,8 +28,9 @@ pub enum Activations {
     /// [`Self::Float`] at one row and about half as fast at eight (PERF.md, sessions 28–30), so
     /// keep `Float` on wgpu through WGSL. With Burn's `vulkan` feature CubeCL compiles the
     /// kernels to SPIR-V on a capable Vulkan adapter, with the device's own dot product: there
-    /// `Int8` is 1.1–1.7× as fast as `Float` (an H200, PERF.md session 31). Metal was never
-    /// measured. Applies to the fused product's rows (up to
+    /// the `Int8` kernel is 1.1–1.7× as fast as `Float`'s (an H200, PERF.md session 31), though
+    /// Gemma 3's decoding was not faster with it (session 32). Metal was never measured.
+    /// Applies to the fused product's rows (up to
     /// [`crate::ops::FUSED_MAX_ROWS`]); larger batches multiply the activations as given.
     Int8,
 }
